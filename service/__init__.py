@@ -1,0 +1,1 @@
+"""LRP explanation service: a REST microservice around the graph-based LRP engine in `service.lrp`."""

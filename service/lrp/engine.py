@@ -1,0 +1,278 @@
+"""The LRP engine: one forward and one relevance backward over the graph, batched over samples.
+
+The output relevance is seeded as one-hot(target) * logit; every node, in reverse execution order, hands
+its relevance to its inputs by its rule, and relevance arriving at a tensor from several readers is summed.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from service.lrp import canonize, composites, ops
+from service.lrp import graph as ir
+from service.lrp.affine import AffineOp
+from service.lrp.errors import ExplanationInputError
+from service.lrp.params import LRPParams
+from service.lrp.rules import RULES, RuleInput, WeightVariants
+from service.lrp.trace import graph_from_module
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Relevance (shaped like the input), the model's output, the explained logits and the targets."""
+
+    relevance: torch.Tensor
+    output: torch.Tensor
+    logits: torch.Tensor
+    targets: torch.Tensor
+    layers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def target_logits(self) -> torch.Tensor:
+        """The logit of each sample's target class: the relevance the backward pass starts from."""
+        return self.logits.gather(1, self.targets[:, None])[:, 0]
+
+    @property
+    def relevance_sum(self) -> torch.Tensor:
+        """Sum of the input relevance of each sample."""
+        return self.relevance.flatten(1).sum(1)
+
+    @property
+    def conservation_delta(self) -> torch.Tensor:
+        """logit[target] - sum(R): zero only for conservative rules on bias-free models."""
+        return self.target_logits - self.relevance_sum
+
+
+class PreparedModel:
+    """A model ready for LRP: private parameter copies, BatchNorm folded, modified weights cached.
+
+    Immutable after construction except for caches, so concurrent explains on one instance are safe.
+    """
+
+    def __init__(self, graph: ir.Graph) -> None:
+        self.graph = graph
+        self._nonnegative = ops.nonnegative_outputs(graph)
+        variants: dict[int, WeightVariants] = {}
+        self._affine: dict[str, tuple[AffineOp, WeightVariants]] = {}
+        for node in graph.affine_nodes():
+            weight = node.params["weight"]
+            shared = variants.setdefault(id(weight), WeightVariants(weight, node.params.get("bias")))
+            self._affine[node.name] = (AffineOp.from_node(node), shared)
+        self._assignments: dict[tuple[Any, ...], dict[str, str]] = {}
+        self._lock = threading.Lock()
+        first = next((t for n in graph.nodes for t in n.params.values()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
+        self.dtype = first.dtype if first is not None else torch.get_default_dtype()
+
+    @classmethod
+    def from_graph(cls, graph: ir.Graph) -> PreparedModel:
+        """Copy the graph's tensors and fold its BatchNorms; the graph itself is left untouched."""
+        return cls(canonize.fold_batchnorm(canonize.copy_params(graph)))
+
+    @classmethod
+    def from_module(cls, model: nn.Module) -> PreparedModel:
+        """Trace `model` with torch.fx; raises UnsupportedLayerError naming any layer without a rule."""
+        return cls.from_graph(graph_from_module(model))
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PreparedModel:
+        """A copy on another device or with another floating dtype."""
+        moved: dict[int, torch.Tensor] = {}
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return moved.setdefault(id(t), t.to(device=device, dtype=dtype))
+
+        nodes = tuple(n.with_params({k: move(v) for k, v in n.params.items()}) for n in self.graph.nodes)
+        return PreparedModel(ir.Graph(nodes, self.graph.output, self.graph.output_activation, self.graph.folded))
+
+    # -- rules -------------------------------------------------------------------------------------------
+    def rules(self, composite: str | Mapping[str, Any] | composites.Composite) -> dict[str, str]:
+        """The rule of every Linear/Conv node under `composite`, by node name (cached)."""
+        resolved = composites.resolve(composite)
+        key = resolved.key()
+        found = self._assignments.get(key)
+        if found is None:
+            found = resolved.assign(self.graph)
+            with self._lock:
+                self._assignments[key] = found
+        return found
+
+    def layer_rules(self, composite: str | Mapping[str, Any] = "epsilon_plus_flat") -> list[dict[str, str]]:
+        """Every layer with its op and rule (folded BatchNorms listed as folded), for documentation."""
+        assigned = self.rules(composite)
+        listed = []
+        for node in self.graph.nodes[1:]:
+            rule = assigned.get(node.name) or composites.FIXED_RULES.get(node.op, "")
+            listed.append({"name": node.label, "node": node.name, "op": node.op, "rule": rule})
+        for batchnorm, into in self.graph.folded.items():
+            listed.append({"name": batchnorm, "node": batchnorm, "op": ir.BATCHNORM, "rule": f"folded into {into}"})
+        return listed
+
+    # -- passes ------------------------------------------------------------------------------------------
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise ExplanationInputError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 2:
+            raise ExplanationInputError(f"x must have a batch dimension first; got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ExplanationInputError(f"x must be a floating-point tensor, got {x.dtype}")
+        return x.detach().to(device=self.device, dtype=self.dtype)
+
+    def _forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        values: dict[str, torch.Tensor] = {self.graph.input.name: x}
+        saved: dict[str, Any] = {}
+        for node in self.graph.nodes[1:]:
+            args = [values[name] for name in node.inputs]
+            if node.name in self._affine:
+                op, weights = self._affine[node.name]
+                values[node.name] = op.forward(args[0], weights.weight, weights.bias)
+            else:
+                values[node.name], saved[node.name] = ops.FORWARD[node.op](node, args)
+        return values, saved
+
+    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, output): the explained logits and the model's output after its final activation."""
+        with torch.no_grad():
+            logits = self._forward(self._check_input(x))[0][self.graph.output]
+        return logits, self.output_from_logits(logits)
+
+    def output_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Apply the final activation that preparation stripped off."""
+        activation = self.graph.output_activation
+        if activation == "softmax":
+            return logits.softmax(dim=-1)
+        if activation == "log_softmax":
+            return logits.log_softmax(dim=-1)
+        if activation == "sigmoid":
+            return logits.sigmoid()
+        return logits
+
+    def explain(self, x: torch.Tensor, target: Target = None,
+                composite: str | Mapping[str, Any] | composites.Composite = "epsilon_plus_flat",
+                layers: Iterable[str] = (), **params: Any) -> Explanation:
+        """LRP relevance of `target` (None: argmax) for each sample of x; see `service.lrp.explain`."""
+        resolved = composites.resolve(composite)
+        checked = LRPParams.from_kwargs(**params)
+        resolved.check_params(params)
+        assigned = self.rules(resolved)
+        if any(rule == "zbox" for rule in assigned.values()) and (checked.low is None or checked.high is None):
+            raise ExplanationInputError(
+                f"composite '{resolved.name}' uses the zbox rule, which needs the parameters 'low' and 'high' "
+                "(the lowest and highest values the input can take, e.g. low=0, high=1 for pixels in [0, 1])")
+        wanted = self._layer_names(layers)
+        x = self._check_input(x)
+        with torch.no_grad():
+            values, saved = self._forward(x)
+            logits = values[self.graph.output]
+            if logits.dim() != 2:
+                raise ExplanationInputError(
+                    f"the model's output has shape {tuple(logits.shape)}; LRP explains (batch, classes) outputs")
+            targets = _targets(target, logits)
+            seed = torch.zeros_like(logits).scatter_(1, targets[:, None], logits.gather(1, targets[:, None]))
+            relevance, at_layers = self._backward(values, saved, seed, assigned, checked, wanted)
+        return Explanation(relevance, self.output_from_logits(logits), logits, targets, at_layers)
+
+    def _layer_names(self, layers: Iterable[str]) -> dict[str, str]:
+        """Map node name -> requested name for the layers whose relevance the caller wants."""
+        by_label = {n.label: n.name for n in self.graph.nodes} | {n.name: n.name for n in self.graph.nodes}
+        wanted = {}
+        for name in layers:
+            if name not in by_label:
+                raise ExplanationInputError(f"unknown layer '{name}'; layers are {sorted(by_label)}")
+            wanted[by_label[name]] = name
+        return wanted
+
+    def _backward(self, values: dict[str, torch.Tensor], saved: dict[str, Any], seed: torch.Tensor,
+                  assigned: dict[str, str], params: LRPParams,
+                  wanted: dict[str, str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        relevance: dict[str, torch.Tensor] = {self.graph.output: seed}
+        at_layers: dict[str, torch.Tensor] = {}
+        for node in reversed(self.graph.nodes[1:]):
+            incoming = relevance.pop(node.name, None)
+            out = values.pop(node.name)
+            if node.name in wanted:
+                at_layers[wanted[node.name]] = incoming if incoming is not None else torch.zeros_like(out)
+            if incoming is None:
+                continue  # nothing downstream of this node reaches the target
+            args = [values[name] for name in node.inputs]
+            if node.name in self._affine:
+                op, weights = self._affine[node.name]
+                nonneg = node.inputs[0] in self._nonnegative
+                rule_input = RuleInput(op, weights, args[0], out, incoming, params, nonneg)
+                passed = [RULES[assigned[node.name]](rule_input)]
+            else:
+                passed = ops.BACKWARD[node.op](node, args, out, saved.get(node.name), incoming, params.stabilizer)
+            for name, part in zip(node.inputs, passed, strict=True):
+                relevance[name] = relevance[name] + part if name in relevance else part
+        x = values[self.graph.input.name]
+        result = relevance.get(self.graph.input.name, torch.zeros_like(x))
+        return result.reshape(x.shape), at_layers
+
+
+def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """One class index per sample: argmax for None, one int for all, or one per sample; range-checked."""
+    batch, classes = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    if isinstance(target, bool):
+        raise ExplanationInputError("target must be an int class index, not a bool")
+    if isinstance(target, int):
+        chosen = torch.full((batch,), target, dtype=torch.long, device=logits.device)
+    else:
+        values = target.tolist() if isinstance(target, torch.Tensor) else list(target)
+        if len(values) != batch or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+            raise ExplanationInputError(f"target must be one int per sample ({batch} samples), got {values!r}")
+        chosen = torch.tensor(values, dtype=torch.long, device=logits.device)
+    bad = chosen[(chosen < 0) | (chosen >= classes)]
+    if bad.numel():
+        raise ExplanationInputError(
+            f"target {bad[0].item()} is out of range; the model has {classes} classes (0..{classes - 1})")
+    return chosen
+
+
+_prepared: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], PreparedModel]] = weakref.WeakKeyDictionary()
+_prepared_lock = threading.Lock()
+
+
+def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
+    """Identity and version of every tensor: changes when weights are replaced or updated in place."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    return tuple((name, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for name, t in tensors)
+
+
+def prepare(model: nn.Module | PreparedModel) -> PreparedModel:
+    """The PreparedModel of `model`, cached while its parameters are unchanged (in-place updates included;
+    changes made through `.data` bypass the version counter: call `PreparedModel.from_module` then)."""
+    if isinstance(model, PreparedModel):
+        return model
+    if not isinstance(model, nn.Module):
+        raise ExplanationInputError(f"model must be a torch.nn.Module or a PreparedModel, got {type(model).__name__}")
+    fingerprint = _fingerprint(model)
+    with _prepared_lock:
+        cached = _prepared.get(model)
+    if cached is not None and cached[0] == fingerprint:
+        return cached[1]
+    prepared = PreparedModel.from_module(model)
+    with _prepared_lock:
+        _prepared[model] = (fingerprint, prepared)
+    return prepared
+
+
+def explain(model: nn.Module | PreparedModel, x: torch.Tensor, target: Target = None,
+            composite: str | Mapping[str, Any] = "epsilon_plus_flat", layers: Iterable[str] = (),
+            **params: Any) -> Explanation:
+    """LRP of `model` at x: `.relevance` shaped like x, `.output` the model's output.
+
+    target: an int, one int per sample, or None (the argmax); composite: a name from
+    `service.lrp.COMPOSITE_NAMES` or a rule map; params: epsilon, stabilizer, gamma, alpha, beta, low, high;
+    layers: names whose output relevance is returned in `.layers`. The model is never modified.
+    """
+    return prepare(model).explain(x, target, composite, layers, **params)

@@ -1,0 +1,107 @@
+"""The LRP graph IR: a topologically ordered list of nodes, shared by the torch.fx and model.json front doors.
+
+A node's `attrs` hold JSON-serialisable hyperparameters; its `params` hold tensors (a module called twice
+gives two nodes sharing the same tensors). The input is the first node; `output` names the logits node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+# IR operation names.
+INPUT = "input"
+LINEAR = "linear"
+CONV1D = "conv1d"
+CONV2D = "conv2d"
+BATCHNORM = "batchnorm"
+ACTIVATION = "activation"
+MAXPOOL1D = "maxpool1d"
+MAXPOOL2D = "maxpool2d"
+AVGPOOL1D = "avgpool1d"
+AVGPOOL2D = "avgpool2d"
+ADAPTIVE_AVGPOOL1D = "adaptive_avgpool1d"
+ADAPTIVE_AVGPOOL2D = "adaptive_avgpool2d"
+ADD = "add"
+CAT = "cat"
+FLATTEN = "flatten"
+RESHAPE = "reshape"
+
+AFFINE_OPS = frozenset({LINEAR, CONV1D, CONV2D})
+CONV_OPS = frozenset({CONV1D, CONV2D})
+OUTPUT_ACTIVATIONS = ("logits", "softmax", "log_softmax", "sigmoid")
+
+
+@dataclass(frozen=True)
+class Node:
+    """One operation: `op` applied to the outputs of the nodes named in `inputs`."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...] = ()
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    module: str = ""  # the owning module's path ("features.0"); empty for functional calls
+
+    @property
+    def label(self) -> str:
+        """The layer name people know: the module path, or the node name for functional calls."""
+        return self.module or self.name
+
+    def with_params(self, params: Mapping[str, torch.Tensor]) -> Node:
+        """A copy of this node holding other tensors."""
+        return replace(self, params=dict(params))
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Nodes in execution order; `nodes[0]` is the single input, `output` the node whose value is the logits."""
+
+    nodes: tuple[Node, ...]
+    output: str
+    output_activation: str = "logits"
+    folded: Mapping[str, str] = field(default_factory=dict)  # batchnorm node -> affine node it was folded into
+
+    def __post_init__(self) -> None:
+        names = [node.name for node in self.nodes]
+        if len(set(names)) != len(names):
+            raise ValueError("graph node names must be unique")
+        if not self.nodes or self.nodes[0].op != INPUT:
+            raise ValueError("the first graph node must be the input")
+        known: set[str] = set()
+        for node in self.nodes:
+            missing = [name for name in node.inputs if name not in known]
+            if missing:
+                raise ValueError(f"node '{node.name}' reads {missing} before they are computed")
+            known.add(node.name)
+        if self.output not in known:
+            raise ValueError(f"output node '{self.output}' is not in the graph")
+        if self.output_activation not in OUTPUT_ACTIVATIONS:
+            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}")
+
+    @property
+    def input(self) -> Node:
+        """The input node."""
+        return self.nodes[0]
+
+    def node(self, name: str) -> Node:
+        """The node called `name`."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def consumers(self) -> dict[str, list[str]]:
+        """For every node, the names of the nodes that read its output (a node reading twice counts twice)."""
+        users: dict[str, list[str]] = {node.name: [] for node in self.nodes}
+        for node in self.nodes:
+            for name in node.inputs:
+                users[name].append(node.name)
+        return users
+
+    def affine_nodes(self) -> list[Node]:
+        """The Linear and Conv nodes, in execution order."""
+        return [node for node in self.nodes if node.op in AFFINE_OPS]

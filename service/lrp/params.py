@@ -1,0 +1,84 @@
+"""Validated LRP parameters: `epsilon`, `stabilizer`, `gamma`, `alpha`, `beta`, `low`, `high`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from service.lrp.errors import ExplanationInputError
+
+Bound = float | tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class LRPParams:
+    """Parameters of all rules; `low`/`high` are a scalar or one value per input channel (dim 1)."""
+
+    epsilon: float = 1e-6
+    stabilizer: float = 1e-6
+    gamma: float = 0.25
+    alpha: float = 2.0
+    beta: float = 1.0
+    low: Bound | None = None
+    high: Bound | None = None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The accepted parameter names."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_kwargs(cls, **given: Any) -> LRPParams:
+        """Validate user parameters; raise ExplanationInputError saying how to fix a bad one."""
+        unknown = sorted(set(given) - set(cls.names()))
+        if unknown:
+            raise ExplanationInputError(
+                f"unknown LRP parameter(s) {unknown}; accepted parameters are {list(cls.names())}")
+        values: dict[str, Any] = {}
+        for name in ("epsilon", "stabilizer", "gamma", "alpha", "beta"):
+            if given.get(name) is not None:
+                values[name] = _non_negative(name, given[name])
+        for name in ("low", "high"):
+            if given.get(name) is not None:
+                values[name] = _bound(name, given[name])
+        params = cls(**values)
+        if not math.isclose(params.alpha - params.beta, 1.0, rel_tol=0, abs_tol=1e-9):
+            raise ExplanationInputError(
+                f"alpha - beta must equal 1 (got alpha={params.alpha}, beta={params.beta}); "
+                "for example alpha=2, beta=1 or alpha=1, beta=0")
+        if params.low is not None and params.high is not None:
+            low, high = torch.tensor(params.low), torch.tensor(params.high)
+            if low.shape != high.shape and low.numel() != 1 and high.numel() != 1:
+                raise ExplanationInputError("low and high must have the same number of values")
+            if bool((low > high).any()):
+                raise ExplanationInputError(f"low must not exceed high (got low={params.low}, high={params.high})")
+        return params
+
+
+def _non_negative(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ExplanationInputError(f"parameter '{name}' must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ExplanationInputError(f"parameter '{name}' must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _bound(name: str, value: Any) -> Bound:
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if not value:
+            raise ExplanationInputError(f"parameter '{name}' must be a number or a non-empty list of numbers")
+        return tuple(_finite(name, v) for v in value)
+    return _finite(name, value)
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ExplanationInputError(f"parameter '{name}' must be finite numbers, got {value!r}")
+    return float(value)
