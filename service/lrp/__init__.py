@@ -11,6 +11,17 @@ from service.lrp.params import LRPParams
 from service.lrp.rules import RULE_NAMES
 
 __all__ = [
-    "COMPOSITE_NAMES", "RULE_NAMES", "ExplanationInputError", "Explanation", "Graph", "LRPError", "LRPParams",
-    "ModelPreparationError", "Node", "PreparedModel", "UnsupportedLayerError", "explain", "prepare",
+    "COMPOSITE_NAMES",
+    "RULE_NAMES",
+    "Explanation",
+    "ExplanationInputError",
+    "Graph",
+    "LRPError",
+    "LRPParams",
+    "ModelPreparationError",
+    "Node",
+    "PreparedModel",
+    "UnsupportedLayerError",
+    "explain",
+    "prepare",
 ]

@@ -46,7 +46,7 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
             continue
         replaced[source] = layer.with_params(_folded_params(layer, node))
         renamed[node.name] = source
-        folded[node.name] = source
+        folded[node.label] = layer.label
     nodes = []
     for node in graph.nodes:
         if node.name in renamed:

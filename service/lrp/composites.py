@@ -114,5 +114,6 @@ def _rule_table(table: Any, what: str) -> dict[str, str]:
         raise ExplanationInputError(f"rule map \"{what}\" must be an object of {{name: rule}}")
     bad = {k: v for k, v in table.items() if v not in rules.RULE_NAMES}
     if bad:
-        raise ExplanationInputError(f"rule map \"{what}\" has unknown rule(s) {bad}; rules are {list(rules.RULE_NAMES)}")
+        raise ExplanationInputError(
+            f"rule map \"{what}\" has unknown rule(s) {bad}; rules are {list(rules.RULE_NAMES)}")
     return {str(k): str(v) for k, v in table.items()}

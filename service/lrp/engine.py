@@ -157,8 +157,12 @@ class PreparedModel:
 
     def explain(self, x: torch.Tensor, target: Target = None,
                 composite: str | Mapping[str, Any] | composites.Composite = "epsilon_plus_flat",
-                layers: Iterable[str] = (), **params: Any) -> Explanation:
-        """LRP relevance of `target` (None: argmax) for each sample of x; see `service.lrp.explain`."""
+                layers: Iterable[str] = (), output_relevance: torch.Tensor | None = None,
+                **params: Any) -> Explanation:
+        """LRP relevance of `target` (None: argmax) for each sample of x; see `service.lrp.explain`.
+
+        `output_relevance`, when given, replaces the seed one-hot(target) * logit (same shape as the logits).
+        """
         resolved = composites.resolve(composite)
         checked = LRPParams.from_kwargs(**params)
         resolved.check_params(params)
@@ -177,6 +181,12 @@ class PreparedModel:
                     f"the model's output has shape {tuple(logits.shape)}; LRP explains (batch, classes) outputs")
             targets = _targets(target, logits)
             seed = torch.zeros_like(logits).scatter_(1, targets[:, None], logits.gather(1, targets[:, None]))
+            if output_relevance is not None:
+                if output_relevance.shape != logits.shape:
+                    raise ExplanationInputError(
+                        f"output_relevance must have the logits' shape {tuple(logits.shape)}, "
+                        f"got {tuple(output_relevance.shape)}")
+                seed = output_relevance.to(logits)
             relevance, at_layers = self._backward(values, saved, seed, assigned, checked, wanted)
         return Explanation(relevance, self.output_from_logits(logits), logits, targets, at_layers)
 

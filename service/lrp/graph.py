@@ -63,7 +63,7 @@ class Graph:
     nodes: tuple[Node, ...]
     output: str
     output_activation: str = "logits"
-    folded: Mapping[str, str] = field(default_factory=dict)  # batchnorm node -> affine node it was folded into
+    folded: Mapping[str, str] = field(default_factory=dict)  # BatchNorm layer -> the layer it was folded into
 
     def __post_init__(self) -> None:
         names = [node.name for node in self.nodes]

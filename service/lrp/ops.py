@@ -175,7 +175,7 @@ def nonnegative_outputs(graph: ir.Graph) -> set[str]:
     keeps_sign = {ir.MAXPOOL1D, ir.MAXPOOL2D, ir.AVGPOOL1D, ir.AVGPOOL2D, ir.ADAPTIVE_AVGPOOL1D,
                   ir.ADAPTIVE_AVGPOOL2D, ir.FLATTEN, ir.RESHAPE, ir.ADD, ir.CAT}
     for node in graph.nodes:
-        if node.op == ir.ACTIVATION and node.attrs["fn"] in NONNEGATIVE_ACTIVATIONS or (
+        if (node.op == ir.ACTIVATION and node.attrs["fn"] in NONNEGATIVE_ACTIVATIONS) or (
                 node.op in keeps_sign and all(name in found for name in node.inputs)):
             found.add(node.name)
     return found

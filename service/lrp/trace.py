@@ -47,7 +47,7 @@ def _activation_from_module(module: nn.Module) -> dict[str, Any] | None:
         return {"fn": "celu", "alpha": float(module.alpha)}
     if isinstance(module, nn.Softplus):
         return {"fn": "softplus", "beta": float(module.beta), "threshold": float(module.threshold)}
-    if kind is nn.Hardtanh:
+    if isinstance(module, nn.Hardtanh) and kind is nn.Hardtanh:
         return {"fn": "hardtanh", "min_val": float(module.min_val), "max_val": float(module.max_val)}
     return None
 
@@ -84,7 +84,13 @@ class _Converter:
         self.unsupported: list[tuple[str, str]] = []
         self.output_name = ""
         self.output_activation = "logits"
-        self.softmax_nodes: dict[str, tuple[str, str]] = {}  # IR name -> (input name, kind)
+        self.module_params: dict[str, dict[str, torch.Tensor]] = {}  # one detached set per module
+
+    def params_of(self, path: str, module: nn.Module, *names: str) -> dict[str, torch.Tensor]:
+        """The module's tensors, detached once so that a module called twice shares them."""
+        if path not in self.module_params:
+            self.module_params[path] = _params(module, *names)
+        return self.module_params[path]
 
     # -- helpers ---------------------------------------------------------------------------------------
     def ref(self, arg: Any) -> Any:
@@ -99,7 +105,7 @@ class _Converter:
         """The IR name of a tensor argument; anything else is an unsupported use."""
         value = self.ref(arg)
         if not isinstance(value, str):
-            raise _Unsupported(f"{fx_node.op} {fx_node.target!s} with a non-tensor operand")
+            raise _UnsupportedNodeError(f"{fx_node.op} {fx_node.target!s} with a non-tensor operand")
         return value
 
     def emit(self, fx_node: torch.fx.Node, op: str, inputs: Sequence[str], attrs: dict[str, Any] | None = None,
@@ -113,7 +119,7 @@ class _Converter:
         pair = normalize_function(fx_node.target, fx_node.args, fx_node.kwargs,  # type: ignore[arg-type]
                                   normalize_to_only_use_kwargs=True)
         if pair is None:
-            raise _Unsupported(f"call_function {fx_node.target!s} (its arguments could not be read)")
+            raise _UnsupportedNodeError(f"call_function {fx_node.target!s} (its arguments could not be read)")
         return dict(pair.kwargs)
 
     # -- per fx opcode ---------------------------------------------------------------------------------
@@ -125,7 +131,7 @@ class _Converter:
         for fx_node in self.fx_graph.nodes:
             try:
                 self.convert(fx_node)
-            except _Unsupported as problem:
+            except _UnsupportedNodeError as problem:
                 self.unsupported.append((fx_node.name, str(problem)))
                 self.alias[fx_node.name] = fx_node.name  # keep going to report every problem at once
         self.strip_output_activation()
@@ -145,10 +151,10 @@ class _Converter:
         elif fx_node.op == "output":
             result = fx_node.args[0]
             if not isinstance(result, torch.fx.Node) or not isinstance(self.ref(result), str):
-                raise _Unsupported("output that is not a single tensor")
+                raise _UnsupportedNodeError("output that is not a single tensor")
             self.output_name = self.ref(result)
         else:  # get_attr: a parameter or buffer used directly in forward
-            raise _Unsupported(f"{fx_node.op} {fx_node.target!s} (tensors used outside a supported layer)")
+            raise _UnsupportedNodeError(f"{fx_node.op} {fx_node.target!s} (tensors used outside a supported layer)")
 
     def convert_module(self, fx_node: torch.fx.Node, module: nn.Module) -> None:
         path = str(fx_node.target)
@@ -161,26 +167,26 @@ class _Converter:
         if activation is not None:
             self.emit(fx_node, ir.ACTIVATION, [source], activation, module=path)
         elif isinstance(module, nn.Linear):
-            self.emit(fx_node, ir.LINEAR, [source], {}, _params(module, "weight", "bias"), path)
+            self.emit(fx_node, ir.LINEAR, [source], {}, self.params_of(path, module, "weight", "bias"), path)
         elif isinstance(module, nn.Conv1d | nn.Conv2d):
-            self.emit(fx_node, _conv_op(module), [source], _conv_attrs(module), _params(module, "weight", "bias"),
-                      path)
+            params = self.params_of(path, module, "weight", "bias")
+            self.emit(fx_node, _conv_op(module), [source], _conv_attrs(module), params, path)
         elif isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
             if module.running_mean is None or module.running_var is None:
-                raise _Unsupported(f"{_kind(module)} without running statistics (track_running_stats=False)")
-            params = _params(module, "weight", "bias", "running_mean", "running_var")
+                raise _UnsupportedNodeError(f"{_kind(module)} without running statistics (track_running_stats=False)")
+            params = self.params_of(path, module, "weight", "bias", "running_mean", "running_var")
             self.emit(fx_node, ir.BATCHNORM, [source], {"eps": float(module.eps)}, params, path)
         elif isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
             dims = 1 if isinstance(module, nn.MaxPool1d) else 2
             if module.return_indices:
-                raise _Unsupported(f"{_kind(module)} with return_indices=True")
+                raise _UnsupportedNodeError(f"{_kind(module)} with return_indices=True")
             attrs = _pool_attrs(dims, module.kernel_size, module.stride, module.padding, module.dilation,
                                 module.ceil_mode)
             self.emit(fx_node, ir.MAXPOOL1D if dims == 1 else ir.MAXPOOL2D, [source], attrs, module=path)
         elif isinstance(module, nn.AvgPool1d | nn.AvgPool2d):
             dims = 1 if isinstance(module, nn.AvgPool1d) else 2
             if getattr(module, "divisor_override", None) is not None:
-                raise _Unsupported(f"{_kind(module)} with divisor_override")
+                raise _UnsupportedNodeError(f"{_kind(module)} with divisor_override")
             attrs = _avgpool_attrs(dims, module.kernel_size, module.stride, module.padding, module.ceil_mode,
                                    module.count_include_pad)
             self.emit(fx_node, ir.AVGPOOL1D if dims == 1 else ir.AVGPOOL2D, [source], attrs, module=path)
@@ -196,14 +202,14 @@ class _Converter:
             kind = "softmax" if isinstance(module, nn.Softmax) else "log_softmax"
             self.emit_softmax(fx_node, source, kind, module.dim)
         else:
-            raise _Unsupported(f"call_module {path}: {_kind(module)}")
+            raise _UnsupportedNodeError(f"call_module {path}: {_kind(module)}")
 
     def convert_function(self, fx_node: torch.fx.Node) -> None:
         target = fx_node.target
         if target in _ADD_FUNCTIONS:
             left, right = fx_node.args[:2]
             if fx_node.kwargs.get("alpha", 1) != 1:
-                raise _Unsupported("torch.add with alpha != 1")
+                raise _UnsupportedNodeError("torch.add with alpha != 1")
             self.emit(fx_node, ir.ADD, [self.tensor_ref(fx_node, left), self.tensor_ref(fx_node, right)])
         elif target is torch.cat or target is torch.concat:
             kwargs = self.kwargs_of(fx_node)
@@ -228,12 +234,12 @@ class _Converter:
             self.emit_functional_pool(fx_node)
         elif target is operator.getitem and self.ref(fx_node.args[0]) == ("shape", _BATCH_SOURCE):
             if fx_node.args[1] != 0:
-                raise _Unsupported("indexing a shape at a dimension other than 0")
+                raise _UnsupportedNodeError("indexing a shape at a dimension other than 0")
             self.alias[fx_node.name] = _BATCH
         elif target is getattr and fx_node.args[1] == "shape":
             self.alias[fx_node.name] = ("shape", _BATCH_SOURCE)
         else:
-            raise _Unsupported(f"call_function {getattr(target, '__name__', target)!s}")
+            raise _UnsupportedNodeError(f"call_function {getattr(target, '__name__', target)!s}")
 
     def convert_method(self, fx_node: torch.fx.Node) -> None:
         method = str(fx_node.target)
@@ -241,7 +247,7 @@ class _Converter:
         rest = [self.ref(a) for a in fx_node.args[1:]]
         if method == "size":
             if rest != [0] and fx_node.kwargs.get("dim") != 0:
-                raise _Unsupported("x.size() other than x.size(0) (only the batch size may be read)")
+                raise _UnsupportedNodeError("x.size() other than x.size(0) (only the batch size may be read)")
             self.alias[fx_node.name] = _BATCH
         elif method in ("view", "reshape"):
             shape = rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest
@@ -249,7 +255,7 @@ class _Converter:
         elif method == "flatten":
             start = rest[0] if rest else fx_node.kwargs.get("start_dim", 0)
             end = rest[1] if len(rest) > 1 else fx_node.kwargs.get("end_dim", -1)
-            self.emit_flatten(fx_node, source, start, end)
+            self.emit_flatten(fx_node, source, int(start), int(end))  # type: ignore[arg-type]
         elif method in ("contiguous", "clone"):
             self.alias[fx_node.name] = source
         elif method in _ACTIVATION_METHODS:
@@ -260,44 +266,44 @@ class _Converter:
         elif method in ("add", "add_", "__add__"):
             self.emit(fx_node, ir.ADD, [source, self.tensor_ref(fx_node, fx_node.args[1])])
         else:
-            raise _Unsupported(f"call_method {method}")
+            raise _UnsupportedNodeError(f"call_method {method}")
 
     # -- emitters shared by modules, functions and methods --------------------------------------------
     def emit_flatten(self, fx_node: torch.fx.Node, source: str, start: int, end: int, module: str = "") -> None:
         if start == 0:
-            raise _Unsupported("flatten over the batch dimension (use start_dim=1)")
+            raise _UnsupportedNodeError("flatten over the batch dimension (use start_dim=1)")
         self.emit(fx_node, ir.FLATTEN, [source], {"start_dim": int(start), "end_dim": int(end)}, module=module)
 
     def emit_reshape(self, fx_node: torch.fx.Node, source: str, shape: list[Any]) -> None:
         if not shape or not (shape[0] is _BATCH or shape[0] == -1) or any(not isinstance(s, int) for s in shape[1:]):
-            raise _Unsupported("view/reshape whose first dimension is not the batch (write x.view(x.size(0), ...))")
+            raise _UnsupportedNodeError(
+                "view/reshape whose first dimension is not the batch (write x.view(x.size(0), ...))")
         if shape[0] == -1 and -1 in shape[1:]:
-            raise _Unsupported("view/reshape with two unknown (-1) dimensions")
+            raise _UnsupportedNodeError("view/reshape with two unknown (-1) dimensions")
         self.emit(fx_node, ir.RESHAPE, [source], {"shape": [int(s) for s in shape[1:]]})
 
     def emit_cat(self, fx_node: torch.fx.Node, tensors: list[str], dim: int) -> None:
         if dim == 0:
-            raise _Unsupported("torch.cat along the batch dimension")
+            raise _UnsupportedNodeError("torch.cat along the batch dimension")
         self.emit(fx_node, ir.CAT, tensors, {"dim": dim})
 
     def emit_softmax(self, fx_node: torch.fx.Node, source: str, kind: str, dim: Any) -> None:
-        self.softmax_nodes[fx_node.name] = (source, kind)
         self.alias[fx_node.name] = fx_node.name
         self.nodes.append(ir.Node(fx_node.name, "softmax", (source,), {"kind": kind, "dim": dim}))
 
     def emit_functional_pool(self, fx_node: torch.fx.Node) -> None:
-        op = _POOL_FUNCTIONS[fx_node.target]
+        op = _POOL_FUNCTIONS[fx_node.target]  # type: ignore[index]
         kwargs = self.kwargs_of(fx_node)
         source = self.tensor_ref(fx_node, kwargs["input"])
         dims = 1 if op.endswith("1d") else 2
         if op in (ir.MAXPOOL1D, ir.MAXPOOL2D):
             if kwargs.get("return_indices"):
-                raise _Unsupported("max pooling with return_indices=True")
+                raise _UnsupportedNodeError("max pooling with return_indices=True")
             attrs = _pool_attrs(dims, kwargs["kernel_size"], kwargs.get("stride"), kwargs.get("padding", 0),
                                 kwargs.get("dilation", 1), kwargs.get("ceil_mode", False))
         elif op in (ir.AVGPOOL1D, ir.AVGPOOL2D):
             if kwargs.get("divisor_override") is not None:
-                raise _Unsupported("average pooling with divisor_override")
+                raise _UnsupportedNodeError("average pooling with divisor_override")
             attrs = _avgpool_attrs(dims, kwargs["kernel_size"], kwargs.get("stride"), kwargs.get("padding", 0),
                                    kwargs.get("ceil_mode", False), kwargs.get("count_include_pad", True))
         else:
@@ -324,7 +330,7 @@ class _Converter:
                 self.unsupported.append((node.name, f"{node.attrs['kind']} that is not the model's last operation"))
 
 
-class _Unsupported(Exception):
+class _UnsupportedNodeError(Exception):
     """Internal: one fx node cannot be converted; the text says what it is."""
 
 
@@ -357,7 +363,7 @@ def _conv_op(module: nn.Conv1d | nn.Conv2d) -> str:
 def _conv_attrs(module: nn.Conv1d | nn.Conv2d) -> dict[str, Any]:
     dims = 1 if isinstance(module, nn.Conv1d) else 2
     if module.padding_mode != "zeros":
-        raise _Unsupported(f"{_kind(module)} with padding_mode='{module.padding_mode}' (only 'zeros')")
+        raise _UnsupportedNodeError(f"{_kind(module)} with padding_mode='{module.padding_mode}' (only 'zeros')")
     dilation = _pair(module.dilation, dims)
     padding: Any = module.padding
     if padding == "valid":
@@ -366,7 +372,7 @@ def _conv_attrs(module: nn.Conv1d | nn.Conv2d) -> dict[str, Any]:
         kernel = _pair(module.kernel_size, dims)
         total = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]
         if any(t % 2 for t in total):
-            raise _Unsupported(f"{_kind(module)} with asymmetric padding='same' (even kernel)")
+            raise _UnsupportedNodeError(f"{_kind(module)} with asymmetric padding='same' (even kernel)")
         padding = [t // 2 for t in total]
     return {"stride": _pair(module.stride, dims), "padding": _pair(padding, dims), "dilation": dilation,
             "groups": int(module.groups)}

@@ -1,0 +1,136 @@
+"""The explain entry point: targets, parameters, intermediate layers, devices, caching and threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+from service.lrp import ExplanationInputError, PreparedModel, explain, prepare
+from tests.lrp.nets import batch, cnn, mlp, residual
+
+
+def test_targets_none_int_and_per_sample():
+    model = mlp()
+    x = batch((6,), n=3)
+    logits = model(x).detach()
+    assert torch.equal(explain(model, x).targets, logits.argmax(1))
+    assert explain(model, x, target=2).targets.tolist() == [2, 2, 2]
+    assert explain(model, x, target=[0, 3, 1]).targets.tolist() == [0, 3, 1]
+    assert explain(model, x, target=torch.tensor([1, 1, 0])).targets.tolist() == [1, 1, 0]
+
+
+def test_per_sample_targets_seed_the_right_logit():
+    model = mlp(bias=False)
+    x = batch((6,), n=3)
+    result = explain(model, x, target=[0, 3, 1], composite="epsilon", epsilon=0.0)
+    logits = model(x).detach()
+    torch.testing.assert_close(result.relevance.sum(1), logits[torch.arange(3), torch.tensor([0, 3, 1])])
+
+
+@pytest.mark.parametrize("target,message", [
+    (4, "target 4 is out of range; the model has 4 classes"),
+    (-1, "out of range"),
+    ([0, 1], "one int per sample"),
+    ([0, 1, 1.5], "one int per sample"),
+    (True, "not a bool"),
+])
+def test_bad_targets_are_explained(target, message):
+    with pytest.raises(ExplanationInputError, match=message):
+        explain(mlp(), batch((6,), n=3), target=target)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"epsilon": -1.0}, "finite number >= 0"),
+    ({"gamma": float("nan")}, "finite number >= 0"),
+    ({"alpha": 3.0}, "alpha - beta must equal 1"),
+    ({"gama": 0.1}, "unknown LRP parameter"),
+    ({"low": 1.0, "high": 0.0}, "low must not exceed high"),
+    ({"low": "a"}, "must be finite numbers"),
+])
+def test_bad_parameters_are_explained(params, message):
+    with pytest.raises(ExplanationInputError, match=message):
+        explain(mlp(), batch((6,), n=2), composite="epsilon_plus", **params)
+
+
+def test_zbox_without_bounds_is_explained():
+    with pytest.raises(ExplanationInputError, match="needs the parameters 'low' and 'high'"):
+        explain(cnn(), batch((2, 10, 10)), composite="epsilon_gamma_box")
+
+
+def test_named_alpha2_beta1_refuses_other_alpha():
+    with pytest.raises(ExplanationInputError, match="fixes alpha=2"):
+        explain(cnn(), batch((2, 10, 10)), composite="epsilon_alpha2_beta1", alpha=3.0, beta=2.0)
+
+
+def test_bad_inputs_are_explained():
+    with pytest.raises(ExplanationInputError, match="batch dimension"):
+        explain(mlp(), torch.zeros(6, dtype=torch.float64))
+    with pytest.raises(ExplanationInputError, match="floating-point"):
+        explain(mlp(), torch.zeros(2, 6, dtype=torch.long))
+    with pytest.raises(ExplanationInputError, match="output_relevance must have the logits' shape"):
+        PreparedModel.from_module(mlp()).explain(batch((6,), n=2), output_relevance=torch.zeros(3))
+
+
+def test_intermediate_layer_relevance_is_conserved():
+    model = mlp(bias=False)
+    x = batch((6,), n=3)
+    result = explain(model, x, composite="epsilon", layers=["1", "4"], epsilon=1e-12)
+    assert set(result.layers) == {"1", "4"}
+    logits = result.target_logits
+    for name in ("1", "4"):
+        torch.testing.assert_close(result.layers[name].sum(1), logits, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ExplanationInputError, match="unknown layer 'nope'"):
+        explain(model, x, layers=["nope"])
+
+
+def test_prepared_model_is_cached_until_weights_change():
+    model = cnn()
+    first = prepare(model)
+    assert prepare(model) is first
+    x = batch((2, 10, 10))
+    before = explain(model, x, composite="epsilon").relevance
+    with torch.no_grad():
+        model[0].weight.mul_(2.0)  # in place: bumps the version counter
+    assert prepare(model) is not first
+    after = explain(model, x, composite="epsilon").relevance
+    expected = PreparedModel.from_module(model).explain(x, composite="epsilon").relevance
+    torch.testing.assert_close(after, expected)
+    assert not torch.allclose(before, after)
+
+
+def test_model_is_explained_in_inference_mode_even_when_training():
+    model = cnn(batchnorm=True).train()
+    x = batch((2, 10, 10))
+    result = explain(model, x)
+    assert model.training
+    torch.testing.assert_close(result.logits, model.eval()(x))
+
+
+def test_to_dtype_moves_a_copy():
+    prepared = PreparedModel.from_module(cnn())
+    single = prepared.to(dtype=torch.float32)
+    assert single.dtype == torch.float32 and prepared.dtype == torch.float64
+    x = batch((2, 10, 10))
+    a = prepared.explain(x).relevance
+    b = single.explain(x).relevance
+    assert b.dtype == torch.float32
+    assert (a - b.double()).norm() / a.norm() < 1e-5
+
+
+def test_four_threads_on_one_model_equal_sequential_results():
+    prepared = PreparedModel.from_module(residual())
+    composites = ["epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1", "zplus"] * 3
+    inputs = [batch((1, 8, 8), n=4, seed=i) for i in range(len(composites))]
+
+    def run(i: int) -> torch.Tensor:
+        return prepared.explain(inputs[i], target=i % 3, composite=composites[i], low=-5, high=5).relevance
+
+    sequential = [run(i) for i in range(len(composites))]
+    fresh = PreparedModel.from_module(residual())  # empty caches: threads race to build them
+    prepared = fresh
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(run, range(len(composites))))
+    for a, b in zip(sequential, concurrent, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
