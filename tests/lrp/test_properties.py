@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -160,3 +161,30 @@ def test_no_side_effects(net):
     assert [p.requires_grad for p in model.parameters()] == grad_flags
     assert all(p.grad is None for p in model.parameters())
     assert not model.training
+
+
+class _Unrolled(torch.nn.Module):
+    """`Twice` with its shared layer replaced by two separate copies."""
+
+    def __init__(self, twice: torch.nn.Module) -> None:
+        super().__init__()
+        self.inp, self.head = twice.inp, twice.head
+        self.first = copy.deepcopy(twice.shared)
+        self.second = copy.deepcopy(twice.shared)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.inp(x))
+        return self.head(torch.relu(self.second(torch.relu(self.first(h)))))
+
+
+@pytest.mark.parametrize("composite", COMPOSITE_NAMES)
+def test_module_called_twice_is_attributed_per_call(composite):
+    """Property 7: a module called twice gives the relevance of the same net with two separate copies."""
+    build, shape = NETS["twice"]
+    model = build()
+    x = batch(shape, n=4)
+    shared = explain(model, x, composite=composite, **_params(composite)).relevance
+    unrolled = explain(_Unrolled(model), x, composite=composite, **_params(composite)).relevance
+    torch.testing.assert_close(shared, unrolled, rtol=1e-12, atol=1e-14)
+    lrp0 = explain(model, x, composite="epsilon", epsilon=0.0, stabilizer=0.0)
+    torch.testing.assert_close(lrp0.relevance, _input_times_gradient(model, x, lrp0.targets), rtol=1e-9, atol=1e-12)
