@@ -18,8 +18,10 @@ def load_zennit() -> tuple[Any, str]:
     try:
         return importlib.import_module("zennit"), ""
     except ModuleNotFoundError as error:
+        if error.name == "zennit":
+            return None, "zennit is not installed; `make test` installs zennit==0.5.1 --no-deps"
         if error.name != "torchvision":
-            return None, f"zennit is not installed ({error}); `make test` installs zennit==0.5.1 --no-deps"
+            return None, f"zennit cannot be imported: {error}"
     stand_in = _torchvision_stand_in()
     try:
         sys.modules.update(stand_in)
