@@ -38,11 +38,6 @@ ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
 NONNEGATIVE_ACTIVATIONS = frozenset({"relu", "relu6", "sigmoid", "softplus", "hardsigmoid"})
 
 
-def _to_2d(attrs: dict[str, Any], name: str, fill: int) -> list[int]:
-    """A 1-d pooling hyperparameter as the (1, k) form of the equivalent 2-d pooling."""
-    return [fill, *attrs[name]]
-
-
 # -- forward --------------------------------------------------------------------------------------------
 def _activation(node: ir.Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     kwargs = {k: v for k, v in node.attrs.items() if k != "fn"}
@@ -80,7 +75,8 @@ def _adaptive_avgpool(node: ir.Node, args: list[torch.Tensor]) -> tuple[torch.Te
 
 
 def _pool_param(node: ir.Node, name: str, fill: int) -> list[int]:
-    return _to_2d(dict(node.attrs), name, fill) if node.op.endswith("1d") else list(node.attrs[name])
+    """A pooling hyperparameter in 2-d form; a 1-d pooling becomes the equivalent (1, k) 2-d pooling."""
+    return [fill, *node.attrs[name]] if node.op.endswith("1d") else list(node.attrs[name])
 
 
 FORWARD: dict[str, Forward] = {

@@ -76,7 +76,6 @@ class _Converter:
     """Walks one fx graph and emits IR nodes; collects every unsupported node before raising."""
 
     def __init__(self, module: nn.Module, fx_graph: torch.fx.Graph) -> None:
-        self.root = module
         self.modules = dict(module.named_modules())
         self.fx_graph = fx_graph
         self.nodes: list[ir.Node] = []
