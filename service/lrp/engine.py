@@ -23,7 +23,7 @@ from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, RuleInput, WeightVariants
 from service.lrp.trace import graph_from_module
 
-Target = int | Sequence[int] | torch.Tensor | None
+Target = int | Sequence[int | None] | torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -238,9 +238,12 @@ def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
         chosen = torch.full((batch,), target, dtype=torch.long, device=logits.device)
     else:
         values = target.tolist() if isinstance(target, torch.Tensor) else list(target)
-        if len(values) != batch or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
-            raise ExplanationInputError(f"target must be one int per sample ({batch} samples), got {values!r}")
-        chosen = torch.tensor(values, dtype=torch.long, device=logits.device)
+        if len(values) != batch or any(isinstance(v, bool) or not isinstance(v, int | None) for v in values):
+            raise ExplanationInputError(
+                f"target must be one int (or None for the argmax) per sample ({batch} samples), got {values!r}")
+        argmax = logits.argmax(dim=1).tolist()
+        chosen = torch.tensor([a if v is None else v for v, a in zip(values, argmax, strict=True)],
+                              dtype=torch.long, device=logits.device)
     bad = chosen[(chosen < 0) | (chosen >= classes)]
     if bad.numel():
         raise ExplanationInputError(

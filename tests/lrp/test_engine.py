@@ -29,11 +29,18 @@ def test_per_sample_targets_seed_the_right_logit():
     torch.testing.assert_close(result.relevance.sum(1), logits[torch.arange(3), torch.tensor([0, 3, 1])])
 
 
+def test_none_inside_per_sample_targets_means_that_sample_s_argmax():
+    model = mlp()
+    x = batch((6,), n=3)
+    argmax = model(x).argmax(1).tolist()
+    assert explain(model, x, target=[2, None, 0]).targets.tolist() == [2, argmax[1], 0]
+
+
 @pytest.mark.parametrize("target,message", [
     (4, "target 4 is out of range; the model has 4 classes"),
     (-1, "out of range"),
-    ([0, 1], "one int per sample"),
-    ([0, 1, 1.5], "one int per sample"),
+    ([0, 1], r"one int \(or None for the argmax\) per sample"),
+    ([0, 1, 1.5], r"one int \(or None for the argmax\) per sample"),
     (True, "not a bool"),
 ])
 def test_bad_targets_are_explained(target, message):
