@@ -4,13 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint bench-engine clean
+.PHONY: serve test lint models bench-engine clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps zennit==0.5.1
 	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/python -m service
+
+models: $(STAMP)
+	$(BIN)/python -m models.train
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,87 @@
+"""Command line: `python -m service` serves (settings from LRP_* variables); `python -m service convert`
+writes a user's nn.Module as a model directory (see models/README.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from service.app import create_app
+from service.config import Settings
+from service.convert import ConversionError, convert_module, infer_classes, load_factory, load_state
+from service.errors import ModelFileError
+from service.lrp import LRPError
+
+
+def serve() -> None:
+    """Run the service with one uvicorn worker on LRP_HOST:LRP_PORT."""
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
+                workers=1)
+
+
+def convert(argv: list[str]) -> int:
+    """Trace MODULE:FACTORY, load its weights and write models/<name>/; print what was written."""
+    parser = argparse.ArgumentParser(prog="python -m service convert", description=convert.__doc__)
+    parser.add_argument("factory", help="MODULE:FACTORY, a function that returns the nn.Module (no arguments)")
+    parser.add_argument("--weights", type=Path, required=True, help="state dict: .safetensors, or .pt/.pth")
+    parser.add_argument("--name", required=True, help="model name: the directory written under --models-dir")
+    parser.add_argument("--input-shape", help="shape of one instance without the batch dimension, e.g. 1,28,28")
+    parser.add_argument("--classes", help="comma-separated class labels (default: 0..k-1)")
+    parser.add_argument("--spec", type=Path, help="JSON file with further model.json fields (input, classes, "
+                        "default_composite, default_params, description, metrics)")
+    parser.add_argument("--models-dir", type=Path, default=Settings.from_env().models_dir)
+    parser.add_argument("--force", action="store_true", help="replace an existing model directory")
+    args = parser.parse_args(argv)
+    try:
+        fields = _fields(args)
+        target = args.models_dir / args.name
+        if target.exists() and not args.force:
+            raise ConversionError(f"{target} exists; pass --force to replace it")
+        module = load_factory(args.factory)
+        module.load_state_dict(load_state(args.weights))
+        if "classes" not in fields:
+            fields["classes"] = infer_classes(module, fields["input"]["shape"])
+        loaded = convert_module(module, target, fields)
+    except (ConversionError, LRPError, ModelFileError, ValueError, RuntimeError, OSError) as problem:
+        print(f"convert: {problem}", file=sys.stderr)
+        return 1
+    layers = len(loaded.graph.nodes) - 1
+    print(f"wrote {target}/model.json and weights.safetensors: {layers} layers, {len(fields['classes'])} classes")
+    return 0
+
+
+def _fields(args: argparse.Namespace) -> dict[str, Any]:
+    """model.json fields from --spec, then --input-shape and --classes on top."""
+    fields: dict[str, Any] = json.loads(args.spec.read_text(encoding="utf-8")) if args.spec else {}
+    if args.input_shape:
+        shape = [int(size) for size in args.input_shape.split(",")]
+        fields["input"] = {**fields.get("input", {"kind": "tensor"}), "shape": shape}
+    if "input" not in fields:
+        raise ConversionError("give --input-shape (e.g. 1,28,28) or an \"input\" object in --spec")
+    if args.classes:
+        fields["classes"] = [label.strip() for label in args.classes.split(",")]
+    return fields
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch: no arguments or `serve` serves; `convert ...` converts."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "convert":
+        return convert(argv[1:])
+    if argv and argv[0] not in ("serve",):
+        print("usage: python -m service [serve] | python -m service convert --help", file=sys.stderr)
+        return 2
+    serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The OpenAPI document with the registered model names as an enum and one working example per model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.registry import ModelEntry, Registry
+
+EXAMPLE_PATHS = {"/predict/{model}": "predict", "/explain/{model}": "explain"}
+
+
+def example_instance(entry: ModelEntry) -> Any:
+    """The model's example instance from model.json, or a neutral one of the right shape."""
+    spec = entry.spec.input
+    if spec.example is not None:
+        return spec.example
+    if spec.kind == "tabular" and spec.features:
+        means = spec.standardization.mean if spec.standardization else [0.0] * len(spec.features)
+        return dict(zip(spec.features, means, strict=True))
+    instance: Any = 0.0
+    for size in reversed(spec.shape):
+        instance = [instance] * size
+    return instance
+
+
+def example_body(entry: ModelEntry, verb: str) -> dict[str, Any]:
+    """A request body that works as-is for this model."""
+    body: dict[str, Any] = {"inputs": [example_instance(entry)]}
+    if verb == "explain":
+        body.update({"target": None, "composite": entry.spec.default_composite})
+    return body
+
+
+def service_openapi(app: FastAPI, registry: Registry | None) -> dict[str, Any]:
+    """Build the schema on each call, so that it lists the models loaded by now."""
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    models = registry.models if registry is not None else {}
+    if not models:
+        return schema
+    names = sorted(models)
+    for path, item in schema["paths"].items():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "model" and parameter["in"] == "path":
+                    parameter["schema"] = {"type": "string", "enum": names, "title": "Model"}
+                    parameter["example"] = names[0]
+            verb = EXAMPLE_PATHS.get(path)
+            if verb is not None:
+                content = operation["requestBody"]["content"]["application/json"]
+                content["examples"] = {
+                    name: {"summary": f"{name}: {models[name].spec.input.kind} input",
+                           "value": example_body(models[name], verb)}
+                    for name in names}
+    return schema

@@ -1,0 +1,56 @@
+"""Errors the service raises on purpose, each with its HTTP status and a stable machine-readable code.
+
+The web layer turns them into `{"error": {"code", "message"}}`; the message says how to fix the request.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """Base class: `status` is the HTTP status, `code` a stable identifier, the message is for people."""
+
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ModelNotFoundError(ServiceError):
+    """The path names no registered model."""
+
+    status = 404
+    code = "model_not_found"
+
+
+class InvalidInputError(ServiceError):
+    """The request is well-formed JSON but its values cannot be used (shape, dtype, NaN, range, target)."""
+
+    status = 422
+    code = "invalid_input"
+
+
+class UnsupportedMediaError(ServiceError):
+    """An upload that is not a decodable PNG/JPEG image, or an endpoint the model's input kind cannot use."""
+
+    status = 422
+    code = "invalid_image"
+
+
+class PayloadTooLargeError(ServiceError):
+    """The request carries more instances or bytes than the configured limits."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class NotReadyError(ServiceError):
+    """The service is still loading models or is shutting down."""
+
+    status = 503
+    code = "not_ready"
+
+
+class ModelFileError(Exception):
+    """A model directory that cannot be loaded; the message names the model, the file and the problem."""

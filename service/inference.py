@@ -1,0 +1,117 @@
+"""Predict and explain on a registered model: request values in, plain Python results out (no web code).
+
+Engine input errors become InvalidInputError (HTTP 422). Calls are synchronous: the web layer runs them
+in a worker thread so the event loop never waits on torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from service.errors import InvalidInputError
+from service.lrp import ExplanationInputError
+from service.registry import ModelEntry, default_params
+
+TargetValue = int | str | None
+Target = TargetValue | Sequence[TargetValue]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One instance's predicted class, its label, class probabilities and raw logits."""
+
+    index: int
+    label: str
+    probabilities: list[float]
+    logits: list[float]
+
+
+@dataclass(frozen=True)
+class InstanceExplanation:
+    """One instance's explained class and its relevance map (shape of one model input)."""
+
+    target: int
+    label: str
+    logit: float
+    probability: float
+    relevance: np.ndarray
+    relevance_sum: float
+    conservation_delta: float
+
+
+def probabilities(entry: ModelEntry, logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities: sigmoid per output for sigmoid models, softmax over the logits otherwise."""
+    return logits.sigmoid() if entry.spec.output_activation == "sigmoid" else logits.softmax(dim=1)
+
+
+def predict(entry: ModelEntry, x: torch.Tensor) -> list[Prediction]:
+    """The prediction of each instance of the batch x (model space)."""
+    try:
+        logits, _ = entry.prepared.predict(x)
+    except ExplanationInputError as problem:
+        raise InvalidInputError(str(problem)) from None
+    probs = probabilities(entry, logits).cpu()
+    logits = logits.cpu()
+    predictions = []
+    for row, prob in zip(logits, probs, strict=True):
+        index = int(prob.argmax())
+        predictions.append(Prediction(index, entry.classes[index], prob.tolist(), row.tolist()))
+    return predictions
+
+
+def resolve_targets(entry: ModelEntry, target: Target, count: int) -> list[int | None]:
+    """One class index (or None: the argmax) per instance, from an index, a class label or a list of them."""
+    if target is None or isinstance(target, int | str):
+        return [_class_index(entry, target, "target")] * count
+    values = list(target)
+    if len(values) != count:
+        raise InvalidInputError(f"target has {len(values)} entries but there are {count} inputs; give one target "
+                                "per input, a single target for all, or null for each input's predicted class")
+    return [_class_index(entry, value, f"target[{i}]") for i, value in enumerate(values)]
+
+
+def _class_index(entry: ModelEntry, value: TargetValue, where: str) -> int | None:
+    classes = entry.classes
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{where} must be a class index or label, not a boolean")
+    if isinstance(value, str):
+        if value not in classes:
+            raise InvalidInputError(f"{where}: unknown class label '{value}'; labels are {classes}")
+        return classes.index(value)
+    if not 0 <= value < len(classes):
+        raise InvalidInputError(f"{where}: class index {value} is out of range; the model has {len(classes)} "
+                                f"classes (0..{len(classes) - 1})")
+    return value
+
+
+def explain(entry: ModelEntry, x: torch.Tensor, target: Target, composite: str | dict[str, Any] | None,
+            params: dict[str, Any]) -> list[InstanceExplanation]:
+    """LRP relevance of each instance for its target under `composite` (None: the model's default)."""
+    chosen = entry.spec.default_composite if composite is None else composite
+    targets = resolve_targets(entry, target, len(x))
+    try:
+        result = entry.prepared.explain(x, targets, chosen, **default_params(entry, chosen, params))
+    except ExplanationInputError as problem:
+        raise InvalidInputError(str(problem)) from None
+    probs = probabilities(entry, result.logits).gather(1, result.targets[:, None])[:, 0].cpu().tolist()
+    relevance = result.relevance.cpu().numpy()
+    return [
+        InstanceExplanation(target=index, label=entry.classes[index], logit=logit, probability=prob,
+                            relevance=relevance[i], relevance_sum=total, conservation_delta=delta)
+        for i, (index, logit, prob, total, delta) in enumerate(zip(
+            result.targets.cpu().tolist(), result.target_logits.cpu().tolist(), probs,
+            result.relevance_sum.cpu().tolist(), result.conservation_delta.cpu().tolist(), strict=True))
+    ]
+
+
+def ranked_features(features: Sequence[str], relevance: np.ndarray, values: Sequence[float]) -> list[dict[str, Any]]:
+    """Tabular features with their value and relevance, most relevant (largest |R|) first."""
+    order = np.argsort(-np.abs(relevance), kind="stable")
+    return [{"name": features[i], "value": float(values[i]), "relevance": float(relevance[i])} for i in order]

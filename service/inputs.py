@@ -1,0 +1,187 @@
+"""Request instances to model-input tensors, per input kind (tensor, image, tabular), with checks that say
+what was expected. Images: convert to the model's mode, resize to its (H, W), scale to its range, normalise."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import InvalidInputError, UnsupportedMediaError
+from service.model_format import InputSpec
+
+IMAGE_FORMATS = ("PNG", "JPEG")
+Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
+
+
+def instances_to_tensor(spec: InputSpec, instances: Sequence[Any], max_pixels: int) -> torch.Tensor:
+    """Stack JSON instances into a float32 batch in model space; raise InvalidInputError naming the instance."""
+    rows = [_instance_to_array(spec, instance, f"inputs[{i}]", max_pixels) for i, instance in enumerate(instances)]
+    return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+
+def _instance_to_array(spec: InputSpec, instance: Any, where: str, max_pixels: int) -> np.ndarray:
+    if spec.kind == "tabular":
+        return _standardize(spec, tabular_values(spec, instance, where))
+    if spec.kind == "image":
+        if isinstance(instance, str):
+            return image_to_array(spec, decode_image(_base64(instance, where), max_pixels, where))
+        return _normalize_image(spec, _pixels(spec, instance, where))
+    return _numbers(instance, spec.shape, where)
+
+
+def _numbers(instance: Any, shape: Sequence[int], where: str) -> np.ndarray:
+    """A finite float64 array of exactly `shape` from nested lists."""
+    try:
+        array = np.asarray(instance)
+    except ValueError:
+        raise InvalidInputError(f"{where}: expected nested lists of numbers with shape {list(shape)}, "
+                                "got lists of unequal lengths") from None
+    if array.dtype.kind not in "iuf":
+        raise InvalidInputError(f"{where}: expected numbers (shape {list(shape)}), got values of type "
+                                f"{_kind_of(array)}")
+    if list(array.shape) != list(shape):
+        raise InvalidInputError(f"{where}: expected shape {list(shape)}, got {list(array.shape)}")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise InvalidInputError(f"{where}: contains NaN or Infinity; every value must be a finite number")
+    return array
+
+
+def _kind_of(array: np.ndarray) -> str:
+    return {"b": "bool", "U": "string", "S": "bytes", "O": "mixed/null"}.get(array.dtype.kind, str(array.dtype))
+
+
+def tabular_values(spec: InputSpec, instance: Any, where: str) -> np.ndarray:
+    """The raw feature values of one tabular instance (an object keyed by feature name, or a list)."""
+    features = spec.features or []
+    if isinstance(instance, Mapping):
+        missing = [f for f in features if f not in instance]
+        unknown = sorted(set(instance) - set(features))
+        if missing or unknown:
+            raise InvalidInputError(f"{where}: the object must have exactly the {len(features)} features of the "
+                                    f"model; missing {missing}, unknown {unknown}")
+        instance = [instance[f] for f in features]
+    elif not isinstance(instance, list):
+        raise InvalidInputError(f"{where}: a tabular instance is an object keyed by feature name or a list of "
+                                f"{len(features)} numbers in the order of GET /models/{{model}}")
+    for name, value in zip(features, instance, strict=False):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidInputError(f"{where}: feature '{name}' must be a number, got {value!r}")
+    return _numbers(instance, spec.shape, where)
+
+
+def _standardize(spec: InputSpec, values: np.ndarray) -> np.ndarray:
+    if spec.standardization is None:
+        return values
+    return (values - np.asarray(spec.standardization.mean)) / np.asarray(spec.standardization.std)
+
+
+def _pixels(spec: InputSpec, instance: Any, where: str) -> np.ndarray:
+    """An image instance given as numbers: shape [C, H, W], or [H, W] for one channel, within the range."""
+    channels, height, width = spec.shape
+    as_array = np.asarray(instance, dtype=object) if isinstance(instance, list) else None
+    grey_2d = channels == 1 and as_array is not None and as_array.ndim == 2
+    array = _numbers(instance, [height, width] if grey_2d else spec.shape, where)
+    array = array.reshape(spec.shape)
+    low, high = _raw_range(spec)
+    low_c, high_c = np.broadcast_to(low, (channels,)), np.broadcast_to(high, (channels,))
+    tolerance = 1e-6 * float(np.max(np.abs(high_c - low_c)))
+    if (array < low_c[:, None, None] - tolerance).any() or (array > high_c[:, None, None] + tolerance).any():
+        raise InvalidInputError(f"{where}: pixel values must lie in the model's input range "
+                                f"[{_fmt(low)}, {_fmt(high)}]; got values in [{array.min():g}, {array.max():g}]")
+    return array
+
+
+def _fmt(value: float | tuple[float, ...]) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(list(value))
+
+
+def _raw_range(spec: InputSpec) -> Bounds:
+    """The input range as given in model.json (guaranteed present for images by InputSpec's validator)."""
+    assert spec.range is not None
+    return _as_bound(spec.range[0]), _as_bound(spec.range[1])
+
+
+def _as_bound(value: float | list[float]) -> float | tuple[float, ...]:
+    return float(value) if isinstance(value, int | float) else tuple(float(v) for v in value)
+
+
+def _normalize_image(spec: InputSpec, pixels: np.ndarray) -> np.ndarray:
+    assert spec.image is not None
+    mean = np.asarray(spec.image.mean)[:, None, None]
+    std = np.asarray(spec.image.std)[:, None, None]
+    return (pixels - mean) / std
+
+
+def _base64(text: str, where: str) -> bytes:
+    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise UnsupportedMediaError(f"{where}: a string instance must be a base64-encoded PNG or JPEG "
+                                    "(optionally a data: URL)") from None
+
+
+def decode_image(data: bytes, max_pixels: int, where: str = "file") -> Image.Image:
+    """Decode PNG/JPEG bytes (EXIF orientation applied); refuse other formats and oversized images."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.format not in IMAGE_FORMATS:
+            raise UnsupportedMediaError(f"{where}: expected a PNG or JPEG image, got {image.format or 'unknown'}")
+        width, height = image.size
+        if width * height > max_pixels:
+            raise UnsupportedMediaError(f"{where}: the image has {width}x{height} pixels; the limit is "
+                                        f"{max_pixels} pixels (LRP_MAX_IMAGE_PIXELS)")
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        raise UnsupportedMediaError(f"{where}: could not decode the image; send a PNG or JPEG file") from None
+
+
+def image_to_array(spec: InputSpec, image: Image.Image) -> np.ndarray:
+    """The model-space [C, H, W] array of an image: mode conversion, area resize, range scaling, normalisation."""
+    assert spec.image is not None
+    channels, height, width = spec.shape
+    converted = image.convert(spec.image.mode).resize((width, height), Image.Resampling.BOX)
+    pixels = np.asarray(converted, dtype=np.float64).reshape(height, width, channels).transpose(2, 0, 1) / 255.0
+    low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (channels,))[:, None, None] for b in _raw_range(spec))
+    return _normalize_image(spec, low + (high - low) * pixels)
+
+
+def display_pixels(spec: InputSpec, instance: torch.Tensor) -> np.ndarray:
+    """Undo normalisation and scaling of one image instance: uint8 [H, W, 3] for overlays."""
+    assert spec.image is not None
+    mean = np.asarray(spec.image.mean)[:, None, None]
+    std = np.asarray(spec.image.std)[:, None, None]
+    raw = instance.detach().cpu().double().numpy() * std + mean
+    low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (raw.shape[0],))[:, None, None]
+                 for b in _raw_range(spec))
+    unit = np.clip((raw - low) / (high - low), 0.0, 1.0)
+    rgb = np.repeat(unit, 3, axis=0) if unit.shape[0] == 1 else unit
+    return np.round(rgb.transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+def model_space_bounds(spec: InputSpec) -> Bounds | None:
+    """The lowest and highest model-input values (zbox's low/high): the raw range after normalisation."""
+    if spec.range is None:
+        return None
+    low, high = _raw_range(spec)
+    if spec.kind == "image" and spec.image is not None:
+        mean, std = spec.image.mean, spec.image.std
+    elif spec.kind == "tabular" and spec.standardization is not None:
+        mean, std = spec.standardization.mean, spec.standardization.std
+    else:
+        return low, high
+    count = len(mean)
+    lows = np.broadcast_to(np.asarray(low, dtype=np.float64), (count,))
+    highs = np.broadcast_to(np.asarray(high, dtype=np.float64), (count,))
+    return (tuple(float(v) for v in (lows - np.asarray(mean)) / np.asarray(std)),
+            tuple(float(v) for v in (highs - np.asarray(mean)) / np.asarray(std)))
+
