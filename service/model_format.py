@@ -189,6 +189,8 @@ OPS: dict[str, _OpSpec] = {
 
 def _activation_options(fn: str) -> set[str]:
     """The keyword arguments an activation accepts besides its input (e.g. negative_slope)."""
+    if fn not in ACTIVATIONS:
+        return set()
     try:
         return set(list(inspect.signature(ACTIVATIONS[fn]).parameters)[1:])
     except (TypeError, ValueError):  # builtins such as torch.tanh take no options
@@ -338,7 +340,7 @@ def readable_json(value: Any, indent: str = "") -> str:
     if all(not isinstance(v, dict | list) for v in value):  # a long list of numbers: packed lines
         lines, line = [], ""
         for item in (json.dumps(v) for v in value):
-            if line and len(inner) + len(line) + len(item) > 108:
+            if line and len(inner) + len(line) + len(item) > 105:
                 lines.append(line)
                 line = ""
             line += (", " if line else "") + item

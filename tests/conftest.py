@@ -1,0 +1,37 @@
+"""Shared fixtures: the shipped models loaded once, and an HTTP client against the app serving them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.config import Settings
+from service.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return Registry.from_directory(MODELS, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def client(registry: Registry) -> Iterator[TestClient]:
+    settings = Settings(models_dir=MODELS, max_instances=16, max_upload_bytes=200_000, max_image_pixels=4_000_000)
+    with TestClient(create_app(settings, registry)) as test_client:
+        yield test_client
+
+
+def model_json(name: str) -> dict[str, Any]:
+    """The shipped model.json of `name`, parsed with plain json (not the code under test)."""
+    document: dict[str, Any] = json.loads((MODELS / name / "model.json").read_text())
+    return document

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+from service.errors import InvalidInputError
+from service.inference import explain, predict, ranked_features, resolve_targets
+from service.lrp import PreparedModel
+from tests.conftest import model_json
+
+# The 3-3-1 network of DESIGN.md, written out independently of the shipped files.
+W1 = np.array([[0.3, 0.2, 0.4], [0.6, 0.1, 0.5], [0.8, 0.6, 0.2]])
+B1 = 0.5
+W2 = np.array([0.3, 0.1, 0.4])
+B2 = 0.1
+X = np.array([1.0, 0.8, 0.2])
+
+
+def test_walkthrough_weights_give_the_published_hidden_values(registry):
+    graph = registry.get("walkthrough").prepared.graph
+    hidden = next(n for n in graph.nodes if n.op == "linear")
+    values = hidden.params["weight"].double() @ torch.tensor(X) + hidden.params["bias"].double()
+    np.testing.assert_allclose(values.numpy(), [1.04, 1.28, 1.82], atol=1e-6)
+
+
+def test_walkthrough_prediction_is_logit_1_268_probability_0_78(registry):
+    (prediction,) = predict(registry.get("walkthrough"), torch.tensor(X[None], dtype=torch.float32))
+    assert prediction.logits == pytest.approx([1.268], abs=1e-6)
+    assert prediction.probabilities == pytest.approx([1 / (1 + np.exp(-1.268))], abs=1e-6)
+    assert round(prediction.probabilities[0], 2) == 0.78
+    assert (prediction.index, prediction.label) == (0, "positive")
+
+
+def test_walkthrough_epsilon_relevance_matches_the_hand_formula(registry):
+    hidden = W1 @ X + B1
+    logit = W2 @ hidden + B2
+    r_hidden = W2 * hidden / logit * logit  # epsilon = 0: R_j = z_j / (sum_k z_k + b) * R, R = logit
+    r_input = sum(X * W1[j] / hidden[j] * r_hidden[j] for j in range(3))
+    (result,) = explain(registry.get("walkthrough"), torch.tensor(X[None], dtype=torch.float32), None, None, {})
+    np.testing.assert_allclose(result.relevance, r_input, rtol=1e-5)
+    assert result.logit == pytest.approx(1.268, abs=1e-6)
+    assert result.relevance_sum == pytest.approx(r_input.sum(), rel=1e-5)
+    assert result.conservation_delta == pytest.approx(logit - r_input.sum(), abs=1e-5)
+
+
+def _standardised(example: dict[str, float]) -> torch.Tensor:
+    document = model_json("breast-cancer")
+    features = document["input"]["features"]
+    mean = np.array(document["input"]["standardization"]["mean"])
+    std = np.array(document["input"]["standardization"]["std"])
+    raw = np.array([example[name] for name in features])
+    return torch.tensor(((raw - mean) / std)[None], dtype=torch.float32)
+
+
+def test_service_explain_equals_the_engine_on_the_same_model_and_parameters(registry):
+    entry = registry.get("breast-cancer")
+    x = _standardised(model_json("breast-cancer")["input"]["example"])
+    (result,) = explain(entry, x, "benign", "epsilon", {"epsilon": 0.25})
+    direct = PreparedModel.from_graph(entry.prepared.graph).explain(x, 1, "epsilon", epsilon=0.25)
+    np.testing.assert_allclose(result.relevance, direct.relevance[0].numpy(), rtol=1e-6)
+    assert (result.target, result.label) == (1, "benign")
+
+
+def test_ranked_features_order_by_magnitude():
+    ranked = ranked_features(["a", "b", "c"], np.array([0.1, -0.9, 0.5]), [1.0, 2.0, 3.0])
+    assert [(f["name"], f["value"], f["relevance"]) for f in ranked] == [
+        ("b", 2.0, pytest.approx(-0.9)), ("c", 3.0, pytest.approx(0.5)), ("a", 1.0, pytest.approx(0.1))]
+
+
+def test_targets_by_index_label_list_or_none(registry):
+    entry = registry.get("breast-cancer")
+    assert resolve_targets(entry, None, 2) == [None, None]
+    assert resolve_targets(entry, "malignant", 2) == [0, 0]
+    assert resolve_targets(entry, [1, None, "malignant"], 3) == [1, None, 0]
+
+
+@pytest.mark.parametrize("target,message", [
+    (2, "target: class index 2 is out of range; the model has 2 classes (0..1)"),
+    ("healthy", "unknown class label 'healthy'; labels are ['malignant', 'benign']"),
+    ([0], "target has 1 entries but there are 2 inputs"),
+    ([0, True], "target[1] must be a class index or label, not a boolean"),
+])
+def test_bad_targets_say_how_to_fix_them(registry, target, message):
+    with pytest.raises(InvalidInputError) as raised:
+        resolve_targets(registry.get("breast-cancer"), target, 2)
+    assert message in str(raised.value)
+
+
+def test_engine_errors_become_invalid_input(registry):
+    entry = registry.get("digits")
+    with pytest.raises(InvalidInputError, match="unknown composite 'best'"):
+        explain(entry, torch.zeros(1, 1, 8, 8), None, "best", {})
+    with pytest.raises(InvalidInputError, match="alpha - beta must equal 1"):
+        explain(entry, torch.zeros(1, 1, 8, 8), None, "alpha_beta", {"alpha": 3.0, "beta": 1.0})

@@ -1,0 +1,152 @@
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from service.errors import InvalidInputError, UnsupportedMediaError
+from service.inputs import (
+    decode_image,
+    display_pixels,
+    image_to_array,
+    instances_to_tensor,
+    model_space_bounds,
+    tabular_values,
+)
+from service.model_format import InputSpec
+
+PIXELS = 1_000_000
+TENSOR = InputSpec(kind="tensor", shape=[2, 3])
+GREY = InputSpec(kind="image", shape=[1, 2, 2], range=(0.0, 16.0), image={"mode": "L", "mean": [4.0], "std": [2.0]})
+RGB = InputSpec(kind="image", shape=[3, 2, 2], range=(0.0, 1.0),
+                image={"mode": "RGB", "mean": [0.5, 0.4, 0.3], "std": [0.1, 0.2, 0.4]})
+TABULAR = InputSpec(kind="tabular", shape=[2], features=["age", "size"], range=([0, 1], [100, 9]),
+                    standardization={"mean": [50.0, 5.0], "std": [10.0, 2.0]})
+
+
+def png(array: np.ndarray, mode: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8), mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_tensor_instances_stack_into_a_float32_batch():
+    x = instances_to_tensor(TENSOR, [[[1, 2, 3], [4, 5, 6]], [[0, 0, 0], [0.5, 0, -1]]], PIXELS)
+    assert x.dtype == torch.float32
+    assert x.tolist() == [[[1, 2, 3], [4, 5, 6]], [[0, 0, 0], [0.5, 0, -1]]]
+
+
+@pytest.mark.parametrize("instance,message", [
+    ([[1, 2, 3]], "inputs[0]: expected shape [2, 3], got [1, 3]"),
+    ([[1, 2, 3], [4, 5]], "lists of unequal lengths"),
+    ([["a", 2, 3], [4, 5, 6]], "expected numbers (shape [2, 3]), got values of type string"),
+    ([[True, False, True], [False, True, True]], "got values of type bool"),
+    ([[None, 1, 2], [4, 5, 6]], "mixed/null"),
+    ([[float("nan"), 1, 2], [4, 5, 6]], "NaN or Infinity"),
+    ([[float("inf"), 1, 2], [4, 5, 6]], "NaN or Infinity"),
+])
+def test_bad_tensor_instances_say_what_was_expected(instance, message):
+    with pytest.raises(InvalidInputError) as raised:
+        instances_to_tensor(TENSOR, [instance], PIXELS)
+    assert message in str(raised.value)
+
+
+def test_grey_image_as_numbers_is_normalised_and_accepts_h_w():
+    x = instances_to_tensor(GREY, [[[0, 16], [4, 8]], [[[2, 2], [2, 2]]]], PIXELS)
+    assert x.tolist() == [[[[-2.0, 6.0], [0.0, 2.0]]], [[[-1.0, -1.0], [-1.0, -1.0]]]]
+
+
+def test_image_numbers_outside_the_range_are_refused():
+    with pytest.raises(InvalidInputError, match=r"must lie in the model's input range \[0, 16\]; got values in "
+                       r"\[0, 17\]"):
+        instances_to_tensor(GREY, [[[0, 17], [4, 8]]], PIXELS)
+
+
+def test_uploaded_image_is_resized_by_area_then_scaled_and_normalised():
+    pixels = np.zeros((4, 6), dtype=np.uint8)
+    pixels[:2, :3] = 255  # top-left block white: its 2x2 area average is 255
+    pixels[2:, 3:] = 51
+    array = image_to_array(GREY, decode_image(png(pixels, "L"), PIXELS))
+    raw = np.array([[16.0, 0.0], [0.0, 16.0 * 51 / 255]])
+    np.testing.assert_allclose(array[0], (raw - 4.0) / 2.0)
+
+
+def test_rgb_image_channels_are_normalised_separately():
+    pixels = np.zeros((2, 2, 3), dtype=np.uint8)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = 255, 0, 102
+    array = image_to_array(RGB, decode_image(png(pixels, "RGB"), PIXELS))
+    np.testing.assert_allclose(array[:, 0, 0], [(1 - 0.5) / 0.1, (0 - 0.4) / 0.2, (0.4 - 0.3) / 0.4])
+
+
+def test_rgb_upload_to_grey_model_is_converted():
+    pixels = np.full((3, 3, 3), 255, dtype=np.uint8)
+    assert image_to_array(GREY, decode_image(png(pixels, "RGB"), PIXELS)).shape == (1, 2, 2)
+
+
+def test_base64_string_instances_are_images():
+    pixels = np.full((8, 8), 255, dtype=np.uint8)
+    encoded = base64.b64encode(png(pixels, "L")).decode()
+    x = instances_to_tensor(GREY, [encoded, "data:image/png;base64," + encoded], PIXELS)
+    assert x.tolist() == [[[[6.0, 6.0], [6.0, 6.0]]]] * 2
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"not an image", "could not decode the image; send a PNG or JPEG file"),
+    (png(np.zeros((2, 2), dtype=np.uint8), "L")[:30], "could not decode"),
+])
+def test_undecodable_images_are_refused(data, message):
+    with pytest.raises(UnsupportedMediaError, match=message):
+        decode_image(data, PIXELS)
+
+
+def test_other_image_formats_and_oversized_images_are_refused():
+    buffer = io.BytesIO()
+    Image.new("L", (4, 4)).save(buffer, format="GIF")
+    with pytest.raises(UnsupportedMediaError, match="expected a PNG or JPEG image, got GIF"):
+        decode_image(buffer.getvalue(), PIXELS)
+    with pytest.raises(UnsupportedMediaError, match="the image has 100x100 pixels; the limit is 9999"):
+        decode_image(png(np.zeros((100, 100)), "L"), 9999)
+
+
+def test_bad_base64_is_refused():
+    with pytest.raises(UnsupportedMediaError, match="base64-encoded PNG or JPEG"):
+        instances_to_tensor(GREY, ["@@@"], PIXELS)
+
+
+def test_tabular_by_name_or_list_is_standardised():
+    x = instances_to_tensor(TABULAR, [{"size": 9, "age": 30}, [50, 5]], PIXELS)
+    assert x.tolist() == [[-2.0, 2.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize("instance,message", [
+    ({"age": 1}, "missing ['size'], unknown []"),
+    ({"age": 1, "size": 2, "weight": 3}, "missing [], unknown ['weight']"),
+    ({"age": "old", "size": 2}, "feature 'age' must be a number, got 'old'"),
+    ("age=3", "an object keyed by feature name or a list of 2 numbers"),
+    ([1, 2, 3], "expected shape [2], got [3]"),
+])
+def test_bad_tabular_instances_are_explained(instance, message):
+    with pytest.raises(InvalidInputError) as raised:
+        instances_to_tensor(TABULAR, [instance], PIXELS)
+    assert message in str(raised.value)
+
+
+def test_tabular_values_are_the_raw_values():
+    assert tabular_values(TABULAR, {"size": 9, "age": 30}, "x").tolist() == [30.0, 9.0]
+
+
+def test_bounds_are_the_raw_range_in_model_space():
+    assert model_space_bounds(TENSOR) is None
+    assert model_space_bounds(GREY) == ((-2.0,), (6.0,))
+    low, high = model_space_bounds(RGB)
+    np.testing.assert_allclose(low, [-5.0, -2.0, -0.75])
+    np.testing.assert_allclose(high, [5.0, 3.0, 1.75])
+    assert model_space_bounds(TABULAR) == ((-5.0, -2.0), (5.0, 2.0))
+
+
+def test_display_pixels_undo_normalisation():
+    instance = torch.tensor([[[-2.0, 6.0], [2.0, 0.0]]])
+    assert display_pixels(GREY, instance)[..., 0].tolist() == [[0, 255], [128, 64]]
+    assert display_pixels(GREY, instance).shape == (2, 2, 3)

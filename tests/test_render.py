@@ -1,0 +1,66 @@
+import io
+
+import numpy as np
+from PIL import Image
+
+from service.render import MIN_SIDE, colorize, explanation_png, heatmap, relevance_map, scaled
+
+
+def decode(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    return np.asarray(image.convert("RGB"))
+
+
+def test_colormap_is_symmetric_with_white_at_zero():
+    colors = colorize(np.array([-1.0, -0.5, 0.0, 0.5, 1.0]))
+    assert colors.tolist() == [[0, 0, 255], [128, 128, 255], [255, 255, 255], [255, 128, 128], [255, 0, 0]]
+
+
+def test_scaling_divides_by_the_largest_magnitude():
+    np.testing.assert_allclose(scaled(np.array([2.0, -4.0, 1.0])), [0.5, -1.0, 0.25])
+    assert scaled(np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_relevance_map_sums_channels_and_lays_vectors_out_as_strips():
+    image = np.arange(12.0).reshape(3, 2, 2)
+    assert relevance_map(image).tolist() == [[12.0, 15.0], [18.0, 21.0]]
+    assert relevance_map(np.array([1.0, 2.0])).shape == (1, 2)
+    assert relevance_map(np.ones((4, 5))).tolist() == [[4.0] * 5]
+
+
+def test_heatmap_without_image_is_enlarged_pixel_exactly():
+    relevance = np.array([[[1.0, 0.0], [-1.0, 0.5]]])
+    pixels = np.asarray(heatmap(relevance))
+    assert pixels.shape == (MIN_SIDE, MIN_SIDE, 3)
+    assert pixels[0, 0].tolist() == [255, 0, 0]
+    assert pixels[0, -1].tolist() == [255, 255, 255]
+    assert pixels[-1, 0].tolist() == [0, 0, 255]
+    assert pixels[-1, -1].tolist() == [255, 128, 128]
+
+
+def test_overlay_blends_over_the_image_at_its_size_and_keeps_it_where_relevance_is_zero():
+    base = np.full((300, 400, 3), 40, dtype=np.uint8)
+    relevance = np.array([[[1.0, 0.0]]])
+    pixels = np.asarray(heatmap(relevance, base, overlay=True))
+    assert pixels.shape == (300, 400, 3)
+    assert pixels[10, 390].tolist() == [40, 40, 40]
+    expected = np.round(40 * (1 - 0.85) + np.array([255, 0, 0]) * 0.85).tolist()
+    assert pixels[10, 10].tolist() == expected
+
+
+def test_several_instances_give_a_grid_larger_than_one_tile():
+    one = decode(explanation_png([np.ones((1, 4, 4))], ["#0"], [None], overlay=False))
+    four = decode(explanation_png([np.ones((1, 4, 4))] * 4, ["#0", "#1", "#2", "#3"], [None] * 4, overlay=False))
+    assert one.shape == (MIN_SIDE, MIN_SIDE, 3)
+    assert four.shape[0] > 2 * MIN_SIDE and four.shape[1] > 2 * MIN_SIDE
+    assert (four < 100).any()  # caption text is drawn in black
+
+
+def test_tabular_explanations_are_bars_one_row_per_feature():
+    png = explanation_png([np.array([0.1, -2.0, 0.5])], ["#0"], [None], False, ["a", "b", "c"])
+    pixels = decode(png)
+    reds = ((pixels[..., 0] == 255) & (pixels[..., 1] == 0)).any(axis=1)
+    blues = ((pixels[..., 2] == 255) & (pixels[..., 0] == 0)).any(axis=1)
+    assert reds.sum() > 0 and blues.sum() > 0
+    assert np.argmax(blues) < np.argmax(reds)  # b (largest |R|) is the first row
