@@ -19,11 +19,13 @@ from service.model_format import InputSpec
 
 PIXELS = 1_000_000
 TENSOR = InputSpec(kind="tensor", shape=[2, 3])
-GREY = InputSpec(kind="image", shape=[1, 2, 2], range=(0.0, 16.0), image={"mode": "L", "mean": [4.0], "std": [2.0]})
-RGB = InputSpec(kind="image", shape=[3, 2, 2], range=(0.0, 1.0),
-                image={"mode": "RGB", "mean": [0.5, 0.4, 0.3], "std": [0.1, 0.2, 0.4]})
-TABULAR = InputSpec(kind="tabular", shape=[2], features=["age", "size"], range=([0, 1], [100, 9]),
-                    standardization={"mean": [50.0, 5.0], "std": [10.0, 2.0]})
+GREY = InputSpec.model_validate({"kind": "image", "shape": [1, 2, 2], "range": [0, 16],
+                                 "image": {"mode": "L", "mean": [4.0], "std": [2.0]}})
+RGB = InputSpec.model_validate({"kind": "image", "shape": [3, 2, 2], "range": [0, 1],
+                                "image": {"mode": "RGB", "mean": [0.5, 0.4, 0.3], "std": [0.1, 0.2, 0.4]}})
+TABULAR = InputSpec.model_validate({"kind": "tabular", "shape": [2], "features": ["age", "size"],
+                                    "range": [[0, 1], [100, 9]],
+                                    "standardization": {"mean": [50.0, 5.0], "std": [10.0, 2.0]}})
 
 
 def png(array: np.ndarray, mode: str) -> bytes:
@@ -140,7 +142,9 @@ def test_tabular_values_are_the_raw_values():
 def test_bounds_are_the_raw_range_in_model_space():
     assert model_space_bounds(TENSOR) is None
     assert model_space_bounds(GREY) == ((-2.0,), (6.0,))
-    low, high = model_space_bounds(RGB)
+    bounds = model_space_bounds(RGB)
+    assert bounds is not None
+    low, high = bounds
     np.testing.assert_allclose(low, [-5.0, -2.0, -0.75])
     np.testing.assert_allclose(high, [5.0, 3.0, 1.75])
     assert model_space_bounds(TABULAR) == ((-5.0, -2.0), (5.0, 2.0))

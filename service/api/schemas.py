@@ -111,8 +111,8 @@ class ExplainResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "model": "walkthrough", "composite": "epsilon", "params": {"epsilon": 0.0},
         "explanations": [{"target": 0, "label": "positive", "logit": 1.268, "probability": 0.7804,
-                          "relevance": [0.4392, 0.2552, 0.1796], "relevance_sum": 0.874,
-                          "conservation_delta": 0.394}]}]})
+                          "relevance": [0.47, 0.248, 0.05], "relevance_sum": 0.768,
+                          "conservation_delta": 0.5}]}]})
 
 
 class LayerRule(BaseModel):

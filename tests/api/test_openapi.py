@@ -1,0 +1,64 @@
+"""The OpenAPI document offers the model names and examples that work as-is in Swagger UI's "Try it out"."""
+
+from __future__ import annotations
+
+import pytest
+
+MODEL_NAMES = ["breast-cancer", "digits", "residual", "walkthrough"]
+
+
+@pytest.fixture(scope="module")
+def schema(client):
+    return client.get("/openapi.json").json()
+
+
+def test_every_model_path_parameter_is_an_enum_of_the_loaded_models(schema):
+    found = 0
+    for item in schema["paths"].values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["name"] == "model":
+                    assert parameter["schema"]["enum"] == MODEL_NAMES
+                    found += 1
+    assert found == 5  # /models/{model}, /predict and /explain with their /image variants
+
+
+@pytest.mark.parametrize("path", ["/predict/{model}", "/explain/{model}"])
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_each_model_s_request_example_works_as_is(client, schema, path, model):
+    examples = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["examples"]
+    assert sorted(examples) == MODEL_NAMES
+    response = client.post(path.replace("{model}", model), json=examples[model]["value"])
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("name,path", [("PredictRequest", "/predict/walkthrough"),
+                                       ("ExplainRequest", "/explain/walkthrough")])
+def test_schema_level_request_examples_work_as_is(client, schema, name, path):
+    (example,) = schema["components"]["schemas"][name]["examples"]
+    assert client.post(path, json=example).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["PredictResponse", "ExplainResponse", "ModelSummary", "ErrorResponse", "Health",
+                                  "PredictRequest", "ExplainRequest"])
+def test_request_and_response_schemas_carry_examples(schema, name):
+    assert schema["components"]["schemas"][name]["examples"]
+
+
+def test_response_examples_match_what_the_service_answers(client, schema):
+    (predicted,) = schema["components"]["schemas"]["PredictResponse"]["examples"]
+    (explained,) = schema["components"]["schemas"]["ExplainResponse"]["examples"]
+    request = schema["components"]["schemas"]["ExplainRequest"]["examples"][0]
+    live = client.post("/explain/walkthrough", json=request).json()
+    assert live["explanations"][0]["relevance"] == pytest.approx(explained["explanations"][0]["relevance"],
+                                                                 abs=1e-4)
+    assert live["explanations"][0]["conservation_delta"] == pytest.approx(
+        explained["explanations"][0]["conservation_delta"], abs=1e-4)
+    live_prediction = client.post("/predict/walkthrough", json={"inputs": [request["inputs"][0]]}).json()
+    assert live_prediction["predictions"][0]["logits"] == pytest.approx(predicted["predictions"][0]["logits"],
+                                                                        abs=1e-4)
+
+
+def test_swagger_ui_is_served(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
