@@ -7,6 +7,7 @@ with the service's own loader and checks that the loaded model gives the module'
 from __future__ import annotations
 
 import importlib
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,21 @@ class ConversionError(Exception):
 
 
 def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any], seed: int = 0) -> LoadedModel:
-    """Write `module` (in eval mode) as a model directory; `fields` are the ModelSpec fields besides the graph."""
+    """Write `module` (in eval mode) as a model directory, replacing it only once the written pair is checked;
+    `fields` are the ModelSpec fields besides the graph."""
     module = module.eval()
     graph = graph_from_module(module)
     spec, tensors = spec_from_graph(graph, **fields)
-    save_model(directory, spec, tensors)
-    loaded = load_model(directory)
-    _check_round_trip(module, loaded, spec, seed)
-    return loaded
+    staging = directory.with_name(f".{directory.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_model(staging, spec, tensors)
+        _check_round_trip(module, load_model(staging), spec, seed)
+        shutil.rmtree(directory, ignore_errors=True)
+        staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_model(directory)
 
 
 def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, seed: int) -> None:
