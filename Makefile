@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint models bench-engine clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps zennit==0.5.1

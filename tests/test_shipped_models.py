@@ -1,0 +1,63 @@
+"""The shipped models: their recorded accuracy holds when served, and `make models` re-creates them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.model_selection import train_test_split
+
+from models.train import SEED, main
+from tests.conftest import MODELS, model_json
+
+
+def _test_split(data):
+    _, x_test, _, y_test = train_test_split(data[0], data[1], test_size=0.2, random_state=SEED, stratify=data[1])
+    return x_test, y_test
+
+
+@pytest.mark.parametrize("name", ["digits", "residual"])
+def test_digit_models_reach_their_recorded_accuracy_through_the_api(client, name):
+    digits = load_digits()
+    images, labels = _test_split((digits.images, digits.target))
+    predictions = []
+    for start in range(0, len(images), 16):
+        body = client.post(f"/predict/{name}", json={"inputs": images[start:start + 16].tolist()}).json()
+        predictions += [p["class"] for p in body["predictions"]]
+    accuracy = float(np.mean(np.asarray(predictions) == labels))
+    assert accuracy == pytest.approx(model_json(name)["metrics"]["test_accuracy"], abs=1e-4)
+    assert accuracy > 0.95
+
+
+def test_breast_cancer_reaches_its_recorded_accuracy_with_features_by_name(client):
+    data = load_breast_cancer()
+    rows, labels = _test_split((data.data, data.target))
+    features = [str(f) for f in data.feature_names]
+    predictions = []
+    for start in range(0, len(rows), 16):
+        batch = [dict(zip(features, row.tolist(), strict=True)) for row in rows[start:start + 16]]
+        predictions += [p["class"] for p in client.post("/predict/breast-cancer", json={"inputs": batch}).json()[
+            "predictions"]]
+    accuracy = float(np.mean(np.asarray(predictions) == labels))
+    assert accuracy == pytest.approx(model_json("breast-cancer")["metrics"]["test_accuracy"], abs=1e-4)
+    assert accuracy > 0.93
+
+
+def test_training_script_recreates_the_shipped_models(tmp_path, monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr("sys.argv", ["train", "--out", str(tmp_path)])
+    try:
+        main()
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("walkthrough", "digits", "breast-cancer", "residual"):
+        assert json.loads((tmp_path / name / "model.json").read_text()) == model_json(name)
+        shipped = load_file(str(MODELS / name / "weights.safetensors"))
+        rebuilt = load_file(str(tmp_path / name / "weights.safetensors"))
+        assert shipped.keys() == rebuilt.keys()
+        for key in shipped:
+            torch.testing.assert_close(rebuilt[key], shipped[key], rtol=1e-5, atol=1e-6)
