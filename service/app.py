@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import __version__
+from service.api.docs import install_docs
 from service.api.openapi import service_openapi
 from service.api.routes import router
 from service.config import Settings
@@ -84,9 +85,11 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         if loading is not None and not loading.done():
             loading.cancel()
 
-    app = FastAPI(title="LRP explanation service", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="LRP explanation service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.service = state
     app.include_router(router)
+    install_docs(app)
     install_error_handlers(app)
 
     def openapi() -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 MODEL_NAMES = ["breast-cancer", "digits", "residual", "walkthrough"]
@@ -59,6 +61,13 @@ def test_response_examples_match_what_the_service_answers(client, schema):
                                                                         abs=1e-4)
 
 
-def test_swagger_ui_is_served(client):
+def test_swagger_ui_is_served_without_any_outside_host(client):
     page = client.get("/docs")
-    assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+    assert page.status_code == 200 and "/openapi.json" in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sorted(assets) == ["/docs/assets/favicon.png", "/docs/assets/swagger-ui-bundle.js",
+                              "/docs/assets/swagger-ui.css"]
+    for asset in assets:
+        response = client.get(asset)
+        assert response.status_code == 200 and len(response.content) > 1000
+    assert "SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").text
