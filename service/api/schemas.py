@@ -35,6 +35,8 @@ class LRPParamsBody(_Body):
     low: Bound | None = Field(default=None, description="zbox: lowest input value (scalar or per channel)")
     high: Bound | None = Field(default=None, description="zbox: highest input value (scalar or per channel)")
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epsilon": 0.01}]})
+
 
 TargetField = int | str | list[int | str | None] | None
 
@@ -148,6 +150,15 @@ class ModelDetail(ModelSummary):
     """A model with the rule each of its layers gets under the default composite."""
 
     layers: list[LayerRule]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "walkthrough", "description": "The 3-3-1 network of the LRP walkthrough",
+        "input": {"kind": "tensor", "shape": [3], "example": WALKTHROUGH_INPUT}, "classes": ["positive"],
+        "output_activation": "sigmoid", "default_composite": "epsilon", "default_params": {"epsilon": 0.0},
+        "metrics": {}, "composites": ["epsilon_plus_flat", "epsilon"],
+        "layers": [{"name": "0", "node": "_0", "op": "linear", "rule": "epsilon"},
+                   {"name": "1", "node": "_1", "op": "activation", "rule": "pass"},
+                   {"name": "2", "node": "_2", "op": "linear", "rule": "epsilon"}]}]})
 
 
 class ErrorDetail(BaseModel):

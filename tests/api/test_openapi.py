@@ -41,8 +41,8 @@ def test_schema_level_request_examples_work_as_is(client, schema, name, path):
     assert client.post(path, json=example).status_code == 200
 
 
-@pytest.mark.parametrize("name", ["PredictResponse", "ExplainResponse", "ModelSummary", "ErrorResponse", "Health",
-                                  "PredictRequest", "ExplainRequest"])
+@pytest.mark.parametrize("name", ["PredictResponse", "ExplainResponse", "ModelSummary", "ModelDetail",
+                                  "ErrorResponse", "Health", "PredictRequest", "ExplainRequest", "LRPParamsBody"])
 def test_request_and_response_schemas_carry_examples(schema, name):
     assert schema["components"]["schemas"][name]["examples"]
 
@@ -59,6 +59,13 @@ def test_response_examples_match_what_the_service_answers(client, schema):
     live_prediction = client.post("/predict/walkthrough", json={"inputs": [request["inputs"][0]]}).json()
     assert live_prediction["predictions"][0]["logits"] == pytest.approx(predicted["predictions"][0]["logits"],
                                                                         abs=1e-4)
+
+
+def test_model_detail_example_matches_the_service(client, schema):
+    (example,) = schema["components"]["schemas"]["ModelDetail"]["examples"]
+    live = client.get("/models/walkthrough").json()
+    assert [(layer["name"], layer["op"], layer["rule"]) for layer in live["layers"]] == [
+        (layer["name"], layer["op"], layer["rule"]) for layer in example["layers"]]
 
 
 def test_swagger_ui_is_served_without_any_outside_host(client):
