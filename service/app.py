@@ -51,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         yield
         if loading is not None and not loading.done():
             loading.cancel()
+        state.close()
 
     app = FastAPI(title="LRP explanation service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None)

@@ -20,6 +20,10 @@ class Settings:
     max_instances: int = 64
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_batch_size: int = 32
+    max_delay_ms: int = 5
+    max_queue: int = 1024
+    request_timeout_s: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -37,7 +41,7 @@ class Settings:
                     number = int(raw)
                 except ValueError:
                     raise ValueError(f"{variable} must be an integer, got {raw!r}") from None
-                if number <= 0 and spec.name != "port":
+                if number <= 0 and spec.name not in ("port", "max_delay_ms"):
                     raise ValueError(f"{variable} must be positive, got {number}")
                 if spec.name == "port" and not 0 <= number <= 65535:
                     raise ValueError(f"{variable} must be a port number 0..65535, got {number}")

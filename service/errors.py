@@ -12,9 +12,10 @@ class ServiceError(Exception):
     status = 500
     code = "internal"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
 
 
 class ModelNotFoundError(ServiceError):
@@ -50,6 +51,27 @@ class NotReadyError(ServiceError):
 
     status = 503
     code = "not_ready"
+
+
+class OverloadedError(ServiceError):
+    """The model's queue is full; the client should retry after the Retry-After header's seconds."""
+
+    status = 503
+    code = "overloaded"
+
+
+class QueueTimeoutError(ServiceError):
+    """The request waited in the queue past its deadline and was not run."""
+
+    status = 504
+    code = "timeout"
+
+
+class NumericalError(ServiceError):
+    """The computation gave NaN or Inf for this instance (a server-side fault, reported alone)."""
+
+    status = 500
+    code = "numerical_error"
 
 
 class ModelFileError(Exception):

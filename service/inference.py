@@ -6,14 +6,15 @@ in a worker thread so the event loop never waits on torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from service.errors import InvalidInputError
+from service.errors import InvalidInputError, NumericalError
 from service.lrp import ExplanationInputError
 from service.registry import ModelEntry, default_params
 
@@ -109,6 +110,38 @@ def explain(entry: ModelEntry, x: torch.Tensor, target: Target, composite: str |
             result.targets.cpu().tolist(), result.target_logits.cpu().tolist(), probs,
             result.relevance_sum.cpu().tolist(), result.conservation_delta.cpu().tolist(), strict=True))
     ]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One instance queued for a batched pass: its model-space tensor and (explain only) its target."""
+
+    x: torch.Tensor
+    target: int | None = None
+
+
+def batch_key(verb: str, composite: str | dict[str, Any] | None = None,
+              params: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """Samples share a pass only under the same verb, composite and parameters: the canonical JSON of each."""
+    if verb == "predict":
+        return (verb,)
+    return (verb, json.dumps(composite, sort_keys=True), json.dumps(params or {}, sort_keys=True))
+
+
+def run_batch(entry: ModelEntry, key: Hashable, samples: list[Sample]) -> list[Any]:
+    """One batched pass over samples of many requests: a Prediction or InstanceExplanation per sample, or the
+    error of a sample that failed alone (non-finite results)."""
+    assert isinstance(key, tuple)
+    x = torch.stack([sample.x for sample in samples])
+    if key[0] == "predict":
+        return list(predict(entry, x))
+    composite, params = json.loads(key[1]), json.loads(key[2])
+    results: list[Any] = list(explain(entry, x, [s.target for s in samples], composite, params))
+    for i, result in enumerate(results):
+        if not np.isfinite(result.relevance).all():
+            results[i] = NumericalError(f"the relevance of this input is not finite under composite {composite}; "
+                                        "try a larger epsilon or stabilizer")
+    return results
 
 
 def ranked_features(features: Sequence[str], relevance: np.ndarray, values: Sequence[float]) -> list[dict[str, Any]]:

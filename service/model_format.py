@@ -102,6 +102,14 @@ class GraphSpec(_Strict):
     output: str
 
 
+class BatchingSpec(_Strict):
+    """Per-model batching limits; each one left out takes the LRP_* setting."""
+
+    max_batch_size: PositiveInt | None = None
+    max_delay_ms: Annotated[int, Field(ge=0)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+
+
 class ModelSpec(_Strict):
     """The whole model.json document."""
 
@@ -113,6 +121,7 @@ class ModelSpec(_Strict):
     default_composite: str | dict[str, Any] = "epsilon_plus_flat"
     default_params: dict[str, Any] = {}
     metrics: dict[str, float | int | str] = {}
+    batching: BatchingSpec | None = None
     graph: GraphSpec
 
 

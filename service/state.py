@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from service import inference
+from service.batching import BatchSettings, MicroBatcher
 from service.config import Settings
 from service.errors import NotReadyError
-from service.registry import Registry, resolve_device
+from service.registry import ModelEntry, Registry, resolve_device
 
 log = logging.getLogger("service")
 
@@ -19,6 +22,7 @@ class ServiceState:
     settings: Settings
     registry: Registry | None = None
     load_error: str | None = None
+    batchers: dict[str, MicroBatcher] = field(default_factory=dict)
 
     def load(self) -> None:
         """Load every model (blocking; the app runs it in a worker thread at start-up). A failure is logged
@@ -36,3 +40,22 @@ class ServiceState:
             raise NotReadyError(self.load_error or "the service is still loading its models; retry shortly "
                                 "(GET /health/ready answers 200 when it is ready)")
         return self.registry
+
+    def batcher(self, entry: ModelEntry) -> MicroBatcher:
+        """The model's micro-batcher (created on first use), with its model.json limits over the LRP_* ones."""
+        found = self.batchers.get(entry.name)
+        if found is None:
+            own = entry.spec.batching
+            settings = BatchSettings(
+                max_batch_size=(own and own.max_batch_size) or self.settings.max_batch_size,
+                max_delay_ms=float(self.settings.max_delay_ms if own is None or own.max_delay_ms is None
+                                   else own.max_delay_ms),
+                max_queue=self.settings.max_queue,
+                timeout_s=(own and own.timeout_s) or float(self.settings.request_timeout_s))
+            found = self.batchers[entry.name] = MicroBatcher(functools.partial(inference.run_batch, entry), settings)
+        return found
+
+    def close(self) -> None:
+        """Stop every batcher's worker loop and thread."""
+        for batcher in self.batchers.values():
+            batcher.close()

@@ -24,7 +24,14 @@ from service.api.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from service.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
+from service.batching import DeadlineExceededError, QueueFullError
+from service.errors import (
+    InvalidInputError,
+    OverloadedError,
+    PayloadTooLargeError,
+    QueueTimeoutError,
+    UnsupportedMediaError,
+)
 from service.lrp import COMPOSITE_NAMES
 from service.registry import ModelEntry, default_params
 from service.state import ServiceState
@@ -63,6 +70,25 @@ def _check_count(request: Request, count: int) -> None:
     if count > limit:
         raise PayloadTooLargeError(f"{count} inputs in one request; the limit is {limit} (LRP_MAX_INSTANCES): "
                                    "split the request")
+
+
+async def _batched(request: Request, entry: ModelEntry, key: tuple[str, ...],
+                   samples: list[inference.Sample]) -> list[Any]:
+    """Queue the samples in the model's micro-batcher; full queue -> 503 with Retry-After, deadline -> 504."""
+    batcher = _state(request).batcher(entry)
+    try:
+        return await batcher.submit(key, samples)
+    except QueueFullError:
+        raise OverloadedError(f"model '{entry.name}' has {batcher.queued} inputs queued, its limit "
+                              "(LRP_MAX_QUEUE); retry after the Retry-After seconds", {"Retry-After": "1"}) from None
+    except DeadlineExceededError:
+        raise QueueTimeoutError(f"the request waited more than {batcher.settings.timeout_s:g} s in the queue of "
+                                f"model '{entry.name}' and was not run; retry later") from None
+
+
+async def _predict(request: Request, entry: ModelEntry, x: torch.Tensor) -> JSONResponse:
+    predictions = await _batched(request, entry, inference.batch_key("predict"), [inference.Sample(r) for r in x])
+    return JSONResponse(_predict_body(entry, predictions))
 
 
 async def _tensor(request: Request, entry: ModelEntry, instances: list[Any]) -> torch.Tensor:
@@ -125,9 +151,7 @@ def _predict_body(entry: ModelEntry, predictions: list[inference.Prediction]) ->
 async def predict(request: Request, model: str, body: PredictRequest) -> JSONResponse:
     """Class, label, probabilities and logits of each instance."""
     entry = _entry(request, model)
-    x = await _tensor(request, entry, body.inputs)
-    predictions = await run_in_threadpool(inference.predict, entry, x)
-    return JSONResponse(_predict_body(entry, predictions))
+    return await _predict(request, entry, await _tensor(request, entry, body.inputs))
 
 
 # -- explain -----------------------------------------------------------------------------------------------
@@ -155,11 +179,13 @@ def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-async def _explain(entry: ModelEntry, x: torch.Tensor, target: Any, composite: Any, params: dict[str, Any],
-                   as_png: bool, overlay: bool, bases: list[np.ndarray | None],
+async def _explain(request: Request, entry: ModelEntry, x: torch.Tensor, target: Any, composite: Any,
+                   params: dict[str, Any], as_png: bool, overlay: bool, bases: list[np.ndarray | None],
                    instances: list[Any] | None = None) -> Response:
-    results = await run_in_threadpool(inference.explain, entry, x, target, composite, params)
     chosen = entry.spec.default_composite if composite is None else composite
+    targets = inference.resolve_targets(entry, target, len(x))
+    samples = [inference.Sample(row, index) for row, index in zip(x, targets, strict=True)]
+    results = await _batched(request, entry, inference.batch_key("explain", chosen, params), samples)
     if not as_png:
         return JSONResponse(_explain_json(entry, chosen, default_params(entry, chosen, params), results, instances))
     spec = entry.spec.input
@@ -184,7 +210,7 @@ async def explain(request: Request, model: str, body: ExplainRequest) -> Respons
     x = await _tensor(request, entry, body.inputs)
     as_png = body.format == "png" or prefers_png(request.headers.get("accept"))
     params = body.params.model_dump(exclude_none=True)
-    return await _explain(entry, x, body.target, body.composite, params, as_png, body.overlay,
+    return await _explain(request, entry, x, body.target, body.composite, params, as_png, body.overlay,
                           _display_bases(entry, x, body.overlay), body.inputs)
 
 
@@ -247,8 +273,7 @@ async def predict_image(request: Request, model: str,
     """Prediction for an uploaded image, converted to the model's input size and mode."""
     entry = _entry(request, model)
     x, _ = await _upload(request, entry, file)
-    predictions = await run_in_threadpool(inference.predict, entry, x)
-    return JSONResponse(_predict_body(entry, predictions))
+    return await _predict(request, entry, x)
 
 
 @router.post("/explain/{model}/image", response_model=ExplainResponse, tags=["explain"],
@@ -265,5 +290,5 @@ async def explain_image(
     """Heatmap of an uploaded image at the image's own size (PNG by default; format=json for numbers)."""
     entry = _entry(request, model)
     x, image = await _upload(request, entry, file)
-    return await _explain(entry, x, _form_target(target), _form_composite(composite), _form_params(params),
+    return await _explain(request, entry, x, _form_target(target), _form_composite(composite), _form_params(params),
                           format == "png", overlay, [image])

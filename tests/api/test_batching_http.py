@@ -1,0 +1,113 @@
+"""Concurrent requests through HTTP are batched, and each gets exactly its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx2
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import MODELS
+
+CLIENTS = 64
+
+
+def _requests() -> list[dict]:
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    bodies = []
+    for i in range(CLIENTS):
+        count = 1 + i % 3
+        images = digits.images[rng.choice(len(digits.images), count, replace=False)].astype(int).tolist()
+        targets = [int(t) for t in rng.integers(0, 10, count)]
+        bodies.append({"inputs": images, "target": targets if i % 4 else None})
+    return bodies
+
+
+async def _post_all(app, bodies, concurrently: bool) -> list[dict]:
+    transport = httpx2.ASGITransport(app=app)
+    async with httpx2.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+        async def post(body):
+            response = await client.post("/explain/residual", json=body)
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        if concurrently:
+            return list(await asyncio.gather(*(post(body) for body in bodies)))
+        return [await post(body) for body in bodies]
+
+
+def test_64_concurrent_explains_each_equal_the_same_request_alone(registry):
+    settings = Settings(models_dir=MODELS, max_batch_size=32, max_delay_ms=20)
+    app = create_app(settings, registry)
+    bodies = _requests()
+    alone = asyncio.run(_post_all(app, bodies, concurrently=False))
+    batches_alone = app.state.service.batchers["residual"].stats.batches
+    together = asyncio.run(_post_all(create_app(settings, registry), bodies, concurrently=True))
+    for body, single, batched in zip(bodies, alone, together, strict=True):
+        assert len(batched["explanations"]) == len(body["inputs"])
+        for one, many in zip(single["explanations"], batched["explanations"], strict=True):
+            assert many["target"] == one["target"]
+            # A larger float32 batch sums in another order; the round-off scales with the logit the backward pass
+            # starts from (most of it is absorbed by biases here), so the bound is 1e-5 of that scale.
+            expected = np.asarray(one["relevance"])
+            scale = max(np.abs(expected).max(), abs(one["logit"]))
+            assert np.abs(np.asarray(many["relevance"]) - expected).max() <= 1e-5 * scale
+            assert many["logit"] == pytest.approx(one["logit"], rel=1e-5)
+    assert batches_alone == CLIENTS  # one pass per request when sent one at a time
+
+
+def test_concurrent_requests_share_passes(registry):
+    settings = Settings(models_dir=MODELS, max_batch_size=32, max_delay_ms=20)
+    app = create_app(settings, registry)
+    asyncio.run(_post_all(app, _requests(), concurrently=True))
+    stats = app.state.service.batchers["residual"].stats
+    assert stats.batches < CLIENTS / 2
+    assert stats.samples == sum(len(body["inputs"]) for body in _requests())
+
+
+def test_a_full_queue_answers_503_with_retry_after(registry):
+    app = create_app(Settings(models_dir=MODELS, max_queue=2, max_delay_ms=50), registry)
+
+    async def scenario():
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            bodies = [{"inputs": [[1.0, 0.8, 0.2]] * 2}] * 3
+            return await asyncio.gather(*(client.post("/predict/walkthrough", json=b) for b in bodies))
+
+    responses = asyncio.run(scenario())
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 503, 503]
+    refused = next(r for r in responses if r.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "overloaded"
+
+
+def test_a_request_whose_deadline_passes_in_the_queue_answers_504(registry, monkeypatch):
+    from service import inference
+
+    real = inference.run_batch
+
+    def slow(entry, key, samples):
+        time.sleep(1.5)
+        return real(entry, key, samples)
+
+    monkeypatch.setattr(inference, "run_batch", slow)
+    app = create_app(Settings(models_dir=MODELS, max_batch_size=1, max_delay_ms=0, request_timeout_s=1), registry)
+
+    async def scenario():
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            first = asyncio.ensure_future(client.post("/predict/walkthrough", json={"inputs": [[1, 0.8, 0.2]]}))
+            await asyncio.sleep(0.1)
+            second = await client.post("/predict/walkthrough", json={"inputs": [[1, 0.8, 0.2]]})
+            return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert second.status_code == 504 and second.json()["error"]["code"] == "timeout"
