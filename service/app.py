@@ -19,7 +19,7 @@ from service.api.docs import install_docs
 from service.api.openapi import service_openapi
 from service.api.routes import router
 from service.config import Settings
-from service.errors import ServiceError
+from service.errors import ServiceError, describe_validation_errors
 from service.registry import Registry
 from service.state import ServiceState
 
@@ -37,15 +37,6 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-def _validation_message(error: RequestValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
-    more = len(error.errors()) - 5
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Every error answers `{"error": {"code", "message"}}`; unexpected ones are logged and give a bare 500."""
 
@@ -55,7 +46,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(422, "invalid_request", _validation_message(exc))
+        message = describe_validation_errors(exc.errors(), whole="body", skip="body", limit=5)
+        return error_response(422, "invalid_request", message)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)

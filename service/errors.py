@@ -5,6 +5,22 @@ The web layer turns them into `{"error": {"code", "message"}}`; the message says
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def describe_validation_errors(errors: Sequence[Mapping[str, Any]], whole: str, skip: str | None = None,
+                               limit: int | None = None) -> str:
+    """Pydantic errors as "where: message; ...": `where` is the dotted location (`whole` when empty, `skip`
+    left out of it); past `limit` errors the rest are counted ("; and N more")."""
+    shown = errors if limit is None else errors[:limit]
+    parts = []
+    for error in shown:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != skip) or whole
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    more = len(errors) - len(shown)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
 
 class ServiceError(Exception):
     """Base class: `status` is the HTTP status, `code` a stable identifier, the message is for people."""

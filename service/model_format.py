@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from service.errors import ModelFileError
+from service.errors import ModelFileError, describe_validation_errors
 from service.lrp import LRPError, PreparedModel
 from service.lrp import graph as ir
 from service.lrp.ops import ACTIVATIONS
@@ -256,8 +256,7 @@ def _read_spec(directory: Path, name: str) -> ModelSpec:
     try:
         return ModelSpec.model_validate(document)
     except ValidationError as problem:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                            for e in problem.errors())
+        details = describe_validation_errors(problem.errors(), whole="(top level)")
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: {details}") from None
 
 

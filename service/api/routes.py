@@ -31,6 +31,7 @@ from service.errors import (
     PayloadTooLargeError,
     QueueTimeoutError,
     UnsupportedMediaError,
+    describe_validation_errors,
 )
 from service.lrp import COMPOSITE_NAMES
 from service.registry import ModelEntry, default_params
@@ -262,7 +263,7 @@ def _form_params(params: str | None) -> dict[str, Any]:
     try:
         return LRPParamsBody.model_validate_json(params).model_dump(exclude_none=True)
     except ValidationError as problem:
-        details = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in problem.errors())
+        details = describe_validation_errors(problem.errors(), whole="params")
         raise InvalidInputError(f"params must be a JSON object such as {{\"epsilon\": 0.01}}: {details}") from None
 
 
