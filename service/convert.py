@@ -6,6 +6,7 @@ with the service's own loader and checks that the loaded model gives the module'
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import shutil
 from collections.abc import Mapping
@@ -16,7 +17,6 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from service.lrp import PreparedModel
 from service.lrp.trace import graph_from_module
 from service.model_format import LoadedModel, ModelSpec, load_model, save_model, spec_from_graph
 
@@ -37,12 +37,13 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
     shutil.rmtree(staging, ignore_errors=True)
     try:
         save_model(staging, spec, tensors)
-        _check_round_trip(module, load_model(staging), spec, seed)
+        loaded = load_model(staging)
+        _check_round_trip(module, loaded, spec, seed)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return load_model(directory)
+    return dataclasses.replace(loaded, name=directory.name)
 
 
 def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, seed: int) -> None:
@@ -51,7 +52,7 @@ def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, s
     x = torch.randn(4, *spec.input.shape, generator=generator)
     with torch.no_grad():
         reference = module(x.to(_dtype(module))).float()
-    _, output = PreparedModel.from_graph(loaded.graph).predict(x)
+    _, output = loaded.prepared.predict(x)
     if not torch.allclose(output, reference, rtol=OUTPUT_TOLERANCE, atol=OUTPUT_TOLERANCE):
         worst = (output - reference).abs().max().item()
         raise ConversionError(f"the written model's outputs differ from the module's by up to {worst:g}")

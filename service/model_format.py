@@ -127,11 +127,13 @@ class ModelSpec(_Strict):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A parsed, checked model directory: its spec and the graph holding float32 weights."""
+    """A parsed, checked model directory: its spec, the graph holding float32 weights, and that graph
+    prepared for LRP (BatchNorm folded) by the dry run that checked it."""
 
     name: str
     spec: ModelSpec
     graph: ir.Graph
+    prepared: PreparedModel
 
 
 # -- per-op checks of the graph ----------------------------------------------------------------------------
@@ -241,8 +243,7 @@ def load_model(directory: Path) -> LoadedModel:
         graph = graph_from_spec(spec, tensors)
     except ValueError as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: graph: {problem}") from None
-    _dry_run(graph, spec, name)
-    return LoadedModel(name, spec, graph)
+    return LoadedModel(name, spec, graph, _dry_run(graph, spec, name))
 
 
 def _read_spec(directory: Path, name: str) -> ModelSpec:
@@ -297,16 +298,18 @@ def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> ir.
     return ir.Graph(tuple(nodes), spec.graph.output, spec.output_activation)
 
 
-def _dry_run(graph: ir.Graph, spec: ModelSpec, name: str) -> None:
+def _dry_run(graph: ir.Graph, spec: ModelSpec, name: str) -> PreparedModel:
     """Prepare the graph and run one zero input through it: weights that do not fit the graph fail here."""
     try:
-        logits, _ = PreparedModel.from_graph(graph).predict(torch.zeros(1, *spec.input.shape))
+        prepared = PreparedModel.from_graph(graph)
+        logits, _ = prepared.predict(torch.zeros(1, *spec.input.shape))
     except (LRPError, RuntimeError, ValueError, TypeError, IndexError, KeyError) as problem:
         raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} does not fit the graph in {MODEL_FILE}: "
                              f"{str(problem).splitlines()[0]}") from None
     if tuple(logits.shape) != (1, len(spec.classes)):
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: the graph gives {tuple(logits.shape[1:])} outputs "
                              f"per instance but \"classes\" lists {len(spec.classes)}")
+    return prepared
 
 
 # -- writing ---------------------------------------------------------------------------------------------

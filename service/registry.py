@@ -80,7 +80,7 @@ class Registry:
 def load_entry(path: Path, device: torch.device) -> ModelEntry:
     """Load one model directory, move it to `device`, check its defaults and warm it up with one explain."""
     loaded = load_model(path)
-    prepared = PreparedModel.from_graph(loaded.graph).to(device)
+    prepared = loaded.prepared.to(device)
     entry = ModelEntry(loaded.name, loaded.spec, prepared, model_space_bounds(loaded.spec.input))
     try:
         params = default_params(entry, entry.spec.default_composite, {})
