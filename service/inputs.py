@@ -36,8 +36,8 @@ def _instance_to_array(spec: InputSpec, instance: Any, where: str, max_pixels: i
     return _numbers(instance, spec.shape, where)
 
 
-def _numbers(instance: Any, shape: Sequence[int], where: str) -> np.ndarray:
-    """A finite float64 array of exactly `shape` from nested lists."""
+def _numbers(instance: Any, shape: Sequence[int], where: str, also: Sequence[int] | None = None) -> np.ndarray:
+    """A finite float64 array of `shape` from nested lists shaped `shape` (or `also`, reshaped to `shape`)."""
     try:
         array = np.asarray(instance)
     except ValueError:
@@ -46,9 +46,10 @@ def _numbers(instance: Any, shape: Sequence[int], where: str) -> np.ndarray:
     if array.dtype.kind not in "iuf":
         raise InvalidInputError(f"{where}: expected numbers (shape {list(shape)}), got values of type "
                                 f"{_kind_of(array)}")
-    if list(array.shape) != list(shape):
-        raise InvalidInputError(f"{where}: expected shape {list(shape)}, got {list(array.shape)}")
-    array = array.astype(np.float64)
+    if list(array.shape) != list(shape) and (also is None or list(array.shape) != list(also)):
+        accepted = f"{list(shape)}" + (f" or {list(also)}" if also is not None else "")
+        raise InvalidInputError(f"{where}: expected shape {accepted}, got {list(array.shape)}")
+    array = array.astype(np.float64).reshape(shape)
     if not np.isfinite(array).all():
         raise InvalidInputError(f"{where}: contains NaN or Infinity; every value must be a finite number")
     return array
@@ -86,10 +87,7 @@ def _standardize(spec: InputSpec, values: np.ndarray) -> np.ndarray:
 def _pixels(spec: InputSpec, instance: Any, where: str) -> np.ndarray:
     """An image instance given as numbers: shape [C, H, W], or [H, W] for one channel, within the range."""
     channels, height, width = spec.shape
-    as_array = np.asarray(instance, dtype=object) if isinstance(instance, list) else None
-    grey_2d = channels == 1 and as_array is not None and as_array.ndim == 2
-    array = _numbers(instance, [height, width] if grey_2d else spec.shape, where)
-    array = array.reshape(spec.shape)
+    array = _numbers(instance, spec.shape, where, also=[height, width] if channels == 1 else None)
     low, high = _raw_range(spec)
     low_c, high_c = np.broadcast_to(low, (channels,)), np.broadcast_to(high, (channels,))
     tolerance = 1e-6 * float(np.max(np.abs(high_c - low_c)))

@@ -60,6 +60,13 @@ def test_grey_image_as_numbers_is_normalised_and_accepts_h_w():
     assert x.tolist() == [[[[-2.0, 6.0], [0.0, 2.0]]], [[[-1.0, -1.0], [-1.0, -1.0]]]]
 
 
+def test_image_numbers_of_another_shape_are_refused_naming_the_accepted_shapes():
+    with pytest.raises(InvalidInputError, match=r"inputs\[0\]: expected shape \[1, 2, 2\] or \[2, 2\], got \[1, 3\]"):
+        instances_to_tensor(GREY, [[[1, 2, 3]]], PIXELS)
+    with pytest.raises(InvalidInputError, match=r"expected shape \[3, 2, 2\], got \[2, 2\]"):
+        instances_to_tensor(RGB, [[[0.5, 0.5], [0.5, 0.5]]], PIXELS)
+
+
 def test_image_numbers_outside_the_range_are_refused():
     with pytest.raises(InvalidInputError, match=r"must lie in the model's input range \[0, 16\]; got values in "
                        r"\[0, 17\]"):
