@@ -212,7 +212,7 @@ async def explain(request: Request, model: str, body: ExplainRequest) -> Respons
     as_png = body.format == "png" or prefers_png(request.headers.get("accept"))
     params = body.params.model_dump(exclude_none=True)
     return await _explain(request, entry, x, body.target, body.composite, params, as_png, body.overlay,
-                          _display_bases(entry, x, body.overlay), body.inputs)
+                          _display_bases(entry, x, body.overlay and as_png), body.inputs)
 
 
 # -- image uploads -----------------------------------------------------------------------------------------
