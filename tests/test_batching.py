@@ -29,6 +29,13 @@ class Recorder:
         return [item if isinstance(item, Exception) else (key, item * 10) for item in items]
 
 
+async def occupied(batcher, recorder):
+    """Submit item 1 under key "k"; return its future once its batch runs, held by the recorder's gate."""
+    running = asyncio.ensure_future(batcher.submit("k", [1]))
+    await asyncio.to_thread(recorder.started.wait, LIVENESS_S)
+    return running
+
+
 def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, LIVENESS_S))
 
@@ -105,8 +112,7 @@ def test_a_full_queue_refuses_at_once():
     batcher = MicroBatcher(recorder, BatchSettings(max_batch_size=1, max_delay_ms=0, max_queue=2))
 
     async def scenario():
-        running = asyncio.ensure_future(batcher.submit("k", [1]))
-        await asyncio.to_thread(recorder.started.wait, LIVENESS_S)  # the first batch is running, queue empty
+        running = await occupied(batcher, recorder)  # the first batch is running, the queue is empty
         queued = asyncio.ensure_future(batcher.submit("k", [2, 3]))
         await asyncio.sleep(0)
         with pytest.raises(QueueFullError, match="2 samples are queued"):
@@ -124,8 +130,7 @@ def test_a_request_past_its_deadline_fails_and_is_not_run():
     batcher = MicroBatcher(recorder, BatchSettings(max_batch_size=1, max_delay_ms=0))
 
     async def scenario():
-        running = asyncio.ensure_future(batcher.submit("k", [1]))
-        await asyncio.to_thread(recorder.started.wait, LIVENESS_S)
+        running = await occupied(batcher, recorder)
         late = asyncio.ensure_future(batcher.submit("k", [2], timeout_s=0.01))
         await asyncio.sleep(0.05)
         gate.set()
@@ -144,8 +149,7 @@ def test_a_cancelled_request_is_dropped_from_its_batch():
     batcher = MicroBatcher(recorder, BatchSettings(max_batch_size=4, max_delay_ms=0))
 
     async def scenario():
-        running = asyncio.ensure_future(batcher.submit("k", [1]))
-        await asyncio.to_thread(recorder.started.wait, LIVENESS_S)
+        running = await occupied(batcher, recorder)
         gone = asyncio.ensure_future(batcher.submit("k", [2]))
         kept = asyncio.ensure_future(batcher.submit("k", [3]))
         await asyncio.sleep(0)
