@@ -75,19 +75,33 @@ class _Sample:
 
 @dataclass
 class BatchStats:
-    """Counters for metrics: batches run, samples in them, and requests refused or expired."""
+    """Counters for metrics: batches run, samples in them, and requests refused, expired or cancelled."""
 
     batches: int = 0
     samples: int = 0
     rejected: int = 0
     expired: int = 0
+    cancelled: int = 0
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batch that ran: its key, each sample's wait in the queue and the batch function's run time (seconds)."""
+
+    key: Hashable
+    queue_waits: list[float]
+    run_seconds: float
+
+    @property
+    def size(self) -> int:
+        return len(self.queue_waits)
 
 
 class MicroBatcher:
     """Queues samples per key and runs them through `run` in batches on one worker thread."""
 
     def __init__(self, run: BatchFunction, settings: BatchSettings, executor: Executor | None = None,
-                 on_batch: Callable[[Hashable, int, float], None] | None = None) -> None:
+                 on_batch: Callable[[BatchRecord], None] | None = None) -> None:
         self._run = run
         self.settings = settings
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
@@ -123,7 +137,9 @@ class MicroBatcher:
         try:
             return await request.future
         except asyncio.CancelledError:
-            request.future.cancel()  # its queued samples are dropped when a batch is formed
+            if request.future.cancelled() or not request.future.done():  # it had no answer yet
+                self.stats.cancelled += 1
+                request.future.cancel()  # its queued samples are dropped when a batch is formed
             raise
 
     async def _work(self, key: Hashable) -> None:
@@ -166,6 +182,7 @@ class MicroBatcher:
     async def _run_batch(self, key: Hashable, batch: list[_Sample]) -> None:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        waits = [started - s.arrived for s in batch]
         items = [s.request.items[s.index] for s in batch]
         try:
             results: Sequence[Any] = await loop.run_in_executor(self._executor, self._run, key, items)
@@ -176,7 +193,7 @@ class MicroBatcher:
         self.stats.batches += 1
         self.stats.samples += len(batch)
         if self._on_batch is not None:
-            self._on_batch(key, len(batch), time.monotonic() - started)
+            self._on_batch(BatchRecord(key, waits, time.monotonic() - started))
         for sample, result in zip(batch, results, strict=True):
             request = sample.request
             if request.abandoned:

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from service.batching import BatchSettings, DeadlineExceededError, MicroBatcher, QueueFullError
+from service.batching import BatchRecord, BatchSettings, DeadlineExceededError, MicroBatcher, QueueFullError
 
 LIVENESS_S = 10  # a bound that only a hang reaches; not a speed measurement
 
@@ -160,6 +160,7 @@ def test_a_cancelled_request_is_dropped_from_its_batch():
     assert run(scenario()) == ([("k", 10)], [("k", 30)])
     assert recorder.batches == [("k", [1]), ("k", [3])]
     assert batcher.queued == 0
+    assert batcher.stats.cancelled == 1
 
 
 def test_a_failing_sample_fails_alone():
@@ -195,3 +196,23 @@ def test_a_batch_function_that_raises_fails_that_batch_only():
 
     (failed,), second = run(scenario())
     assert isinstance(failed, RuntimeError) and second == [20]
+
+
+def test_each_batch_is_reported_with_its_queue_waits_and_run_time():
+    gate = threading.Event()
+    recorder = Recorder(gate)
+    records: list[BatchRecord] = []
+    batcher = MicroBatcher(recorder, BatchSettings(max_batch_size=4, max_delay_ms=0), on_batch=records.append)
+
+    async def scenario():
+        running = await occupied(batcher, recorder)
+        waiting = asyncio.ensure_future(batcher.submit("k", [2, 3]))
+        await asyncio.sleep(0.05)  # the second batch waits behind the gated first one at least this long
+        gate.set()
+        return await running, await waiting
+
+    assert run(scenario()) == ([("k", 10)], [("k", 20), ("k", 30)])
+    assert [(r.key, r.size) for r in records] == [("k", 1), ("k", 2)]
+    first, second = records
+    assert first.run_seconds >= 0.05 > max(first.queue_waits)  # the gate held the first batch while it ran
+    assert min(second.queue_waits) >= 0.05
