@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+ZERO_ALLOWED = ("port", "max_delay_ms", "shutdown_delay_s")  # 0: any free port, no batching delay, exit at once
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -24,6 +26,7 @@ class Settings:
     max_delay_ms: int = 5
     max_queue: int = 1024
     request_timeout_s: int = 30
+    shutdown_delay_s: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -41,7 +44,9 @@ class Settings:
                     number = int(raw)
                 except ValueError:
                     raise ValueError(f"{variable} must be an integer, got {raw!r}") from None
-                if number <= 0 and spec.name not in ("port", "max_delay_ms"):
+                if spec.name in ZERO_ALLOWED and number < 0:
+                    raise ValueError(f"{variable} must be 0 or more, got {number}")
+                if number <= 0 and spec.name not in ZERO_ALLOWED:
                     raise ValueError(f"{variable} must be positive, got {number}")
                 if spec.name == "port" and not 0 <= number <= 65535:
                     raise ValueError(f"{variable} must be a port number 0..65535, got {number}")

@@ -22,8 +22,15 @@ def test_variables_override_defaults():
     ({"LRP_PORT": "eighty"}, "LRP_PORT must be an integer"),
     ({"LRP_PORT": "70000"}, "port number"),
     ({"LRP_MAX_INSTANCES": "0"}, "LRP_MAX_INSTANCES must be positive"),
+    ({"LRP_MAX_DELAY_MS": "-1"}, "LRP_MAX_DELAY_MS must be 0 or more"),
+    ({"LRP_SHUTDOWN_DELAY_S": "-2"}, "LRP_SHUTDOWN_DELAY_S must be 0 or more"),
     ({"LRP_DEVICE": "tpu"}, "LRP_DEVICE must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_values_name_the_variable(environ, message):
     with pytest.raises(ValueError, match=message):
         Settings.from_env(environ)
+
+
+def test_zero_is_allowed_for_the_delays():
+    settings = Settings.from_env({"LRP_MAX_DELAY_MS": "0", "LRP_SHUTDOWN_DELAY_S": "0"})
+    assert (settings.max_delay_ms, settings.shutdown_delay_s) == (0, 0)
