@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from service import __version__
 from service.api.docs import install_docs
+from service.api.observe import RequestMetricsMiddleware
 from service.api.openapi import service_openapi
 from service.api.routes import router
 from service.config import Settings
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                   docs_url=None, redoc_url=None)
     app.state.service = state
     app.include_router(router)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics,
+                       is_model=lambda name: state.registry is not None and name in state.registry.models)
     install_docs(app)
     install_error_handlers(app)
 

@@ -83,6 +83,20 @@ class QueueTimeoutError(ServiceError):
     code = "timeout"
 
 
+class ClientDisconnectedError(ServiceError):
+    """The client closed the connection before its answer was ready (nginx's 499; nobody receives it)."""
+
+    status = 499
+    code = "client_disconnected"
+
+
+class DeviceMemoryError(ServiceError):
+    """One input alone does not fit in device memory, even after the batch was split down to it."""
+
+    status = 500
+    code = "out_of_memory"
+
+
 class NumericalError(ServiceError):
     """The computation gave NaN or Inf for this instance (a server-side fault, reported alone)."""
 

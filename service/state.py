@@ -10,6 +10,7 @@ from service import inference
 from service.batching import BatchSettings, MicroBatcher
 from service.config import Settings
 from service.errors import NotReadyError
+from service.metrics import ServiceMetrics
 from service.registry import ModelEntry, Registry, resolve_device
 
 log = logging.getLogger("service")
@@ -17,12 +18,18 @@ log = logging.getLogger("service")
 
 @dataclass
 class ServiceState:
-    """Settings plus the registry; `registry` is None until every model has been loaded and warmed up."""
+    """Settings plus the registry; `registry` is None until every model has been loaded and warmed up.
+    `draining` turns True on SIGTERM: readiness answers 503 while requests already sent still finish."""
 
     settings: Settings
     registry: Registry | None = None
     load_error: str | None = None
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+    draining: bool = False
+    metrics: ServiceMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = ServiceMetrics(lambda: self.batchers)
 
     def load(self) -> None:
         """Load every model (blocking; the app runs it in a worker thread at start-up). A failure is logged
@@ -41,6 +48,18 @@ class ServiceState:
                                 "(GET /health/ready answers 200 when it is ready)")
         return self.registry
 
+    def check_ready(self) -> Registry:
+        """The registry for the readiness probe: like `ready_registry`, but 503 once shutdown has begun."""
+        if self.draining:
+            raise NotReadyError("the service is shutting down; requests already sent are still answered")
+        return self.ready_registry()
+
+    def start_draining(self) -> None:
+        """Shutdown has begun (SIGTERM): readiness answers 503 from now on."""
+        if not self.draining:
+            log.info("shutting down: readiness now answers 503; requests in flight will finish")
+        self.draining = True
+
     def batcher(self, entry: ModelEntry) -> MicroBatcher:
         """The model's micro-batcher (created on first use), with its model.json limits over the LRP_* ones."""
         found = self.batchers.get(entry.name)
@@ -52,7 +71,9 @@ class ServiceState:
                                    else own.max_delay_ms),
                 max_queue=self.settings.max_queue,
                 timeout_s=(own and own.timeout_s) or float(self.settings.request_timeout_s))
-            found = self.batchers[entry.name] = MicroBatcher(functools.partial(inference.run_batch, entry), settings)
+            found = self.batchers[entry.name] = MicroBatcher(
+                functools.partial(inference.run_batch, entry), settings,
+                on_batch=self.metrics.batch_observer(entry.name))
         return found
 
     def close(self) -> None:

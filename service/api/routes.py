@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from service import inference, inputs, render
+from service.api.disconnect import unless_disconnected
 from service.api.schemas import (
     ErrorResponse,
     ExplainRequest,
@@ -34,6 +35,7 @@ from service.errors import (
     describe_validation_errors,
 )
 from service.lrp import COMPOSITE_NAMES
+from service.metrics import CONTENT_TYPE
 from service.registry import ModelEntry, default_params
 from service.state import ServiceState
 
@@ -43,8 +45,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No model of that name"},
     413: {"model": ErrorResponse, "description": "More instances or bytes than the limits allow"},
     422: {"model": ErrorResponse, "description": "Inputs, target, composite or parameters cannot be used"},
-    503: {"model": ErrorResponse, "description": "Models are still loading"},
+    503: {"model": ErrorResponse, "description": "Models are still loading, or the model's queue is full "
+          "(retry after the Retry-After seconds)"},
+    504: {"model": ErrorResponse, "description": "The request waited in the queue past LRP_REQUEST_TIMEOUT_S"},
 }
+LOADING: dict[str, Any] = {"model": ErrorResponse, "description": "Models are still loading"}
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "JSON explanations, or a PNG heatmap"}}
 
@@ -75,10 +80,11 @@ def _check_count(request: Request, count: int) -> None:
 
 async def _batched(request: Request, entry: ModelEntry, key: tuple[str, ...],
                    samples: list[inference.Sample]) -> list[Any]:
-    """Queue the samples in the model's micro-batcher; full queue -> 503 with Retry-After, deadline -> 504."""
+    """Queue the samples in the model's micro-batcher; full queue -> 503 with Retry-After, deadline -> 504,
+    client gone -> the samples leave the queue (499, which nobody receives)."""
     batcher = _state(request).batcher(entry)
     try:
-        return await batcher.submit(key, samples)
+        return await unless_disconnected(request, batcher.submit(key, samples))
     except QueueFullError:
         raise OverloadedError(f"model '{entry.name}' has {batcher.queued} inputs queued, its limit "
                               "(LRP_MAX_QUEUE); retry after the Retry-After seconds", {"Retry-After": "1"}) from None
@@ -121,12 +127,20 @@ async def live() -> dict[str, Any]:
 
 @router.get("/health/ready", response_model=Health, tags=["health"], responses={503: {"model": ErrorResponse}})
 async def ready(request: Request) -> dict[str, Any]:
-    """200 once every model is loaded and warmed up (refused models are listed under `failed`); 503 before."""
-    registry = _state(request).ready_registry()
+    """200 once every model is loaded and warmed up (refused models are listed under `failed`); 503 before, and
+    again from the moment shutdown begins (SIGTERM) while requests in flight finish."""
+    registry = _state(request).check_ready()
     return {"status": "ready", "models": sorted(registry.models), "failed": registry.failures}
 
 
-@router.get("/models", response_model=list[ModelSummary], tags=["models"], responses={503: ERRORS[503]})
+@router.get("/metrics", tags=["health"], response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text exposition"}})
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: requests and latency per model and verb, batch sizes, queue depth and waits, refusals."""
+    return Response(_state(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.get("/models", response_model=list[ModelSummary], tags=["models"], responses={503: LOADING})
 async def list_models(request: Request) -> list[dict[str, Any]]:
     """Every registered model: input kind and shape, classes, default composite and measured accuracy."""
     registry = _state(request).ready_registry()
@@ -134,7 +148,7 @@ async def list_models(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/models/{model}", response_model=ModelDetail, tags=["models"],
-            responses={404: ERRORS[404], 503: ERRORS[503]})
+            responses={404: ERRORS[404], 503: LOADING})
 async def describe_model(request: Request, model: str) -> dict[str, Any]:
     """One model, with every layer and the LRP rule it gets under the model's default composite."""
     entry = _entry(request, model)
