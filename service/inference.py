@@ -7,6 +7,7 @@ in a worker thread so the event loop never waits on torch.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.errors import InvalidInputError, NumericalError
+from service.errors import DeviceMemoryError, InvalidInputError, NumericalError
 from service.lrp import ExplanationInputError
 from service.registry import ModelEntry, default_params
+
+log = logging.getLogger("service")
 
 TargetValue = int | str | None
 Target = TargetValue | Sequence[TargetValue]
@@ -130,7 +133,30 @@ def batch_key(verb: str, composite: str | dict[str, Any] | None = None,
 
 def run_batch(entry: ModelEntry, key: Hashable, samples: list[Sample]) -> list[Any]:
     """One batched pass over samples of many requests: a Prediction or InstanceExplanation per sample, or the
-    error of a sample that failed alone (non-finite results)."""
+    error of a sample that failed alone. On device out-of-memory the batch is halved and each half retried;
+    an input that does not fit even alone fails alone with DeviceMemoryError."""
+    try:
+        return _run_once(entry, key, samples)
+    except torch.OutOfMemoryError:
+        _release_cached_memory(entry)
+        if len(samples) == 1:
+            log.error("model '%s': one input alone does not fit in device memory", entry.name)
+            return [DeviceMemoryError(f"model '{entry.name}' ran out of device memory on this input alone; "
+                                      "retry when the server is less busy or ask for a smaller input")]
+        half = len(samples) // 2
+        log.warning("model '%s': out of device memory on a batch of %d; retrying as %d + %d",
+                    entry.name, len(samples), half, len(samples) - half)
+        return run_batch(entry, key, samples[:half]) + run_batch(entry, key, samples[half:])
+
+
+def _release_cached_memory(entry: ModelEntry) -> None:
+    """Hand the CUDA caching allocator's free blocks back, so the retry finds contiguous memory."""
+    if entry.prepared.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _run_once(entry: ModelEntry, key: Hashable, samples: list[Sample]) -> list[Any]:
+    """The batched pass itself; non-finite relevance fails only its own sample (NumericalError)."""
     assert isinstance(key, tuple)
     x = torch.stack([sample.x for sample in samples])
     if key[0] == "predict":

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from service.errors import InvalidInputError
-from service.inference import explain, predict, ranked_features, resolve_targets
+from service.errors import DeviceMemoryError, InvalidInputError, NumericalError
+from service.inference import Sample, batch_key, explain, predict, ranked_features, resolve_targets, run_batch
 from service.lrp import PreparedModel
 from tests.conftest import model_json
 
@@ -91,3 +91,67 @@ def test_engine_errors_become_invalid_input(registry):
         explain(entry, torch.zeros(1, 1, 8, 8), None, "best", {})
     with pytest.raises(InvalidInputError, match="alpha - beta must equal 1"):
         explain(entry, torch.zeros(1, 1, 8, 8), None, "alpha_beta", {"alpha": 3.0, "beta": 1.0})
+
+
+BATCH = torch.tensor([[1.0, 0.8, 0.2], [0.1, 0.9, 0.4], [0.5, 0.5, 0.5], [0.0, 0.3, 1.0], [0.7, 0.2, 0.6]])
+EXPLAIN_KEY = batch_key("explain", "epsilon", {"epsilon": 0.01})
+
+
+def test_a_batch_gives_each_sample_what_it_gets_alone(registry):
+    entry = registry.get("walkthrough")
+    batched = run_batch(entry, EXPLAIN_KEY, [Sample(x, 0) for x in BATCH])
+    for x, result in zip(BATCH, batched, strict=True):
+        (alone,) = explain(entry, x[None], 0, "epsilon", {"epsilon": 0.01})
+        np.testing.assert_allclose(result.relevance, alone.relevance, rtol=1e-6)
+    predictions = run_batch(entry, batch_key("predict"), [Sample(x) for x in BATCH])
+    np.testing.assert_allclose([p.logits for p in predictions], [p.logits for p in predict(entry, BATCH)], rtol=1e-6)
+
+
+def test_a_non_finite_relevance_fails_only_its_own_sample(registry, monkeypatch):
+    entry = registry.get("walkthrough")
+    real = entry.prepared.explain
+
+    def with_nan(x, *args, **kwargs):
+        result = real(x, *args, **kwargs)
+        result.relevance[2, 1] = float("nan")
+        return result
+
+    monkeypatch.setattr(entry.prepared, "explain", with_nan)
+    results = run_batch(entry, EXPLAIN_KEY, [Sample(x, 0) for x in BATCH])
+    assert isinstance(results[2], NumericalError) and "larger epsilon" in results[2].message
+    assert all(np.isfinite(r.relevance).all() for i, r in enumerate(results) if i != 2)
+
+
+def out_of_memory_above(limit, sizes, real, poisoned=None):
+    """An engine call that records each batch size and raises CUDA's out-of-memory error above `limit` inputs
+    (or whenever the batch holds the `poisoned` input)."""
+
+    def call(x, *args, **kwargs):
+        sizes.append(len(x))
+        if len(x) > limit or (poisoned is not None and any(torch.equal(row, poisoned) for row in x)):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(x, *args, **kwargs)
+
+    return call
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits(registry, monkeypatch):
+    entry = registry.get("walkthrough")
+    expected = run_batch(entry, EXPLAIN_KEY, [Sample(x, 0) for x in BATCH])
+    sizes: list[int] = []
+    monkeypatch.setattr(entry.prepared, "explain", out_of_memory_above(2, sizes, entry.prepared.explain))
+    results = run_batch(entry, EXPLAIN_KEY, [Sample(x, 0) for x in BATCH])
+    assert sizes == [5, 2, 3, 1, 2]
+    for got, want in zip(results, expected, strict=True):
+        np.testing.assert_allclose(got.relevance, want.relevance, rtol=1e-6)
+
+
+def test_an_input_too_large_even_alone_fails_alone(registry, monkeypatch):
+    entry = registry.get("walkthrough")
+    sizes: list[int] = []
+    monkeypatch.setattr(entry.prepared, "predict", out_of_memory_above(8, sizes, entry.prepared.predict, BATCH[3]))
+    results = run_batch(entry, batch_key("predict"), [Sample(x) for x in BATCH])
+    assert isinstance(results[3], DeviceMemoryError) and results[3].status == 500
+    assert sizes == [5, 2, 3, 1, 2, 1, 1]  # 5 -> 2 + 3 -> 1 + 2 -> the poisoned input alone, then the last one
+    np.testing.assert_allclose([r.logits for i, r in enumerate(results) if i != 3],
+                               [p.logits for p in predict(entry, BATCH[[0, 1, 2, 4]])], rtol=1e-6)
