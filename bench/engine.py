@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bench import models
-from service.lrp import PreparedModel
+from service.lrp import PreparedModel, use_ieee_float32
 from tests.zennit_oracle import load_zennit
 
 COMPOSITES = ["epsilon_plus_flat", "epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1",
@@ -129,8 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        use_ieee_float32()
         machine = torch.cuda.get_device_name(device)
     else:
         machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"

@@ -10,6 +10,7 @@ from service import inference
 from service.batching import BatchSettings, MicroBatcher
 from service.config import Settings
 from service.errors import NotReadyError
+from service.lrp import use_ieee_float32
 from service.metrics import ServiceMetrics
 from service.registry import ModelEntry, Registry, resolve_device
 
@@ -36,6 +37,8 @@ class ServiceState:
         and keeps the service unready with a message, instead of ending the process."""
         try:
             device = resolve_device(self.settings.device)
+            if device.type == "cuda":
+                use_ieee_float32()  # explanations on the GPU must match the CPU's
             self.registry = Registry.from_directory(self.settings.models_dir, device)
         except Exception:  # a bug or a bad device must not leave the service silently unready
             log.exception("loading the models failed")

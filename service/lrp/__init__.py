@@ -8,6 +8,7 @@ from service.lrp.engine import Explanation, PreparedModel, explain, prepare
 from service.lrp.errors import ExplanationInputError, LRPError, ModelPreparationError, UnsupportedLayerError
 from service.lrp.graph import Graph, Node
 from service.lrp.params import LRPParams
+from service.lrp.precision import use_ieee_float32
 from service.lrp.rules import RULE_NAMES
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "UnsupportedLayerError",
     "explain",
     "prepare",
+    "use_ieee_float32",
 ]
