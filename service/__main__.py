@@ -17,14 +17,16 @@ from service.config import Settings
 from service.convert import ConversionError, convert_module, infer_classes, load_factory, load_state
 from service.errors import ModelFileError
 from service.lrp import LRPError
+from service.server import DrainingServer
 
 
 def serve() -> None:
-    """Run the service with one uvicorn worker on LRP_HOST:LRP_PORT."""
+    """Run the service with one uvicorn worker on LRP_HOST:LRP_PORT; SIGTERM drains it (service.server)."""
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                workers=1)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level, workers=1)
+    DrainingServer(config, app.state.service.start_draining, settings.shutdown_delay_s).run()
 
 
 def convert(argv: list[str]) -> int:

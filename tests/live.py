@@ -1,0 +1,50 @@
+"""`python -m service` as a real process on a free 127.0.0.1 port, for tests that need signals and sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx2
+import pytest
+
+from tests.conftest import ROOT
+
+STARTUP_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_service(**variables: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start the service with the shipped models and extra LRP_* `variables`; return once it is ready."""
+    port = free_port()
+    env = {**os.environ, "LRP_PORT": str(port), "LRP_HOST": "127.0.0.1", "LRP_MODELS_DIR": str(ROOT / "models"),
+           **variables}
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if httpx2.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return base, process
+        except httpx2.TransportError:
+            pass
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else "exited"
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("the service did not become ready")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Kill the process if a test left it running."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
