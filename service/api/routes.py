@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from service import inference, inputs, render
 from service.api.disconnect import unless_disconnected
+from service.api.fast_json import FastJSONResponse
 from service.api.schemas import (
     ErrorResponse,
     ExplainRequest,
@@ -50,6 +52,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     504: {"model": ErrorResponse, "description": "The request waited in the queue past LRP_REQUEST_TIMEOUT_S"},
 }
 LOADING: dict[str, Any] = {"model": ErrorResponse, "description": "Models are still loading"}
+INLINE_VALUES = 4096  # at most this many input values are converted without a hop to a worker thread
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "JSON explanations, or a PNG heatmap"}}
 
@@ -95,13 +98,18 @@ async def _batched(request: Request, entry: ModelEntry, key: tuple[str, ...],
 
 async def _predict(request: Request, entry: ModelEntry, x: torch.Tensor) -> JSONResponse:
     predictions = await _batched(request, entry, inference.batch_key("predict"), [inference.Sample(r) for r in x])
-    return JSONResponse(_predict_body(entry, predictions))
+    return FastJSONResponse(_predict_body(entry, predictions))
 
 
 async def _tensor(request: Request, entry: ModelEntry, instances: list[Any]) -> torch.Tensor:
+    """The model-space batch; small numeric inputs are converted on the event loop (cheaper than a thread hop),
+    large ones and base64 images in a worker thread."""
     _check_count(request, len(instances))
     max_pixels = _state(request).settings.max_image_pixels
-    return await run_in_threadpool(inputs.instances_to_tensor, entry.spec.input, instances, max_pixels)
+    spec = entry.spec.input
+    if len(instances) * math.prod(spec.shape) <= INLINE_VALUES and not any(isinstance(i, str) for i in instances):
+        return inputs.instances_to_tensor(spec, instances, max_pixels)
+    return await run_in_threadpool(inputs.instances_to_tensor, spec, instances, max_pixels)
 
 
 def prefers_png(accept: str | None) -> bool:
@@ -181,7 +189,7 @@ def _explain_json(entry: ModelEntry, composite: Any, params: dict[str, Any],
     for i, result in enumerate(results):
         item: dict[str, Any] = {
             "target": result.target, "label": result.label, "logit": result.logit,
-            "probability": result.probability, "relevance": result.relevance.tolist(),
+            "probability": result.probability, "relevance": result.relevance,
             "relevance_sum": result.relevance_sum, "conservation_delta": result.conservation_delta}
         if spec.kind == "tabular" and spec.features and instances is not None:
             raw = inputs.tabular_values(spec, instances[i], f"inputs[{i}]")
@@ -202,7 +210,7 @@ async def _explain(request: Request, entry: ModelEntry, x: torch.Tensor, target:
     samples = [inference.Sample(row, index) for row, index in zip(x, targets, strict=True)]
     results = await _batched(request, entry, inference.batch_key("explain", chosen, params), samples)
     if not as_png:
-        return JSONResponse(_explain_json(entry, chosen, default_params(entry, chosen, params), results, instances))
+        return FastJSONResponse(_explain_json(entry, chosen, default_params(entry, chosen, params), results, instances))
     spec = entry.spec.input
     features = spec.features if spec.kind == "tabular" else None
     png = await run_in_threadpool(
