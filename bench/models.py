@@ -10,21 +10,36 @@ VGG16_LAYOUT: list[int | str] = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                                  512, 512, 512, "M"]
 
 
-def vgg16(classes: int = 1000) -> nn.Module:
-    """torchvision's VGG-16 layout: 13 3x3 convolutions, 5 max pools, three Linear layers."""
+VGG11_LAYOUT: list[int | str] = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+
+
+def vgg_features(layout: list[int | str]) -> list[nn.Module]:
+    """3x3 convolutions (padding 1) with ReLU for each int, 2x2 max pooling for each "M"; RGB input."""
     layers: list[nn.Module] = []
     channels = 3
-    for item in VGG16_LAYOUT:
+    for item in layout:
         if item == "M":
             layers.append(nn.MaxPool2d(2))
         else:
             assert isinstance(item, int)
             layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=True)]
             channels = item
+    return layers
+
+
+def vgg16(classes: int = 1000) -> nn.Module:
+    """torchvision's VGG-16 layout: 13 3x3 convolutions, 5 max pools, three Linear layers."""
     return nn.Sequential(
-        *layers, nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+        *vgg_features(VGG16_LAYOUT), nn.AdaptiveAvgPool2d(7), nn.Flatten(),
         nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(True),
         nn.Dropout(), nn.Linear(4096, classes))
+
+
+def vgg11_32(classes: int = 10) -> nn.Module:
+    """VGG-11 for 32x32 RGB input (the CIFAR variant): 8 3x3 convolutions, 5 max pools, three Linear layers."""
+    return nn.Sequential(
+        *vgg_features(VGG11_LAYOUT), nn.Flatten(), nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(512, 512), nn.ReLU(True), nn.Dropout(), nn.Linear(512, classes))
 
 
 class Bottleneck(nn.Module):

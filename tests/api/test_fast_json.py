@@ -9,7 +9,7 @@ def test_float32_arrays_read_back_exactly_and_other_values_as_json():
     rng = np.random.default_rng(0)
     relevance = (rng.standard_normal((3, 4, 5)) * 10.0 ** rng.integers(-8, 4, (3, 4, 5))).astype(np.float32)
     body = FastJSONResponse({"relevance": relevance, "label": "7", "logit": 1.25, "ok": True}).body
-    parsed = json.loads(body)
+    parsed = json.loads(bytes(body))
     np.testing.assert_array_equal(np.asarray(parsed["relevance"], dtype=np.float32), relevance)
     assert (parsed["label"], parsed["logit"], parsed["ok"]) == ("7", 1.25, True)
 

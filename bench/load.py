@@ -1,0 +1,278 @@
+"""HTTP load benchmark: the served /predict and /explain against the engine's own batched throughput.
+
+Run: `make bench-load` or `.venv/bin/python -m bench.load [--device cuda] [--vgg vgg16] [--seconds 5]`.
+Three servers (batching with LRP_MAX_DELAY_MS as given, batching with LRP_MAX_DELAY_MS=0, LRP_MAX_BATCH_SIZE=1),
+each started as `python -m service` on 127.0.0.1, are driven per model and verb by 1, 8 and 32 closed-loop
+clients (each sends a 1-instance request, waits for the answer, sends the next) for a bounded time. Prints
+throughput and p50/p99 latency as Markdown tables, then the engine's own batched explain throughput on the
+same models against the targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+
+from bench import models
+from service.convert import convert_module
+from service.inputs import instances_to_tensor
+from service.lrp import use_ieee_float32
+from service.registry import Registry, default_params, resolve_device
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_S = 120
+VGG_MODELS = {"vgg11-32": (models.vgg11_32, [3, 32, 32]), "vgg16": (models.vgg16, [3, 224, 224])}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measured configuration: completed requests, their latencies (s), failures and the window (s)."""
+
+    latencies: list[float]
+    failures: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) if self.latencies else float("nan")
+
+
+# -- models and requests ---------------------------------------------------------------------------------
+def write_models(directory: Path, vgg: str) -> None:
+    """The shipped digits model, and a VGG-style model with seeded random weights written by the converter."""
+    shutil.copytree(ROOT / "models" / "digits", directory / "digits")
+    factory, shape = VGG_MODELS[vgg]
+    torch.manual_seed(0)
+    convert_module(factory(), directory / vgg, {
+        "input": {"kind": "tensor", "shape": shape}, "classes": [str(i) for i in range(1000 if vgg == "vgg16" else 10)],
+        "default_composite": "epsilon_plus_flat", "description": "load benchmark model (random weights)"})
+
+
+def request_bodies(model: str, shape: list[int], verb: str, count: int) -> list[bytes]:
+    """`count` distinct one-instance bodies: scikit-learn digits for `digits`, seeded noise otherwise."""
+    if model == "digits":
+        instances = load_digits().images[:count].astype(int).tolist()
+    else:
+        rng = np.random.default_rng(0)
+        instances = np.round(rng.standard_normal((count, *shape)), 3).tolist()
+    bodies = []
+    for i, instance in enumerate(instances):
+        body: dict[str, Any] = {"inputs": [instance]}
+        if verb == "explain":
+            body["target"] = i % 10
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+# -- the server --------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    """One server configuration under test."""
+
+    name: str
+    max_batch_size: int
+    max_delay_ms: int
+
+
+def start_server(models_dir: Path, device: str, config: Server) -> tuple[int, subprocess.Popen[bytes]]:
+    port = free_port()
+    env = {**os.environ, "LRP_HOST": "127.0.0.1", "LRP_PORT": str(port), "LRP_MODELS_DIR": str(models_dir),
+           "LRP_DEVICE": device, "LRP_MAX_BATCH_SIZE": str(config.max_batch_size),
+           "LRP_MAX_DELAY_MS": str(config.max_delay_ms), "LRP_LOG_LEVEL": "warning"}
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as answer:
+                if answer.status == 200:
+                    return port, process
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit("the server exited during start-up")
+        time.sleep(0.2)
+    process.kill()
+    raise SystemExit("the server did not become ready")
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+# -- the clients -------------------------------------------------------------------------------------------
+async def one_client(port: int, path: str, bodies: list[bytes], start: int, until: float,
+                     latencies: list[float], failures: list[int]) -> None:
+    """Closed loop on one keep-alive connection: send, read the whole answer, repeat until `until`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n".encode()
+    i = start
+    try:
+        while time.perf_counter() < until:
+            body = bodies[i % len(bodies)]
+            i += 1
+            sent = time.perf_counter()
+            writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            status = int((await reader.readline()).split()[1])
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            if status == 200:
+                latencies.append(time.perf_counter() - sent)
+            else:
+                failures.append(status)
+    finally:
+        writer.close()
+
+
+async def drive(port: int, path: str, bodies: list[bytes], clients: int, seconds: float) -> Cell:
+    """`clients` concurrent closed-loop clients for `seconds`; requests finishing after the window still count."""
+    latencies: list[float] = []
+    failures: list[int] = []
+    started = time.perf_counter()
+    await asyncio.gather(*(one_client(port, path, bodies, c * 7, started + seconds, latencies, failures)
+                           for c in range(clients)))
+    return Cell(latencies, len(failures), time.perf_counter() - started)
+
+
+def measure(port: int, model: str, verb: str, bodies: list[bytes], clients: int, seconds: float) -> Cell:
+    asyncio.run(drive(port, f"/{verb}/{model}", bodies, clients, min(1.0, seconds)))  # warm-up, discarded
+    return asyncio.run(drive(port, f"/{verb}/{model}", bodies, clients, seconds))
+
+
+# -- the engine alone --------------------------------------------------------------------------------------
+def engine_throughput(models_dir: Path, device: str, model: str, batch: int, seconds: float) -> tuple[float, float]:
+    """Explain throughput (inputs/s) of the engine alone at `batch`, and the median time of a batch of 1 (s),
+    on the model the server loads, with its default composite."""
+    entry = Registry.from_directory(models_dir, resolve_device(device)).get(model)
+    bodies = request_bodies(model, entry.spec.input.shape, "explain", batch)
+    x = instances_to_tensor(entry.spec.input, [json.loads(b)["inputs"][0] for b in bodies], 10**8)
+    targets = [i % len(entry.classes) for i in range(batch)]
+    composite = entry.spec.default_composite
+    params = default_params(entry, composite, {})
+
+    def run(rows: torch.Tensor, chosen: list[int | None]) -> float:
+        started = time.perf_counter()
+        result = entry.prepared.explain(rows, chosen, composite, **params)
+        result.relevance.cpu()
+        return time.perf_counter() - started
+
+    run(x, list(targets))
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 3:
+        times.append(run(x, list(targets)))
+    singles = [run(x[:1], [targets[0]]) for _ in range(max(5, min(50, len(times))))]
+    return batch / statistics.median(times), statistics.median(singles)
+
+
+# -- report ------------------------------------------------------------------------------------------------
+def table(results: dict[tuple[str, str, str, int], Cell], model: str, servers: list[Server],
+          clients: list[int]) -> list[str]:
+    """One row per verb and client count: req/s, p50 and p99 per server, and first / last server's req/s."""
+    head = "".join(f" {s.name} req/s | p50 ms | p99 ms |" for s in servers)
+    rows = [f"| {model} | clients |{head} {servers[0].name} / {servers[-1].name} |",
+            "|---|---|" + "---|" * (3 * len(servers) + 1)]
+    for verb in ("predict", "explain"):
+        for count in clients:
+            cells = [results[model, verb, s.name, count] for s in servers]
+            numbers = "".join(f" {c.throughput:.1f} | {c.percentile(50) * 1e3:.1f} | {c.percentile(99) * 1e3:.1f} |"
+                              for c in cells)
+            rows.append(f"| {verb} | {count} |{numbers} {cells[0].throughput / cells[-1].throughput:.2f} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu", help="LRP_DEVICE of the server and the engine run")
+    parser.add_argument("--vgg", default="vgg11-32", choices=list(VGG_MODELS), help="the VGG-style model")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured window per cell")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--batch", type=int, default=32, help="LRP_MAX_BATCH_SIZE when batching is on")
+    parser.add_argument("--delay", type=int, default=5, help="LRP_MAX_DELAY_MS of the batched server")
+    args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        use_ieee_float32()
+    servers = [Server("batched", args.batch, args.delay), Server("delay 0", args.batch, 0),
+               Server("unbatched", 1, args.delay)]
+    names = ["digits", args.vgg]
+    results: dict[tuple[str, str, str, int], Cell] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        models_dir = Path(folder)
+        write_models(models_dir, args.vgg)
+        shapes = {name: json.loads((models_dir / name / "model.json").read_text())["input"]["shape"] for name in names}
+        for server in servers:
+            port, process = start_server(models_dir, args.device, server)
+            try:
+                for name in names:
+                    for verb in ("predict", "explain"):
+                        bodies = request_bodies(name, shapes[name], verb, 64)
+                        for count in args.clients:
+                            cell = measure(port, name, verb, bodies, count, args.seconds)
+                            results[name, verb, server.name, count] = cell
+                            print(f"{server.name:9} {name:8} {verb:7} {count:3} clients: {cell.throughput:8.1f} "
+                                  f"req/s p50 {cell.percentile(50) * 1e3:7.1f} ms p99 "
+                                  f"{cell.percentile(99) * 1e3:7.1f} ms failures {cell.failures}",
+                                  file=sys.stderr, flush=True)
+            finally:
+                stop_server(process)
+        engine = {name: engine_throughput(models_dir, args.device, name, args.batch, args.seconds) for name in names}
+
+    machine = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+               else f"{platform.machine()}, {os.cpu_count()} cores")
+    print(f"# load benchmark: torch {torch.__version__}, {machine}, device {args.device}, {args.seconds:g} s per "
+          f"cell; servers: " + ", ".join(f"{s.name} (LRP_MAX_BATCH_SIZE={s.max_batch_size}, LRP_MAX_DELAY_MS="
+                                         f"{s.max_delay_ms})" for s in servers) + "\n")
+    for name in names:
+        print("\n".join(table(results, name, servers, args.clients)) + "\n")
+    top = max(args.clients)
+    print(f"| model | engine explain inputs/s (batch {args.batch}) | best served explain req/s ({top} clients) "
+          "| served / engine | batched / unbatched | engine batch-of-1 ms | batched p99 at 1 client ms "
+          f"| bound: batch-of-1 + {args.delay} + 10 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        rate, single = engine[name]
+        best = max((results[name, "explain", s.name, top] for s in servers[:-1]), key=lambda c: c.throughput)
+        off = results[name, "explain", servers[-1].name, top]
+        light = results.get((name, "explain", servers[0].name, 1))
+        p99 = f"{light.percentile(99) * 1e3:.1f}" if light else "n/a"
+        print(f"| {name} | {rate:.1f} | {best.throughput:.1f} | {best.throughput / rate:.2f} | "
+              f"{best.throughput / off.throughput:.2f} | {single * 1e3:.1f} | {p99} | "
+              f"{single * 1e3 + args.delay + 10:.1f} |")
+    failures = sum(cell.failures for cell in results.values())
+    print(f"\nnon-200 answers: {failures}")
+
+
+if __name__ == "__main__":
+    main()
