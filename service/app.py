@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -73,7 +72,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = None if state.registry is not None else asyncio.create_task(run_in_threadpool(state.load))
+        loop = asyncio.get_running_loop()
+        loading = None if state.registry is not None else loop.run_in_executor(state.device_thread, state.load)
         yield
         if loading is not None and not loading.done():
             loading.cancel()

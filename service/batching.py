@@ -104,6 +104,7 @@ class MicroBatcher:
                  on_batch: Callable[[BatchRecord], None] | None = None) -> None:
         self._run = run
         self.settings = settings
+        self._owns_executor = executor is None  # a shared executor is shut down by its owner
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._queues: dict[Hashable, deque[_Sample]] = {}
         self._wakeups: dict[Hashable, asyncio.Event] = {}
@@ -207,7 +208,8 @@ class MicroBatcher:
                 request.future.set_result(request.results)
 
     def close(self) -> None:
-        """Stop the workers and the thread pool (queued requests are cancelled)."""
+        """Stop the workers and, unless it was given, the thread pool (queued requests are cancelled)."""
         for task in self._workers.values():
             task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from service import inference
@@ -28,9 +29,13 @@ class ServiceState:
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
     draining: bool = False
     metrics: ServiceMetrics = field(init=False)
+    device_thread: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(lambda: self.batchers)
+        # One thread does all model work: loading, warm-up and every model's batches. Passes run one at a time
+        # on the one device, and torch (OpenMP) is never driven from two threads (measured ~30% slower on CPU).
+        self.device_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
 
     def load(self) -> None:
         """Load every model (blocking; the app runs it in a worker thread at start-up). A failure is logged
@@ -75,11 +80,12 @@ class ServiceState:
                 max_queue=self.settings.max_queue,
                 timeout_s=(own and own.timeout_s) or float(self.settings.request_timeout_s))
             found = self.batchers[entry.name] = MicroBatcher(
-                functools.partial(inference.run_batch, entry), settings,
+                functools.partial(inference.run_batch, entry), settings, self.device_thread,
                 on_batch=self.metrics.batch_observer(entry.name))
         return found
 
     def close(self) -> None:
-        """Stop every batcher's worker loop and thread."""
+        """Stop every batcher's worker loop, then the device thread."""
         for batcher in self.batchers.values():
             batcher.close()
+        self.device_thread.shutdown(wait=False, cancel_futures=True)

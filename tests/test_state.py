@@ -1,9 +1,15 @@
 import dataclasses
+import threading
 
+from fastapi.testclient import TestClient
+
+from service import inference, registry
+from service.app import create_app
 from service.batching import BatchSettings
 from service.config import Settings
 from service.model_format import BatchingSpec
 from service.state import ServiceState
+from tests.conftest import MODELS
 
 
 def test_batchers_take_the_model_s_limits_over_the_service_settings(registry):
@@ -19,3 +25,28 @@ def test_batchers_take_the_model_s_limits_over_the_service_settings(registry):
         assert state.batcher(digits) is state.batcher(digits)
     finally:
         state.close()
+
+
+def test_loading_warm_up_and_every_model_s_batches_run_on_the_one_device_thread(monkeypatch):
+    threads: dict[str, set[str]] = {"load": set(), "batch": set()}
+    real_load, real_batch = registry.load_entry, inference.run_batch
+
+    def load_entry(*args, **kwargs):
+        threads["load"].add(threading.current_thread().name)
+        return real_load(*args, **kwargs)
+
+    def run_batch(*args, **kwargs):
+        threads["batch"].add(threading.current_thread().name)
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_entry", load_entry)
+    monkeypatch.setattr(inference, "run_batch", run_batch)
+    with TestClient(create_app(Settings(models_dir=MODELS))) as client:
+        deadline = 600
+        while client.get("/health/ready").status_code != 200 and deadline:
+            threading.Event().wait(0.05)
+            deadline -= 1
+        assert client.post("/predict/walkthrough", json={"inputs": [[1.0, 0.5, 0.25]]}).status_code == 200
+        assert client.post("/explain/digits", json={"inputs": [[[0] * 8] * 8]}).status_code == 200
+    assert len(threads["load"]) == 1 and threads["load"] == threads["batch"]
+    assert next(iter(threads["load"])).startswith("device")
