@@ -1,4 +1,4 @@
-"""`python -m service` as a real process on a free 127.0.0.1 port, for tests that need signals and sockets."""
+"""`python -m service` as a real process on a free 127.0.0.1 port, and polling, for tests with live servers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import httpx2
 import pytest
@@ -14,6 +15,14 @@ import pytest
 from tests.conftest import ROOT
 
 STARTUP_SECONDS = 60
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Poll `condition` every 10 ms; fail the test if it is still false after `timeout_s` (only a hang)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 def free_port() -> int:

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from service.batching import BatchRecord, BatchSettings, MicroBatcher
 from service.metrics import ServiceMetrics
+from tests.prometheus import Key, labels, parse
 
 
-def samples(metrics: ServiceMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the exposition keyed by (sample name, sorted labels)."""
-    parsed = text_string_to_metric_families(metrics.render().decode())
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in parsed for s in family.samples}
-
-
-def labels(**pairs: str) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(pairs.items()))
+def samples(metrics: ServiceMetrics) -> dict[Key, float]:
+    return parse(metrics.render().decode())
 
 
 def test_requests_are_counted_by_model_verb_and_status_with_their_latency():

@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_digits
 
 from service.server import DrainingServer
-from tests.live import start_service, stop
+from tests.live import start_service, stop, wait_until
+from tests.prometheus import labels, parse
 
 LIVENESS_S = 30  # a bound only a hang reaches
 
@@ -57,9 +57,7 @@ def test_sigint_exits_at_once_and_a_second_one_forces():
 
 
 def queue_depth(base: str, model: str) -> float:
-    families = text_string_to_metric_families(httpx2.get(f"{base}/metrics", timeout=5).text)
-    return next(s.value for f in families if f.name == "lrp_queue_depth" for s in f.samples
-                if s.labels["model"] == model)
+    return parse(httpx2.get(f"{base}/metrics", timeout=5).text)["lrp_queue_depth", labels(model=model)]
 
 
 def explain_bodies(count: int) -> list[dict]:
@@ -74,10 +72,7 @@ def test_requests_queued_at_sigterm_all_finish_with_200_and_the_exit_is_clean():
         bodies = explain_bodies(16)
         with ThreadPoolExecutor(len(bodies)) as pool:
             sent = [pool.submit(httpx2.post, f"{base}/explain/digits", json=b, timeout=LIVENESS_S) for b in bodies]
-            deadline = time.monotonic() + LIVENESS_S
-            while queue_depth(base, "digits") < len(bodies):
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_until(lambda: queue_depth(base, "digits") >= len(bodies))
             process.send_signal(signal.SIGTERM)
             refused = False
             while not refused and not all(f.done() for f in sent):

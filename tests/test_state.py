@@ -10,6 +10,7 @@ from service.config import Settings
 from service.model_format import BatchingSpec
 from service.state import ServiceState
 from tests.conftest import MODELS
+from tests.live import wait_until
 
 
 def test_batchers_take_the_model_s_limits_over_the_service_settings(registry):
@@ -42,10 +43,7 @@ def test_loading_warm_up_and_every_model_s_batches_run_on_the_one_device_thread(
     monkeypatch.setattr(registry, "load_entry", load_entry)
     monkeypatch.setattr(inference, "run_batch", run_batch)
     with TestClient(create_app(Settings(models_dir=MODELS))) as client:
-        deadline = 600
-        while client.get("/health/ready").status_code != 200 and deadline:
-            threading.Event().wait(0.05)
-            deadline -= 1
+        wait_until(lambda: client.get("/health/ready").status_code == 200)
         assert client.post("/predict/walkthrough", json={"inputs": [[1.0, 0.5, 0.25]]}).status_code == 200
         assert client.post("/explain/digits", json={"inputs": [[[0] * 8] * 8]}).status_code == 200
     assert len(threads["load"]) == 1 and threads["load"] == threads["batch"]

@@ -8,12 +8,12 @@ import time
 import httpx2
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_digits
 
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import MODELS
+from tests.prometheus import Key, labels, parse
 
 CLIENTS = 64
 
@@ -43,7 +43,7 @@ async def _post_all(app, bodies, concurrently: bool) -> list[dict]:
         return [await post(body) for body in bodies]
 
 
-def _scrape(app) -> dict[tuple[str, frozenset], float]:
+def _scrape(app) -> dict[Key, float]:
     """GET /metrics, parsed by prometheus_client's reference parser into {(sample, labels): value}."""
 
     async def get() -> str:
@@ -54,12 +54,7 @@ def _scrape(app) -> dict[tuple[str, frozenset], float]:
             assert response.headers["content-type"].startswith("text/plain; version=")
             return response.text
 
-    families = text_string_to_metric_families(asyncio.run(get()))
-    return {(s.name, frozenset(s.labels.items())): s.value for family in families for s in family.samples}
-
-
-def _labels(**pairs: str) -> frozenset:
-    return frozenset(pairs.items())
+    return parse(asyncio.run(get()))
 
 
 def test_64_concurrent_explains_each_equal_the_same_request_alone(registry):
@@ -90,15 +85,15 @@ def test_concurrent_requests_share_passes(registry):
     assert stats.batches < CLIENTS / 2
     assert stats.samples == sum(len(body["inputs"]) for body in _requests())
     found = _scrape(app)
-    explain = _labels(model="residual", verb="explain")
-    assert found["lrp_requests_total", _labels(model="residual", verb="explain", status="200")] == CLIENTS
+    explain = labels(model="residual", verb="explain")
+    assert found["lrp_requests_total", labels(model="residual", verb="explain", status="200")] == CLIENTS
     assert found["lrp_request_duration_seconds_count", explain] == CLIENTS
     assert found["lrp_batch_size_count", explain] == stats.batches
     assert found["lrp_batch_size_sum", explain] == stats.samples
     larger_than_one = found["lrp_batch_size_count", explain] - found["lrp_batch_size_bucket", explain | {("le", "1.0")}]
     assert larger_than_one >= 1
     assert found["lrp_queue_wait_seconds_count", explain] == stats.samples
-    assert found["lrp_queue_depth", _labels(model="residual")] == 0
+    assert found["lrp_queue_depth", labels(model="residual")] == 0
 
 
 def test_a_full_queue_answers_503_with_retry_after(registry):
@@ -117,8 +112,8 @@ def test_a_full_queue_answers_503_with_retry_after(registry):
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error"]["code"] == "overloaded"
     found = _scrape(app)
-    assert found["lrp_rejected_requests_total", _labels(model="walkthrough", reason="queue_full")] == 2
-    assert found["lrp_requests_total", _labels(model="walkthrough", verb="predict", status="503")] == 2
+    assert found["lrp_rejected_requests_total", labels(model="walkthrough", reason="queue_full")] == 2
+    assert found["lrp_requests_total", labels(model="walkthrough", verb="predict", status="503")] == 2
 
 
 def test_a_request_whose_deadline_passes_in_the_queue_answers_504(registry, monkeypatch):
@@ -145,4 +140,4 @@ def test_a_request_whose_deadline_passes_in_the_queue_answers_504(registry, monk
     assert first.status_code == 200
     assert second.status_code == 504 and second.json()["error"]["code"] == "timeout"
     found = _scrape(app)
-    assert found["lrp_rejected_requests_total", _labels(model="walkthrough", reason="deadline_exceeded")] == 1
+    assert found["lrp_rejected_requests_total", labels(model="walkthrough", reason="deadline_exceeded")] == 1

@@ -7,7 +7,6 @@ import http.client
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,6 +19,7 @@ from service.app import create_app
 from service.config import Settings
 from service.errors import ClientDisconnectedError
 from tests.conftest import MODELS
+from tests.live import wait_until
 
 LIVENESS_S = 10  # a bound only a hang reaches
 
@@ -72,13 +72,6 @@ def test_an_error_of_the_work_reaches_the_caller():
 
     with pytest.raises(ValueError, match="bad sample"):
         asyncio.run(unless_disconnected(request_with(never_disconnects), work()))
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + LIVENESS_S
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import MODELS
+from tests.prometheus import parse
 
 WALK = [[1.0, 0.8, 0.2]]
 
@@ -21,10 +21,12 @@ def fresh(registry):
 
 
 def requests_by_label(client) -> dict[tuple[str, str, str], float]:
-    text = client.get("/metrics").text
-    return {(s.labels["model"], s.labels["verb"], s.labels["status"]): s.value
-            for family in text_string_to_metric_families(text) if family.name == "lrp_requests"
-            for s in family.samples if s.name == "lrp_requests_total"}
+    counts = {}
+    for (name, labelled), value in parse(client.get("/metrics").text).items():
+        if name == "lrp_requests_total":
+            pairs = dict(labelled)
+            counts[pairs["model"], pairs["verb"], pairs["status"]] = value
+    return counts
 
 
 def test_each_answer_is_counted_under_its_model_verb_and_status(fresh):
