@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,10 +32,11 @@ import torch
 from sklearn.datasets import load_digits
 
 from bench import models
-from service.convert import convert_module
+from service.convert import convert_module, infer_classes
 from service.inputs import instances_to_tensor
 from service.lrp import use_ieee_float32
 from service.registry import Registry, default_params, resolve_device
+from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = 120
@@ -65,20 +65,24 @@ def write_models(directory: Path, vgg: str) -> None:
     shutil.copytree(ROOT / "models" / "digits", directory / "digits")
     factory, shape = VGG_MODELS[vgg]
     torch.manual_seed(0)
-    convert_module(factory(), directory / vgg, {
-        "input": {"kind": "tensor", "shape": shape}, "classes": [str(i) for i in range(1000 if vgg == "vgg16" else 10)],
+    module = factory()
+    convert_module(module, directory / vgg, {
+        "input": {"kind": "tensor", "shape": shape}, "classes": infer_classes(module, shape),
         "default_composite": "epsilon_plus_flat", "description": "load benchmark model (random weights)"})
 
 
-def request_bodies(model: str, shape: list[int], verb: str, count: int) -> list[bytes]:
-    """`count` distinct one-instance bodies: scikit-learn digits for `digits`, seeded noise otherwise."""
+def instances(model: str, shape: list[int], count: int) -> list[Any]:
+    """`count` distinct instances as JSON values: scikit-learn digits for `digits`, seeded noise otherwise."""
     if model == "digits":
-        instances = load_digits().images[:count].astype(int).tolist()
-    else:
-        rng = np.random.default_rng(0)
-        instances = np.round(rng.standard_normal((count, *shape)), 3).tolist()
+        return list(load_digits().images[:count].astype(int).tolist())
+    rng = np.random.default_rng(0)
+    return list(np.round(rng.standard_normal((count, *shape)), 3).tolist())
+
+
+def request_bodies(model: str, shape: list[int], verb: str, count: int) -> list[bytes]:
+    """`count` distinct one-instance bodies; explain bodies carry targets 0..9 in turn."""
     bodies = []
-    for i, instance in enumerate(instances):
+    for i, instance in enumerate(instances(model, shape, count)):
         body: dict[str, Any] = {"inputs": [instance]}
         if verb == "explain":
             body["target"] = i % 10
@@ -87,12 +91,6 @@ def request_bodies(model: str, shape: list[int], verb: str, count: int) -> list[
 
 
 # -- the server --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Server:
     """One server configuration under test."""
@@ -176,9 +174,8 @@ def engine_throughput(models_dir: Path, device: str, model: str, batch: int, sec
     """Explain throughput (inputs/s) of the engine alone at `batch`, and the median time of a batch of 1 (s),
     on the model the server loads, with its default composite."""
     entry = Registry.from_directory(models_dir, resolve_device(device)).get(model)
-    bodies = request_bodies(model, entry.spec.input.shape, "explain", batch)
-    x = instances_to_tensor(entry.spec.input, [json.loads(b)["inputs"][0] for b in bodies], 10**8)
-    targets = [i % len(entry.classes) for i in range(batch)]
+    x = instances_to_tensor(entry.spec.input, instances(model, entry.spec.input.shape, batch), 10**8)
+    targets: list[int | None] = [i % len(entry.classes) for i in range(batch)]
     composite = entry.spec.default_composite
     params = default_params(entry, composite, {})
 
@@ -188,11 +185,11 @@ def engine_throughput(models_dir: Path, device: str, model: str, batch: int, sec
         result.relevance.cpu()
         return time.perf_counter() - started
 
-    run(x, list(targets))
+    run(x, targets)
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(times) < 3:
-        times.append(run(x, list(targets)))
+        times.append(run(x, targets))
     singles = [run(x[:1], [targets[0]]) for _ in range(max(5, min(50, len(times))))]
     return batch / statistics.median(times), statistics.median(singles)
 
