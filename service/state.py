@@ -38,7 +38,7 @@ class ServiceState:
         self.device_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
 
     def load(self) -> None:
-        """Load every model (blocking; the app runs it in a worker thread at start-up). A failure is logged
+        """Load every model (blocking; the app runs it on `device_thread` at start-up). A failure is logged
         and keeps the service unready with a message, instead of ending the process."""
         try:
             device = resolve_device(self.settings.device)

@@ -40,9 +40,9 @@ class RequestMetricsMiddleware:
             self._observe(scope, status, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        verb = getattr(route, "path", "").split("/")[1:2]
-        if not verb or verb[0] not in VERBS:
+        template = getattr(scope.get("route"), "path", "")  # "/explain/{model}", "/predict/{model}/image", ...
+        verb = template.split("/")[1] if template.startswith("/") else ""
+        if verb not in VERBS:
             return
         model = str(scope.get("path_params", {}).get("model", ""))
-        self.metrics.observe_request(model if self.is_model(model) else UNKNOWN_MODEL, verb[0], status, seconds)
+        self.metrics.observe_request(model if self.is_model(model) else UNKNOWN_MODEL, verb, status, seconds)
