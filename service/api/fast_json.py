@@ -1,11 +1,15 @@
-"""JSON responses rendered by orjson: about 30x faster than the standard encoder on relevance maps."""
+"""JSON through orjson both ways: request bodies parse about 3x faster, answers render about 30x faster."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
-from fastapi.responses import JSONResponse
+from fastapi.requests import Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 
 
 class FastJSONResponse(JSONResponse):
@@ -14,3 +18,33 @@ class FastJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as parsed by orjson; a body orjson refuses goes to the standard parser, which accepts NaN and
+    Infinity (refused later by a message that names them) and reports malformed JSON as FastAPI expects."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
+class FastJSONRequest(Request):
+    """A Request whose `json()` uses `parse_json`."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = parse_json(await self.body())
+        return self._json
+
+
+class FastJSONRoute(APIRoute):
+    """An APIRoute whose handler reads its JSON body through FastJSONRequest (FastAPI's documented hook)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def parse_with_orjson(request: Request) -> Response:
+            return await handler(FastJSONRequest(request.scope, request.receive))
+
+        return parse_with_orjson

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from service import inference, inputs, render
 from service.api.disconnect import unless_disconnected
-from service.api.fast_json import FastJSONResponse
+from service.api.fast_json import FastJSONResponse, FastJSONRoute
 from service.api.schemas import (
     ErrorResponse,
     ExplainRequest,
@@ -41,7 +41,7 @@ from service.metrics import CONTENT_TYPE
 from service.registry import ModelEntry, default_params
 from service.state import ServiceState
 
-router = APIRouter()
+router = APIRouter(route_class=FastJSONRoute)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No model of that name"},
