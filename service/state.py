@@ -11,6 +11,7 @@ from service import inference
 from service.batching import BatchSettings, MicroBatcher
 from service.config import Settings
 from service.errors import NotReadyError
+from service.heap import freeze_long_lived
 from service.lrp import use_ieee_float32
 from service.metrics import ServiceMetrics
 from service.registry import ModelEntry, Registry, resolve_device
@@ -38,16 +39,20 @@ class ServiceState:
         self.device_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="device")
 
     def load(self) -> None:
-        """Load every model (blocking; the app runs it on `device_thread` at start-up). A failure is logged
-        and keeps the service unready with a message, instead of ending the process."""
+        """Load every model (blocking; the app runs it on `device_thread` at start-up), then freeze the heap so
+        that garbage collection under load skips it. A failure is logged and keeps the service unready with a
+        message, instead of ending the process."""
         try:
             device = resolve_device(self.settings.device)
             if device.type == "cuda":
                 use_ieee_float32()  # explanations on the GPU must match the CPU's
-            self.registry = Registry.from_directory(self.settings.models_dir, device)
+            registry = Registry.from_directory(self.settings.models_dir, device)
         except Exception:  # a bug or a bad device must not leave the service silently unready
             log.exception("loading the models failed")
             self.load_error = "loading the models failed; see the server log"
+            return
+        log.debug("%d long-lived objects frozen out of garbage collection", freeze_long_lived())
+        self.registry = registry
 
     def ready_registry(self) -> Registry:
         """The registry; raise NotReadyError (503) while models are still loading or when loading failed."""

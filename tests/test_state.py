@@ -4,6 +4,7 @@ import threading
 from fastapi.testclient import TestClient
 
 from service import inference, registry
+from service import state as service_state
 from service.app import create_app
 from service.batching import BatchSettings
 from service.config import Settings
@@ -48,3 +49,19 @@ def test_loading_warm_up_and_every_model_s_batches_run_on_the_one_device_thread(
         assert client.post("/explain/digits", json={"inputs": [[[0] * 8] * 8]}).status_code == 200
     assert len(threads["load"]) == 1 and threads["load"] == threads["batch"]
     assert next(iter(threads["load"])).startswith("device")
+
+
+def test_the_heap_is_frozen_once_the_models_are_loaded_and_before_readiness(monkeypatch):
+    state = ServiceState(Settings(models_dir=MODELS))
+    seen: list[bool] = []
+
+    def freeze() -> int:
+        seen.append(state.registry is None)
+        return 0
+
+    monkeypatch.setattr(service_state, "freeze_long_lived", freeze)
+    try:
+        state.load()
+        assert seen == [True] and state.registry is not None
+    finally:
+        state.close()
