@@ -33,6 +33,7 @@ from sklearn.datasets import load_digits
 
 from bench import models
 from service.convert import convert_module, infer_classes
+from service.heap import freeze_long_lived
 from service.inputs import instances_to_tensor
 from service.lrp import use_ieee_float32
 from service.registry import Registry, default_params, resolve_device
@@ -105,13 +106,26 @@ def start_server(models_dir: Path, device: str, config: Server) -> tuple[int, su
     env = {**os.environ, "LRP_HOST": "127.0.0.1", "LRP_PORT": str(port), "LRP_MODELS_DIR": str(models_dir),
            "LRP_DEVICE": device, "LRP_MAX_BATCH_SIZE": str(config.max_batch_size),
            "LRP_MAX_DELAY_MS": str(config.max_delay_ms), "LRP_LOG_LEVEL": "warning"}
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)
+    return port, launch([sys.executable, "-m", "service"], env, port)
+
+
+def start_floor(app: str) -> tuple[int, subprocess.Popen[bytes]]:
+    """One of bench/floor.py's do-nothing apps under uvicorn, configured as the service runs it."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", f"bench.floor:{app}", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--no-access-log"]
+    return port, launch(argv, dict(os.environ), port)
+
+
+def launch(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """Start `argv` and return once GET /health/ready on `port` answers 200."""
+    process = subprocess.Popen(argv, cwd=ROOT, env=env)
     deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as answer:
                 if answer.status == 200:
-                    return port, process
+                    return process
         except OSError:
             pass
         if process.poll() is not None:
@@ -169,6 +183,15 @@ def measure(port: int, model: str, verb: str, bodies: list[bytes], clients: int,
     return asyncio.run(drive(port, f"/{verb}/{model}", bodies, clients, seconds))
 
 
+def measure_floor(app: str, clients: int, seconds: float) -> Cell:
+    """`clients` closed-loop clients sending digits explain bodies to one of bench/floor.py's apps."""
+    port, process = start_floor(app)
+    try:
+        return measure(port, "digits", "explain", request_bodies("digits", [8, 8], "explain", 64), clients, seconds)
+    finally:
+        stop_server(process)
+
+
 # -- the engine alone --------------------------------------------------------------------------------------
 def engine_throughput(models_dir: Path, device: str, model: str, batch: int, seconds: float) -> tuple[float, float]:
     """Explain throughput (inputs/s) of the engine alone at `batch`, and the median time of a batch of 1 (s),
@@ -210,6 +233,21 @@ def table(results: dict[tuple[str, str, str, int], Cell], model: str, servers: l
     return rows
 
 
+FLOORS = {"transport": "bare ASGI app on uvicorn (uvloop, httptools): reads the body, answers {}",
+          "framework": "FastAPI + the service's request schema and JSON parsing, no work after validation"}
+
+
+def floor_table(floors: dict[str, Cell], served: Cell, engine_rate: float, clients: int) -> list[str]:
+    """The do-nothing servers against the batched service and 0.8x the engine, digits explain bodies."""
+    rows = [f"| digits /explain bodies, {clients} clients | req/s | p50 ms | p99 ms | / (0.8 x engine) |",
+            "|---|---|---|---|---|"]
+    for name, cell in [*((f"{app}: {FLOORS[app]}", floors[app]) for app in FLOORS), ("the service, batched", served)]:
+        rows.append(f"| {name} | {cell.throughput:.1f} | {cell.percentile(50) * 1e3:.1f} | "
+                    f"{cell.percentile(99) * 1e3:.1f} | {cell.throughput / (0.8 * engine_rate):.2f} |")
+    rows.append(f"| 0.8 x engine (batch-32 explain inputs/s) | {0.8 * engine_rate:.1f} | | | 1.00 |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu", help="LRP_DEVICE of the server and the engine run")
@@ -225,6 +263,7 @@ def main() -> None:
                Server("unbatched", 1, args.delay)]
     names = ["digits", args.vgg]
     results: dict[tuple[str, str, str, int], Cell] = {}
+    freeze_long_lived()  # keeps the clients' own full collections (~100 ms with torch imported) out of the timings
     with tempfile.TemporaryDirectory() as folder:
         models_dir = Path(folder)
         write_models(models_dir, args.vgg)
@@ -244,6 +283,8 @@ def main() -> None:
                                   file=sys.stderr, flush=True)
             finally:
                 stop_server(process)
+        top = max(args.clients)
+        floors = {app: measure_floor(app, top, args.seconds) for app in FLOORS}
         engine = {name: engine_throughput(models_dir, args.device, name, args.batch, args.seconds) for name in names}
 
     machine = (torch.cuda.get_device_name() if args.device.startswith("cuda")
@@ -253,7 +294,6 @@ def main() -> None:
                                          f"{s.max_delay_ms})" for s in servers) + "\n")
     for name in names:
         print("\n".join(table(results, name, servers, args.clients)) + "\n")
-    top = max(args.clients)
     print(f"| model | engine explain inputs/s (batch {args.batch}) | best served explain req/s ({top} clients) "
           "| served / engine | batched / unbatched | engine batch-of-1 ms | batched p99 at 1 client ms "
           f"| bound: batch-of-1 + {args.delay} + 10 ms |")
@@ -267,7 +307,9 @@ def main() -> None:
         print(f"| {name} | {rate:.1f} | {best.throughput:.1f} | {best.throughput / rate:.2f} | "
               f"{best.throughput / off.throughput:.2f} | {single * 1e3:.1f} | {p99} | "
               f"{single * 1e3 + args.delay + 10:.1f} |")
-    failures = sum(cell.failures for cell in results.values())
+    served = results["digits", "explain", servers[0].name, top]
+    print("\n" + "\n".join(floor_table(floors, served, engine["digits"][0], top)))
+    failures = sum(cell.failures for cell in results.values()) + sum(cell.failures for cell in floors.values())
     print(f"\nnon-200 answers: {failures}")
 
 
