@@ -51,7 +51,8 @@ class ServiceState:
             log.exception("loading the models failed")
             self.load_error = "loading the models failed; see the server log"
             return
-        log.debug("%d long-lived objects frozen out of garbage collection", freeze_long_lived())
+        frozen = freeze_long_lived()
+        log.debug("%d long-lived objects frozen out of garbage collection", frozen)
         self.registry = registry
 
     def ready_registry(self) -> Registry:
