@@ -179,6 +179,10 @@ def make_breast_cancer() -> tuple[nn.Module, dict[str, Any]]:
     return model, fields
 
 
+# Every shipped model is tiny: one CPU thread per pass runs it within ~5% of two, and leaves the other cores to
+# the HTTP side (bench/RESULTS.md, "CPU threads per pass").
+SERVING = {"cpu_threads": 1}
+
 BUILDERS: dict[str, Callable[[], tuple[nn.Module, dict[str, Any]]]] = {
     "walkthrough": make_walkthrough, "digits": make_digits, "breast-cancer": make_breast_cancer,
     "residual": make_residual,
@@ -194,7 +198,7 @@ def main() -> None:
     for name in args.names or list(BUILDERS):
         torch.manual_seed(SEED)
         model, fields = BUILDERS[name]()
-        convert_module(model, args.out / name, fields)
+        convert_module(model, args.out / name, {**fields, "batching": SERVING})
         print(f"{name}: {fields.get('metrics') or 'hand-set weights'} -> {args.out / name}")
 
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-ZERO_ALLOWED = ("port", "max_delay_ms", "shutdown_delay_s")  # 0: any free port, no batching delay, exit at once
+# 0 means: any free port, no batching delay, exit at once, torch's default thread count.
+ZERO_ALLOWED = ("port", "max_delay_ms", "shutdown_delay_s", "cpu_threads")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Settings:
     max_queue: int = 1024
     request_timeout_s: int = 30
     shutdown_delay_s: int = 0
+    cpu_threads: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

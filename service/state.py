@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from service import inference
 from service.batching import BatchSettings, MicroBatcher
 from service.config import Settings
+from service.cpu_threads import on_cpu_threads, resolve_cpu_threads
 from service.errors import NotReadyError
 from service.heap import freeze_long_lived
 from service.lrp import use_ieee_float32
@@ -75,7 +76,8 @@ class ServiceState:
         self.draining = True
 
     def batcher(self, entry: ModelEntry) -> MicroBatcher:
-        """The model's micro-batcher (created on first use), with its model.json limits over the LRP_* ones."""
+        """The model's micro-batcher (created on first use), with its model.json limits and CPU threads over the
+        LRP_* ones."""
         found = self.batchers.get(entry.name)
         if found is None:
             own = entry.spec.batching
@@ -85,8 +87,9 @@ class ServiceState:
                                    else own.max_delay_ms),
                 max_queue=self.settings.max_queue,
                 timeout_s=(own and own.timeout_s) or float(self.settings.request_timeout_s))
+            threads = resolve_cpu_threads(own.cpu_threads if own else None, self.settings.cpu_threads)
             found = self.batchers[entry.name] = MicroBatcher(
-                functools.partial(inference.run_batch, entry), settings, self.device_thread,
+                on_cpu_threads(threads, functools.partial(inference.run_batch, entry)), settings, self.device_thread,
                 on_batch=self.metrics.batch_observer(entry.name))
         return found
 

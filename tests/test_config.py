@@ -24,6 +24,7 @@ def test_variables_override_defaults():
     ({"LRP_MAX_INSTANCES": "0"}, "LRP_MAX_INSTANCES must be positive"),
     ({"LRP_MAX_DELAY_MS": "-1"}, "LRP_MAX_DELAY_MS must be 0 or more"),
     ({"LRP_SHUTDOWN_DELAY_S": "-2"}, "LRP_SHUTDOWN_DELAY_S must be 0 or more"),
+    ({"LRP_CPU_THREADS": "-1"}, "LRP_CPU_THREADS must be 0 or more"),
     ({"LRP_DEVICE": "tpu"}, "LRP_DEVICE must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_values_name_the_variable(environ, message):
@@ -31,6 +32,6 @@ def test_bad_values_name_the_variable(environ, message):
         Settings.from_env(environ)
 
 
-def test_zero_is_allowed_for_the_delays():
-    settings = Settings.from_env({"LRP_MAX_DELAY_MS": "0", "LRP_SHUTDOWN_DELAY_S": "0"})
-    assert (settings.max_delay_ms, settings.shutdown_delay_s) == (0, 0)
+def test_zero_is_allowed_for_the_delays_and_the_thread_count():
+    settings = Settings.from_env({"LRP_MAX_DELAY_MS": "0", "LRP_SHUTDOWN_DELAY_S": "0", "LRP_CPU_THREADS": "0"})
+    assert (settings.max_delay_ms, settings.shutdown_delay_s, settings.cpu_threads) == (0, 0, 0)

@@ -97,6 +97,7 @@ def _node(document, op):
     (lambda d: edit_json(d, lambda doc: doc.update(classes=["a", "b"])), "\"classes\" lists 2"),
     (lambda d: edit_json(d, lambda doc: doc["input"].update(kind="audio")), "input.kind"),
     (lambda d: edit_json(d, lambda doc: doc.update(colour="red")), "colour: Extra inputs are not permitted"),
+    (lambda d: edit_json(d, lambda doc: doc.update(batching={"cpu_threads": 0})), "batching.cpu_threads"),
     (lambda d: edit_json(d, lambda doc: _node(doc, "linear").update(op="lstm")), "unsupported op 'lstm'"),
     (lambda d: edit_json(d, lambda doc: _node(doc, "conv2d")["attrs"].update(stride=[1])),
      "needs a valid attribute 'stride'"),

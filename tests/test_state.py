@@ -1,6 +1,8 @@
+import asyncio
 import dataclasses
 import threading
 
+import torch
 from fastapi.testclient import TestClient
 
 from service import inference, registry
@@ -8,6 +10,7 @@ from service import state as service_state
 from service.app import create_app
 from service.batching import BatchSettings
 from service.config import Settings
+from service.cpu_threads import TORCH_DEFAULT_THREADS
 from service.model_format import BatchingSpec
 from service.state import ServiceState
 from tests.conftest import MODELS
@@ -27,6 +30,29 @@ def test_batchers_take_the_model_s_limits_over_the_service_settings(registry):
         assert state.batcher(digits) is state.batcher(digits)
     finally:
         state.close()
+
+
+def test_each_model_s_batches_run_on_its_own_cpu_thread_count(registry, monkeypatch):
+    monkeypatch.setattr(inference, "run_batch", lambda entry, key, samples: [
+        (entry.name, torch.get_num_threads())] * len(samples))
+    state = ServiceState(Settings(cpu_threads=3), registry)
+    digits = registry.get("digits")
+    spec = digits.spec.model_copy(update={"batching": None})
+    inherits = dataclasses.replace(digits, name="inherits", spec=spec)
+    own = dataclasses.replace(digits, name="own",
+                              spec=spec.model_copy(update={"batching": BatchingSpec(cpu_threads=2)}))
+
+    async def one_pass_each() -> list[object]:
+        try:
+            return [(await state.batcher(entry).submit(("predict",), [None]))[0]
+                    for entry in (inherits, own, digits, inherits)]
+        finally:
+            state.close()
+
+    try:
+        assert asyncio.run(one_pass_each()) == [("inherits", 3), ("own", 2), ("digits", 1), ("inherits", 3)]
+    finally:
+        torch.set_num_threads(TORCH_DEFAULT_THREADS)  # new threads start from the last count set anywhere
 
 
 def test_loading_warm_up_and_every_model_s_batches_run_on_the_one_device_thread(monkeypatch):
