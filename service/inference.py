@@ -156,18 +156,30 @@ def _release_cached_memory(entry: ModelEntry) -> None:
 
 
 def _run_once(entry: ModelEntry, key: Hashable, samples: list[Sample]) -> list[Any]:
-    """The batched pass itself; non-finite relevance fails only its own sample (NumericalError)."""
+    """The batched pass itself. A sample whose logits overflow fails alone (InvalidInputError: its input is far
+    out of scale); one whose relevance is not finite fails alone (NumericalError)."""
     assert isinstance(key, tuple)
     x = torch.stack([sample.x for sample in samples])
     if key[0] == "predict":
-        return list(predict(entry, x))
+        return [prediction if np.isfinite(prediction.logits).all() else _overflow(entry)
+                for prediction in predict(entry, x)]
     composite, params = json.loads(key[1]), json.loads(key[2])
     results: list[Any] = list(explain(entry, x, [s.target for s in samples], composite, params))
     for i, result in enumerate(results):
-        if not np.isfinite(result.relevance).all():
+        if not np.isfinite(result.logit):
+            results[i] = _overflow(entry)
+        elif not np.isfinite(result.relevance).all():
             results[i] = NumericalError(f"the relevance of this input is not finite under composite {composite}; "
                                         "try a larger epsilon or stabilizer")
     return results
+
+
+def _overflow(entry: ModelEntry) -> InvalidInputError:
+    """The error of an input whose logits are not finite: with finite, checked weights only an input far out of
+    the model's scale does that."""
+    return InvalidInputError(f"model '{entry.name}' overflows float32 on this input (its logits are not finite); "
+                             "its values are far outside the scale the model expects (GET /models/"
+                             f"{entry.name} describes its input)")
 
 
 def ranked_features(features: Sequence[str], relevance: np.ndarray, values: Sequence[float]) -> list[dict[str, Any]]:

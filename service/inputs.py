@@ -21,9 +21,17 @@ Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 
 
 def instances_to_tensor(spec: InputSpec, instances: Sequence[Any], max_pixels: int) -> torch.Tensor:
-    """Stack JSON instances into a float32 batch in model space; raise InvalidInputError naming the instance."""
+    """Stack JSON instances into a float32 batch in model space; raise InvalidInputError naming the instance,
+    also when a finite value overflows float32 (|x| > 3.4e38) once scaled to model space."""
     rows = [_instance_to_array(spec, instance, f"inputs[{i}]", max_pixels) for i, instance in enumerate(instances)]
-    return torch.from_numpy(np.stack(rows).astype(np.float32))
+    with np.errstate(over="ignore"):
+        batch = np.stack(rows).astype(np.float32)
+    finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
+    if not finite.all():
+        first = int(np.argmin(finite))
+        raise InvalidInputError(f"inputs[{first}]: a value is beyond float32's range (about 3.4e38 in magnitude) "
+                                "in model space; the model computes in float32, so give values of a sensible scale")
+    return torch.from_numpy(batch)
 
 
 def _instance_to_array(spec: InputSpec, instance: Any, where: str, max_pixels: int) -> np.ndarray:

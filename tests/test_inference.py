@@ -122,6 +122,23 @@ def test_a_non_finite_relevance_fails_only_its_own_sample(registry, monkeypatch)
     assert all(np.isfinite(r.relevance).all() for i, r in enumerate(results) if i != 2)
 
 
+def test_an_input_whose_logits_overflow_fails_alone_with_422(registry):
+    entry = registry.get("walkthrough")
+    huge = torch.full((3,), float(np.finfo(np.float32).max))  # a valid float32 whose logit is +inf
+    batch = torch.cat([BATCH[:2], huge[None], BATCH[2:]])
+    for key, sample in ((batch_key("predict"), Sample), (EXPLAIN_KEY, lambda x: Sample(x, 0))):
+        results = run_batch(entry, key, [sample(x) for x in batch])
+        assert isinstance(results[2], InvalidInputError) and results[2].status == 422
+        assert "overflows float32 on this input" in results[2].message
+        others = results[:2] + results[3:]
+        if key == EXPLAIN_KEY:
+            expected = explain(entry, BATCH, 0, "epsilon", {"epsilon": 0.01})
+            np.testing.assert_allclose([r.relevance for r in others], [e.relevance for e in expected], rtol=1e-6)
+        else:
+            np.testing.assert_allclose([r.logits for r in others], [p.logits for p in predict(entry, BATCH)],
+                                       rtol=1e-6)
+
+
 def out_of_memory_above(limit, sizes, real, poisoned=None):
     """An engine call that records each batch size and raises CUDA's out-of-memory error above `limit` inputs
     (or whenever the batch holds the `poisoned` input)."""

@@ -55,6 +55,22 @@ def test_bad_tensor_instances_say_what_was_expected(instance, message):
     assert message in str(raised.value)
 
 
+def test_values_beyond_float32_are_refused_naming_the_instance_and_the_largest_float32_passes():
+    largest = float(np.finfo(np.float32).max)
+    assert instances_to_tensor(TENSOR, [[[largest, -largest, 0], [1, 2, 3]]], PIXELS)[0, 0, :2].tolist() == [
+        largest, -largest]
+    with pytest.raises(InvalidInputError) as raised:
+        instances_to_tensor(TENSOR, [[[1, 2, 3], [4, 5, 6]], [[1, 2, 3], [4, -1e39, 6]]], PIXELS)
+    assert str(raised.value).startswith("inputs[1]: a value is beyond float32's range")
+
+
+def test_a_tabular_value_that_overflows_only_once_standardised_is_refused():
+    tiny_std = TABULAR.model_copy(update={"standardization": TABULAR.standardization.model_copy(
+        update={"std": [1e-300, 2.0]})})
+    with pytest.raises(InvalidInputError, match=r"inputs\[0\]: a value is beyond float32's range"):
+        instances_to_tensor(tiny_std, [[51.0, 5.0]], PIXELS)
+
+
 def test_grey_image_as_numbers_is_normalised_and_accepts_h_w():
     x = instances_to_tensor(GREY, [[[0, 16], [4, 8]], [[[2, 2], [2, 2]]]], PIXELS)
     assert x.tolist() == [[[[-2.0, 6.0], [0.0, 2.0]]], [[[-1.0, -1.0], [-1.0, -1.0]]]]
