@@ -117,10 +117,12 @@ def explain(entry: ModelEntry, x: torch.Tensor, target: Target, composite: str |
 
 @dataclass(frozen=True)
 class Sample:
-    """One instance queued for a batched pass: its model-space tensor and (explain only) its target."""
+    """One instance queued for a batched pass: its model-space tensor, (explain only) its target, and its
+    position in its request (named in its error if it fails alone)."""
 
     x: torch.Tensor
     target: int | None = None
+    position: int = 0
 
 
 def batch_key(verb: str, composite: str | dict[str, Any] | None = None,
@@ -161,25 +163,25 @@ def _run_once(entry: ModelEntry, key: Hashable, samples: list[Sample]) -> list[A
     assert isinstance(key, tuple)
     x = torch.stack([sample.x for sample in samples])
     if key[0] == "predict":
-        return [prediction if np.isfinite(prediction.logits).all() else _overflow(entry)
-                for prediction in predict(entry, x)]
+        return [prediction if np.isfinite(prediction.logits).all() else _overflow(entry, sample)
+                for prediction, sample in zip(predict(entry, x), samples, strict=True)]
     composite, params = json.loads(key[1]), json.loads(key[2])
     results: list[Any] = list(explain(entry, x, [s.target for s in samples], composite, params))
-    for i, result in enumerate(results):
+    for i, (result, sample) in enumerate(zip(results, samples, strict=True)):
         if not np.isfinite(result.logit):
-            results[i] = _overflow(entry)
+            results[i] = _overflow(entry, sample)
         elif not np.isfinite(result.relevance).all():
-            results[i] = NumericalError(f"the relevance of this input is not finite under composite {composite}; "
-                                        "try a larger epsilon or stabilizer")
+            results[i] = NumericalError(f"inputs[{sample.position}]: its relevance is not finite under composite "
+                                        f"{composite}; try a larger epsilon or stabilizer")
     return results
 
 
-def _overflow(entry: ModelEntry) -> InvalidInputError:
+def _overflow(entry: ModelEntry, sample: Sample) -> InvalidInputError:
     """The error of an input whose logits are not finite: with finite, checked weights only an input far out of
     the model's scale does that."""
-    return InvalidInputError(f"model '{entry.name}' overflows float32 on this input (its logits are not finite); "
-                             "its values are far outside the scale the model expects (GET /models/"
-                             f"{entry.name} describes its input)")
+    return InvalidInputError(f"inputs[{sample.position}]: model '{entry.name}' overflows float32 on it (its logits "
+                             "are not finite); its values are far outside the scale the model expects "
+                             f"(GET /models/{entry.name} describes its input)")
 
 
 def ranked_features(features: Sequence[str], relevance: np.ndarray, values: Sequence[float]) -> list[dict[str, Any]]:

@@ -119,6 +119,7 @@ def test_a_non_finite_relevance_fails_only_its_own_sample(registry, monkeypatch)
     monkeypatch.setattr(entry.prepared, "explain", with_nan)
     results = run_batch(entry, EXPLAIN_KEY, [Sample(x, 0) for x in BATCH])
     assert isinstance(results[2], NumericalError) and "larger epsilon" in results[2].message
+    assert results[2].message.startswith("inputs[0]: its relevance is not finite")
     assert all(np.isfinite(r.relevance).all() for i, r in enumerate(results) if i != 2)
 
 
@@ -126,10 +127,10 @@ def test_an_input_whose_logits_overflow_fails_alone_with_422(registry):
     entry = registry.get("walkthrough")
     huge = torch.full((3,), float(np.finfo(np.float32).max))  # a valid float32 whose logit is +inf
     batch = torch.cat([BATCH[:2], huge[None], BATCH[2:]])
-    for key, sample in ((batch_key("predict"), Sample), (EXPLAIN_KEY, lambda x: Sample(x, 0))):
-        results = run_batch(entry, key, [sample(x) for x in batch])
+    for key, target in ((batch_key("predict"), None), (EXPLAIN_KEY, 0)):
+        results = run_batch(entry, key, [Sample(x, target, position=7) for x in batch])
         assert isinstance(results[2], InvalidInputError) and results[2].status == 422
-        assert "overflows float32 on this input" in results[2].message
+        assert results[2].message.startswith("inputs[7]: model 'walkthrough' overflows float32 on it")
         others = results[:2] + results[3:]
         if key == EXPLAIN_KEY:
             expected = explain(entry, BATCH, 0, "epsilon", {"epsilon": 0.01})

@@ -97,7 +97,8 @@ async def _batched(request: Request, entry: ModelEntry, key: tuple[str, ...],
 
 
 async def _predict(request: Request, entry: ModelEntry, x: torch.Tensor) -> JSONResponse:
-    predictions = await _batched(request, entry, inference.batch_key("predict"), [inference.Sample(r) for r in x])
+    samples = [inference.Sample(row, position=i) for i, row in enumerate(x)]
+    predictions = await _batched(request, entry, inference.batch_key("predict"), samples)
     return FastJSONResponse(_predict_body(entry, predictions))
 
 
@@ -207,7 +208,7 @@ async def _explain(request: Request, entry: ModelEntry, x: torch.Tensor, target:
                    instances: list[Any] | None = None) -> Response:
     chosen = entry.spec.default_composite if composite is None else composite
     targets = inference.resolve_targets(entry, target, len(x))
-    samples = [inference.Sample(row, index) for row, index in zip(x, targets, strict=True)]
+    samples = [inference.Sample(row, index, i) for i, (row, index) in enumerate(zip(x, targets, strict=True))]
     results = await _batched(request, entry, inference.batch_key("explain", chosen, params), samples)
     if not as_png:
         return FastJSONResponse(_explain_json(entry, chosen, default_params(entry, chosen, params), results, instances))

@@ -287,9 +287,10 @@ def test_values_that_overflow_float32_are_refused_with_a_fix(client):
     response = client.post("/predict/walkthrough", json={"inputs": [[1, 0.8, 0.2], [1e300, 1, 2]]})
     assert "inputs[1]: a value is beyond float32's range" in error_of(response, 422, "invalid_input")
     for verb in ("predict", "explain"):
-        response = client.post(f"/{verb}/walkthrough", json={"inputs": [[3e38, 3e38, 3e38]]})
+        response = client.post(f"/{verb}/walkthrough", json={"inputs": [[1, 0.8, 0.2], [3e38, 3e38, 3e38]]})
         message = error_of(response, 422, "invalid_input")
-        assert "overflows float32 on this input" in message and "GET /models/walkthrough" in message
+        assert message.startswith("inputs[1]: model 'walkthrough' overflows float32")
+        assert "GET /models/walkthrough" in message
 
 
 def test_malformed_json_is_refused(client):
