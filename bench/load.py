@@ -5,13 +5,15 @@ Three servers (batching with LRP_MAX_DELAY_MS as given, batching with LRP_MAX_DE
 each started as `python -m service` on 127.0.0.1, are driven per model and verb by 1, 8 and 32 closed-loop
 clients (each sends a 1-instance request, waits for the answer, sends the next) for a bounded time. Prints
 throughput and p50/p99 latency as Markdown tables, then the engine's own batched explain throughput on the
-same models against the targets.
+same models against the targets. `--vgg vgg16` sends its 224x224 inputs as base64 PNG images (`--vgg-input`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import io
 import json
 import os
 import platform
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.datasets import load_digits
 
 from bench import models
@@ -41,7 +44,7 @@ from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = 120
-PAUSED_SINGLES = 200  # batch-of-1 calls timed after a pause each, for the p99 a lone client meets
+PAUSED_SINGLES = 200  # batch-of-1 calls after a pause each (fewer, at least 20, when slow): a lone client's p99
 VGG_MODELS = {"vgg11-32": (models.vgg11_32, [3, 32, 32]), "vgg16": (models.vgg16, [3, 224, 224])}
 
 
@@ -62,29 +65,44 @@ class Cell:
 
 
 # -- models and requests ---------------------------------------------------------------------------------
-def write_models(directory: Path, vgg: str) -> None:
-    """The shipped digits model, and a VGG-style model with seeded random weights written by the converter."""
+def write_models(directory: Path, vgg: str, images: bool = False) -> None:
+    """The shipped digits model, and a VGG-style model with seeded random weights written by the converter: an
+    RGB image model when `images`, else a plain tensor model."""
     shutil.copytree(ROOT / "models" / "digits", directory / "digits")
     factory, shape = VGG_MODELS[vgg]
     torch.manual_seed(0)
     module = factory()
+    tensor = {"kind": "tensor", "shape": shape}
+    image = {"kind": "image", "shape": shape, "range": [0.0, 1.0],
+             "image": {"mode": "RGB", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}
     convert_module(module, directory / vgg, {
-        "input": {"kind": "tensor", "shape": shape}, "classes": infer_classes(module, shape),
+        "input": image if images else tensor, "classes": infer_classes(module, shape),
         "default_composite": "epsilon_plus_flat", "description": "load benchmark model (random weights)"})
 
 
-def instances(model: str, shape: list[int], count: int) -> list[Any]:
-    """`count` distinct instances as JSON values: scikit-learn digits for `digits`, seeded noise otherwise."""
+def instances(model: str, shape: list[int], count: int, images: bool = False) -> list[Any]:
+    """`count` distinct instances as JSON values: scikit-learn digits for `digits`; otherwise seeded noise, as
+    numbers or (`images`) as base64 PNG files of shape [3, H, W]."""
     if model == "digits":
         return list(load_digits().images[:count].astype(int).tolist())
     rng = np.random.default_rng(0)
+    if images:
+        pixels = rng.integers(0, 256, (count, shape[1], shape[2], 3), dtype=np.uint8)
+        return [base64.b64encode(png_bytes(picture)).decode() for picture in pixels]
     return list(np.round(rng.standard_normal((count, *shape)), 3).tolist())
 
 
-def request_bodies(model: str, shape: list[int], verb: str, count: int) -> list[bytes]:
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 array as a PNG file."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def request_bodies(model: str, shape: list[int], verb: str, count: int, images: bool = False) -> list[bytes]:
     """`count` distinct one-instance bodies; explain bodies carry targets 0..9 in turn."""
     bodies = []
-    for i, instance in enumerate(instances(model, shape, count)):
+    for i, instance in enumerate(instances(model, shape, count, images)):
         body: dict[str, Any] = {"inputs": [instance]}
         if verb == "explain":
             body["target"] = i % 10
@@ -209,7 +227,8 @@ def engine_throughput(models_dir: Path, device: str, model: str, batch: int, sec
     """Explain throughput (inputs/s) of the engine alone at `batch`, and its batch-of-1 times (s), on the model
     the server loads, with its default composite."""
     entry = Registry.from_directory(models_dir, resolve_device(device)).get(model)
-    x = instances_to_tensor(entry.spec.input, instances(model, entry.spec.input.shape, batch), 10**8)
+    images = model != "digits" and entry.spec.input.kind == "image"
+    x = instances_to_tensor(entry.spec.input, instances(model, entry.spec.input.shape, batch, images), 10**8)
     targets: list[int | None] = [i % len(entry.classes) for i in range(batch)]
     composite = entry.spec.default_composite
     params = default_params(entry, composite, {})
@@ -226,8 +245,9 @@ def engine_throughput(models_dir: Path, device: str, model: str, batch: int, sec
     while time.perf_counter() < deadline or len(times) < 3:
         times.append(run(x, targets))
     singles = [run(x[:1], [targets[0]]) for _ in range(max(5, min(50, len(times))))]
-    paused = []
-    for _ in range(PAUSED_SINGLES):
+    paused: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(paused) < PAUSED_SINGLES and (time.perf_counter() < deadline or len(paused) < 20):
         time.sleep(pause_s)
         paused.append(run(x[:1], [targets[0]]))
     return EngineFigures(batch / statistics.median(times), statistics.median(singles),
@@ -254,14 +274,14 @@ FLOORS = {"transport": "bare ASGI app on uvicorn (uvloop, httptools): reads the 
           "framework": "FastAPI + the service's request schema and JSON parsing, no work after validation"}
 
 
-def floor_table(floors: dict[str, Cell], served: Cell, engine_rate: float, clients: int) -> list[str]:
+def floor_table(floors: dict[str, Cell], served: Cell, engine_rate: float, clients: int, batch: int) -> list[str]:
     """The do-nothing servers against the batched service and 0.8x the engine, digits explain bodies."""
     rows = [f"| digits /explain bodies, {clients} clients | req/s | p50 ms | p99 ms | / (0.8 x engine) |",
             "|---|---|---|---|---|"]
     for name, cell in [*((f"{app}: {FLOORS[app]}", floors[app]) for app in FLOORS), ("the service, batched", served)]:
         rows.append(f"| {name} | {cell.throughput:.1f} | {cell.percentile(50) * 1e3:.1f} | "
                     f"{cell.percentile(99) * 1e3:.1f} | {cell.throughput / (0.8 * engine_rate):.2f} |")
-    rows.append(f"| 0.8 x engine (batch-32 explain inputs/s) | {0.8 * engine_rate:.1f} | | | 1.00 |")
+    rows.append(f"| 0.8 x engine (batch-{batch} explain inputs/s) | {0.8 * engine_rate:.1f} | | | 1.00 |")
     return rows
 
 
@@ -273,7 +293,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--batch", type=int, default=32, help="LRP_MAX_BATCH_SIZE when batching is on")
     parser.add_argument("--delay", type=int, default=5, help="LRP_MAX_DELAY_MS of the batched server")
+    parser.add_argument("--vgg-input", choices=["numbers", "png"], help="how the VGG-style model's inputs travel: "
+                        "JSON numbers, or base64 PNG images (an RGB image model); default: png for vgg16, whose "
+                        "150,528 numbers per request would make JSON parsing the bottleneck, numbers otherwise")
     args = parser.parse_args()
+    images = (args.vgg_input or ("png" if args.vgg == "vgg16" else "numbers")) == "png"
     if args.device.startswith("cuda"):
         use_ieee_float32()
     servers = [Server("batched", args.batch, args.delay), Server("delay 0", args.batch, 0),
@@ -283,14 +307,14 @@ def main() -> None:
     freeze_long_lived()  # keeps the clients' own full collections (~100 ms with torch imported) out of the timings
     with tempfile.TemporaryDirectory() as folder:
         models_dir = Path(folder)
-        write_models(models_dir, args.vgg)
+        write_models(models_dir, args.vgg, images)
         shapes = {name: json.loads((models_dir / name / "model.json").read_text())["input"]["shape"] for name in names}
         for server in servers:
             port, process = start_server(models_dir, args.device, server)
             try:
                 for name in names:
                     for verb in ("predict", "explain"):
-                        bodies = request_bodies(name, shapes[name], verb, 64)
+                        bodies = request_bodies(name, shapes[name], verb, 64, images and name == args.vgg)
                         for count in args.clients:
                             cell = measure(port, name, verb, bodies, count, args.seconds)
                             results[name, verb, server.name, count] = cell
@@ -327,7 +351,7 @@ def main() -> None:
               f"{best.throughput / off.throughput:.2f} | {single * 1e3:.1f} | {p99} | "
               f"{single * 1e3 + args.delay + 10:.1f} | {figures.single_paused_p99_s * 1e3:.1f} |")
     served = results["digits", "explain", servers[0].name, top]
-    print("\n" + "\n".join(floor_table(floors, served, engine["digits"].inputs_per_s, top)))
+    print("\n" + "\n".join(floor_table(floors, served, engine["digits"].inputs_per_s, top, args.batch)))
     failures = sum(cell.failures for cell in results.values()) + sum(cell.failures for cell in floors.values())
     print(f"\nnon-200 answers: {failures}")
 
