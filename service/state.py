@@ -75,22 +75,28 @@ class ServiceState:
             log.info("shutting down: readiness now answers 503; requests in flight will finish")
         self.draining = True
 
+    def batch_settings(self, entry: ModelEntry) -> BatchSettings:
+        """The model's batching limits: its model.json `batching` values over the LRP_* ones."""
+        own = entry.spec.batching
+        return BatchSettings(
+            max_batch_size=(own and own.max_batch_size) or self.settings.max_batch_size,
+            max_delay_ms=float(self.settings.max_delay_ms if own is None or own.max_delay_ms is None
+                               else own.max_delay_ms),
+            max_queue=self.settings.max_queue,
+            timeout_s=(own and own.timeout_s) or float(self.settings.request_timeout_s))
+
+    def cpu_threads(self, entry: ModelEntry) -> int:
+        """Torch threads for the model's passes: model.json `batching.cpu_threads`, LRP_CPU_THREADS, or torch's."""
+        own = entry.spec.batching
+        return resolve_cpu_threads(own.cpu_threads if own else None, self.settings.cpu_threads)
+
     def batcher(self, entry: ModelEntry) -> MicroBatcher:
-        """The model's micro-batcher (created on first use), with its model.json limits and CPU threads over the
-        LRP_* ones."""
+        """The model's micro-batcher (created on first use), with its batch settings and CPU threads."""
         found = self.batchers.get(entry.name)
         if found is None:
-            own = entry.spec.batching
-            settings = BatchSettings(
-                max_batch_size=(own and own.max_batch_size) or self.settings.max_batch_size,
-                max_delay_ms=float(self.settings.max_delay_ms if own is None or own.max_delay_ms is None
-                                   else own.max_delay_ms),
-                max_queue=self.settings.max_queue,
-                timeout_s=(own and own.timeout_s) or float(self.settings.request_timeout_s))
-            threads = resolve_cpu_threads(own.cpu_threads if own else None, self.settings.cpu_threads)
+            run = on_cpu_threads(self.cpu_threads(entry), functools.partial(inference.run_batch, entry))
             found = self.batchers[entry.name] = MicroBatcher(
-                on_cpu_threads(threads, functools.partial(inference.run_batch, entry)), settings, self.device_thread,
-                on_batch=self.metrics.batch_observer(entry.name))
+                run, self.batch_settings(entry), self.device_thread, on_batch=self.metrics.batch_observer(entry.name))
         return found
 
     def close(self) -> None:

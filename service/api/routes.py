@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Annotated, Any, Literal
@@ -159,9 +160,12 @@ async def list_models(request: Request) -> list[dict[str, Any]]:
 @router.get("/models/{model}", response_model=ModelDetail, tags=["models"],
             responses={404: ERRORS[404], 503: LOADING})
 async def describe_model(request: Request, model: str) -> dict[str, Any]:
-    """One model, with every layer and the LRP rule it gets under the model's default composite."""
+    """One model, with every layer and the LRP rule it gets under the model's default composite, and the
+    batching limits and CPU threads in force for it."""
     entry = _entry(request, model)
-    return {**_summary(entry), "layers": entry.layers()}
+    state = _state(request)
+    serving = {**dataclasses.asdict(state.batch_settings(entry)), "cpu_threads": state.cpu_threads(entry)}
+    return {**_summary(entry), "layers": entry.layers(), "serving": serving}
 
 
 # -- predict -----------------------------------------------------------------------------------------------

@@ -146,10 +146,21 @@ class ModelSummary(BaseModel):
         "metrics": {}, "composites": ["epsilon_plus_flat", "epsilon"]}]})
 
 
+class ServingSettings(BaseModel):
+    """The limits in force for one model: its model.json `batching` values over the service's LRP_* ones."""
+
+    max_batch_size: int = Field(description="most inputs in one batched pass")
+    max_delay_ms: float = Field(description="how long the first queued input waits for others")
+    max_queue: int = Field(description="queued inputs before requests get 503")
+    timeout_s: float = Field(description="a request still queued after this long gets 504")
+    cpu_threads: int = Field(description="torch threads per pass")
+
+
 class ModelDetail(ModelSummary):
-    """A model with the rule each of its layers gets under the default composite."""
+    """A model with the rule each of its layers gets under the default composite, and its serving limits."""
 
     layers: list[LayerRule]
+    serving: ServingSettings
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "walkthrough", "description": "The 3-3-1 network of the LRP walkthrough",
@@ -158,7 +169,9 @@ class ModelDetail(ModelSummary):
         "metrics": {}, "composites": ["epsilon_plus_flat", "epsilon"],
         "layers": [{"name": "0", "node": "_0", "op": "linear", "rule": "epsilon"},
                    {"name": "1", "node": "_1", "op": "activation", "rule": "pass"},
-                   {"name": "2", "node": "_2", "op": "linear", "rule": "epsilon"}]}]})
+                   {"name": "2", "node": "_2", "op": "linear", "rule": "epsilon"}],
+        "serving": {"max_batch_size": 32, "max_delay_ms": 5.0, "max_queue": 1024, "timeout_s": 30.0,
+                    "cpu_threads": 1}}]})
 
 
 class ErrorDetail(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import threading
@@ -16,7 +17,8 @@ from service import inference
 from service.app import create_app
 from service.config import Settings
 from service.lrp import PreparedModel
-from service.model_format import load_model
+from service.model_format import BatchingSpec, load_model
+from service.registry import Registry
 from tests.conftest import MODELS, model_json
 
 DIGIT = model_json("digits")["input"]["example"]  # 8x8, pixel values 0..16
@@ -96,6 +98,20 @@ def test_model_detail_lists_each_layer_with_its_rule(client):
     assert rules["3.conv1"] == "zplus" and rules["8"] == "epsilon"
     assert rules["3.bn1"] == "folded into 3.conv1"
     assert any(layer["op"] == "add" and layer["rule"] == "norm" for layer in detail["layers"])
+
+
+def test_model_detail_shows_the_serving_limits_in_force(registry):
+    own = dataclasses.replace(registry.get("digits"), spec=registry.get("digits").spec.model_copy(
+        update={"batching": BatchingSpec(max_batch_size=4, cpu_threads=2)}))
+    inherits = dataclasses.replace(registry.get("walkthrough"), spec=registry.get("walkthrough").spec.model_copy(
+        update={"batching": None}))
+    settings = Settings(models_dir=MODELS, max_batch_size=16, max_delay_ms=7, max_queue=50, request_timeout_s=9,
+                        cpu_threads=3)
+    with TestClient(create_app(settings, Registry(models={"digits": own, "walkthrough": inherits}))) as served:
+        assert served.get("/models/digits").json()["serving"] == {
+            "max_batch_size": 4, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0, "cpu_threads": 2}
+        assert served.get("/models/walkthrough").json()["serving"] == {
+            "max_batch_size": 16, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0, "cpu_threads": 3}
 
 
 def test_unknown_model_is_404_everywhere(client):
