@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ from service.heap import freeze_long_lived
 from service.inputs import instances_to_tensor
 from service.lrp import use_ieee_float32
 from service.registry import Registry, default_params, resolve_device
+from service.render import png_bytes
 from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,15 +88,8 @@ def instances(model: str, shape: list[int], count: int, images: bool = False) ->
     rng = np.random.default_rng(0)
     if images:
         pixels = rng.integers(0, 256, (count, shape[1], shape[2], 3), dtype=np.uint8)
-        return [base64.b64encode(png_bytes(picture)).decode() for picture in pixels]
+        return [base64.b64encode(png_bytes(Image.fromarray(picture, "RGB"))).decode() for picture in pixels]
     return list(np.round(rng.standard_normal((count, *shape)), 3).tolist())
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    """An (H, W, 3) uint8 array as a PNG file."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def request_bodies(model: str, shape: list[int], verb: str, count: int, images: bool = False) -> list[bytes]:
