@@ -97,9 +97,9 @@ def _pixels(spec: InputSpec, instance: Any, where: str) -> np.ndarray:
     channels, height, width = spec.shape
     array = _numbers(instance, spec.shape, where, also=[height, width] if channels == 1 else None)
     low, high = _raw_range(spec)
-    low_c, high_c = np.broadcast_to(low, (channels,)), np.broadcast_to(high, (channels,))
+    low_c, high_c = _channel_range(spec, channels)
     tolerance = 1e-6 * float(np.max(np.abs(high_c - low_c)))
-    if (array < low_c[:, None, None] - tolerance).any() or (array > high_c[:, None, None] + tolerance).any():
+    if (array < low_c - tolerance).any() or (array > high_c + tolerance).any():
         raise InvalidInputError(f"{where}: pixel values must lie in the model's input range "
                                 f"[{_fmt(low)}, {_fmt(high)}]; got values in [{array.min():g}, {array.max():g}]")
     return array
@@ -113,6 +113,12 @@ def _raw_range(spec: InputSpec) -> Bounds:
     """The input range as given in model.json (guaranteed present for images by InputSpec's validator)."""
     assert spec.range is not None
     return _as_bound(spec.range[0]), _as_bound(spec.range[1])
+
+
+def _channel_range(spec: InputSpec, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The raw input range per channel, shaped [C, 1, 1] to broadcast over a [C, H, W] image."""
+    low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (channels,))[:, None, None] for b in _raw_range(spec))
+    return low, high
 
 
 def _as_bound(value: float | list[float]) -> float | tuple[float, ...]:
@@ -157,7 +163,7 @@ def image_to_array(spec: InputSpec, image: Image.Image) -> np.ndarray:
     channels, height, width = spec.shape
     converted = image.convert(spec.image.mode).resize((width, height), Image.Resampling.BOX)
     pixels = np.asarray(converted, dtype=np.float64).reshape(height, width, channels).transpose(2, 0, 1) / 255.0
-    low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (channels,))[:, None, None] for b in _raw_range(spec))
+    low, high = _channel_range(spec, channels)
     return _normalize_image(spec, low + (high - low) * pixels)
 
 
@@ -167,8 +173,7 @@ def display_pixels(spec: InputSpec, instance: torch.Tensor) -> np.ndarray:
     mean = np.asarray(spec.image.mean)[:, None, None]
     std = np.asarray(spec.image.std)[:, None, None]
     raw = instance.detach().cpu().double().numpy() * std + mean
-    low, high = (np.broadcast_to(np.asarray(b, dtype=np.float64), (raw.shape[0],))[:, None, None]
-                 for b in _raw_range(spec))
+    low, high = _channel_range(spec, raw.shape[0])
     unit = np.clip((raw - low) / (high - low), 0.0, 1.0)
     rgb = np.repeat(unit, 3, axis=0) if unit.shape[0] == 1 else unit
     return np.round(rgb.transpose(1, 2, 0) * 255).astype(np.uint8)
