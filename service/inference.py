@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -163,12 +164,12 @@ def _run_once(entry: ModelEntry, key: Hashable, samples: list[Sample]) -> list[A
     assert isinstance(key, tuple)
     x = torch.stack([sample.x for sample in samples])
     if key[0] == "predict":
-        return [prediction if np.isfinite(prediction.logits).all() else _overflow(entry, sample)
+        return [prediction if all(map(math.isfinite, prediction.logits)) else _overflow(entry, sample)
                 for prediction, sample in zip(predict(entry, x), samples, strict=True)]
     composite, params = json.loads(key[1]), json.loads(key[2])
     results: list[Any] = list(explain(entry, x, [s.target for s in samples], composite, params))
     for i, (result, sample) in enumerate(zip(results, samples, strict=True)):
-        if not np.isfinite(result.logit):
+        if not math.isfinite(result.logit):
             results[i] = _overflow(entry, sample)
         elif not np.isfinite(result.relevance).all():
             results[i] = NumericalError(f"inputs[{sample.position}]: its relevance is not finite under composite "
