@@ -73,7 +73,9 @@ def test_64_concurrent_explains_each_equal_the_same_request_alone(registry):
             expected = np.asarray(one["relevance"])
             scale = max(np.abs(expected).max(), abs(one["logit"]))
             assert np.abs(np.asarray(many["relevance"]) - expected).max() <= 1e-5 * scale
-            assert many["logit"] == pytest.approx(one["logit"], rel=1e-5)
+            # the logit is a float32 sum too: most of it cancels against the biases, so relative error alone is
+            # not the bound (an AMD EPYC gives -0.1919959 batched against -0.1919980 alone)
+            assert many["logit"] == pytest.approx(one["logit"], rel=1e-5, abs=1e-5)
     assert batches_alone == CLIENTS  # one pass per request when sent one at a time
 
 
