@@ -25,7 +25,7 @@ RUN useradd --create-home --uid 10001 --user-group lrp
 USER 10001:10001
 
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "service.healthcheck"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-m", "service.serving.healthcheck"]
 
 # One uvicorn worker: models live in this process's memory, and requests are batched within it.
 CMD ["python", "-m", "service"]

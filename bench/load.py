@@ -34,12 +34,14 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from bench import models
-from service.convert import convert_module, infer_classes
-from service.heap import freeze_long_lived
-from service.inputs import instances_to_tensor
+from service.inputs import decode_instances
 from service.lrp import use_ieee_float32
-from service.registry import Registry, default_params, resolve_device
 from service.render import png_bytes
+from service.serving.device import resolve_device
+from service.serving.heap import freeze_long_lived
+from service.settings import Settings
+from service.store.convert import convert_module, infer_classes
+from service.store.registry import Registry
 from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,16 +221,16 @@ def engine_throughput(models_dir: Path, device: str, model: str, batch: int, sec
                       pause_s: float) -> EngineFigures:
     """Explain throughput (inputs/s) of the engine alone at `batch`, and its batch-of-1 times (s), on the model
     the server loads, with its default composite."""
-    entry = Registry.from_directory(models_dir, resolve_device(device)).get(model)
+    entry = Registry.from_directory(models_dir, resolve_device(device), Settings(models_dir=models_dir)).get(model)
     images = model != "digits" and entry.spec.input.kind == "image"
-    x = instances_to_tensor(entry.spec.input, instances(model, entry.spec.input.shape, batch, images), 10**8)
+    x = decode_instances(entry.spec.input, instances(model, entry.spec.input.shape, batch, images), 10**8).x
     targets: list[int | None] = [i % len(entry.classes) for i in range(batch)]
     composite = entry.spec.default_composite
-    params = default_params(entry, composite, {})
+    method = entry.prepared.resolve(composite, **entry.default_params(composite))
 
     def run(rows: torch.Tensor, chosen: list[int | None]) -> float:
         started = time.perf_counter()
-        result = entry.prepared.explain(rows, chosen, composite, **params)
+        result = entry.prepared.explain_resolved(rows, chosen, method)
         result.relevance.cpu()
         return time.perf_counter() - started
 

@@ -18,7 +18,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from service.convert import convert_module
+from service.store.convert import convert_module
 
 SEED = 0
 HERE = Path(__file__).resolve().parent

@@ -12,17 +12,17 @@ from typing import Any
 
 import uvicorn
 
-from service.app import create_app
-from service.config import Settings
-from service.convert import ConversionError, convert_module, infer_classes, load_factory, load_state
+from service.api.app import create_app
 from service.errors import ModelFileError
 from service.lrp import LRPError
-from service.server import DrainingServer
+from service.serving.server import DrainingServer
+from service.settings import load_settings
+from service.store.convert import ConversionError, convert_module, infer_classes, load_factory, load_state
 
 
 def serve() -> None:
     """Run the service with one uvicorn worker on LRP_HOST:LRP_PORT; SIGTERM drains it (service.server)."""
-    settings = Settings.from_env()
+    settings = load_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level, workers=1)
@@ -39,7 +39,7 @@ def convert(argv: list[str]) -> int:
     parser.add_argument("--classes", help="comma-separated class labels (default: 0..k-1)")
     parser.add_argument("--spec", type=Path, help="JSON file with further model.json fields (input, classes, "
                         "default_composite, default_params, description, metrics)")
-    parser.add_argument("--models-dir", type=Path, default=Settings.from_env().models_dir)
+    parser.add_argument("--models-dir", type=Path, default=load_settings().models_dir)
     parser.add_argument("--force", action="store_true", help="replace an existing model directory")
     args = parser.parse_args(argv)
     try:

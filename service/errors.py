@@ -48,8 +48,9 @@ class InvalidInputError(ServiceError):
     code = "invalid_input"
 
 
-class UnsupportedMediaError(ServiceError):
-    """An upload that is not a decodable PNG/JPEG image, or an endpoint the model's input kind cannot use."""
+class InvalidImageError(ServiceError):
+    """An image that is not a decodable PNG/JPEG within the pixel limit, or an image sent to a model that does not
+    take images."""
 
     status = 422
     code = "invalid_image"

@@ -7,23 +7,50 @@ import base64
 import binascii
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import InvalidInputError, UnsupportedMediaError
-from service.model_format import InputSpec
+from service.errors import InvalidImageError, InvalidInputError
+from service.store.spec import InputSpec
 
 IMAGE_FORMATS = ("PNG", "JPEG")
 Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 
 
-def instances_to_tensor(spec: InputSpec, instances: Sequence[Any], max_pixels: int) -> torch.Tensor:
-    """Stack JSON instances into a float32 batch in model space; raise InvalidInputError naming the instance,
-    also when a finite value overflows float32 (|x| > 3.4e38) once scaled to model space."""
-    rows = [_instance_to_array(spec, instance, f"inputs[{i}]", max_pixels) for i, instance in enumerate(instances)]
+@dataclass(frozen=True)
+class Decoded:
+    """A request's instances as a float32 batch in model space; tabular models: each instance's raw feature values;
+    uploads: the uploaded image as uint8 RGB at its own size, for overlays."""
+
+    x: torch.Tensor
+    features: tuple[tuple[float, ...], ...] | None = None
+    images: tuple[np.ndarray, ...] | None = None
+
+
+def decode_instances(spec: InputSpec, instances: Sequence[Any], max_pixels: int) -> Decoded:
+    """Decode JSON instances; raise InvalidInputError naming the instance, also when a finite value overflows
+    float32 (|x| > 3.4e38) once scaled to model space."""
+    if spec.kind != "tabular":
+        return Decoded(_to_tensor([_instance_to_array(spec, instance, f"inputs[{i}]", max_pixels)
+                                   for i, instance in enumerate(instances)]))
+    raw = [tabular_values(spec, instance, f"inputs[{i}]") for i, instance in enumerate(instances)]
+    return Decoded(_to_tensor([_standardize(spec, values) for values in raw]),
+                   features=tuple(tuple(values.tolist()) for values in raw))
+
+
+def decode_upload(spec: InputSpec, data: bytes, max_pixels: int) -> Decoded:
+    """Decode one uploaded PNG/JPEG: the model-space batch of one, and the image itself as RGB."""
+    image = decode_image(data, max_pixels)
+    array = image_to_array(spec, image)
+    return Decoded(torch.from_numpy(array[None].astype(np.float32)), images=(np.asarray(image.convert("RGB")),))
+
+
+def _to_tensor(rows: list[np.ndarray]) -> torch.Tensor:
+    """Stack model-space rows into a float32 batch, refusing values beyond float32's range."""
     with np.errstate(over="ignore"):
         batch = np.stack(rows).astype(np.float32)
     finite = np.isfinite(batch).reshape(len(batch), -1).all(axis=1)
@@ -35,8 +62,6 @@ def instances_to_tensor(spec: InputSpec, instances: Sequence[Any], max_pixels: i
 
 
 def _instance_to_array(spec: InputSpec, instance: Any, where: str, max_pixels: int) -> np.ndarray:
-    if spec.kind == "tabular":
-        return _standardize(spec, tabular_values(spec, instance, where))
     if spec.kind == "image":
         if isinstance(instance, str):
             return image_to_array(spec, decode_image(_base64(instance, where), max_pixels, where))
@@ -89,7 +114,8 @@ def tabular_values(spec: InputSpec, instance: Any, where: str) -> np.ndarray:
 def _standardize(spec: InputSpec, values: np.ndarray) -> np.ndarray:
     if spec.standardization is None:
         return values
-    return (values - np.asarray(spec.standardization.mean)) / np.asarray(spec.standardization.std)
+    result: np.ndarray = (values - np.asarray(spec.standardization.mean)) / np.asarray(spec.standardization.std)
+    return result
 
 
 def _pixels(spec: InputSpec, instance: Any, where: str) -> np.ndarray:
@@ -129,7 +155,8 @@ def _normalize_image(spec: InputSpec, pixels: np.ndarray) -> np.ndarray:
     assert spec.image is not None
     mean = np.asarray(spec.image.mean)[:, None, None]
     std = np.asarray(spec.image.std)[:, None, None]
-    return (pixels - mean) / std
+    result: np.ndarray = (pixels - mean) / std
+    return result
 
 
 def _base64(text: str, where: str) -> bytes:
@@ -137,7 +164,7 @@ def _base64(text: str, where: str) -> bytes:
     try:
         return base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise UnsupportedMediaError(f"{where}: a string instance must be a base64-encoded PNG or JPEG "
+        raise InvalidImageError(f"{where}: a string instance must be a base64-encoded PNG or JPEG "
                                     "(optionally a data: URL)") from None
 
 
@@ -146,15 +173,15 @@ def decode_image(data: bytes, max_pixels: int, where: str = "file") -> Image.Ima
     try:
         image = Image.open(io.BytesIO(data))
         if image.format not in IMAGE_FORMATS:
-            raise UnsupportedMediaError(f"{where}: expected a PNG or JPEG image, got {image.format or 'unknown'}")
+            raise InvalidImageError(f"{where}: expected a PNG or JPEG image, got {image.format or 'unknown'}")
         width, height = image.size
         if width * height > max_pixels:
-            raise UnsupportedMediaError(f"{where}: the image has {width}x{height} pixels; the limit is "
+            raise InvalidImageError(f"{where}: the image has {width}x{height} pixels; the limit is "
                                         f"{max_pixels} pixels (LRP_MAX_IMAGE_PIXELS)")
         image.load()
         return ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise UnsupportedMediaError(f"{where}: could not decode the image; send a PNG or JPEG file") from None
+        raise InvalidImageError(f"{where}: could not decode the image; send a PNG or JPEG file") from None
 
 
 def image_to_array(spec: InputSpec, image: Image.Image) -> np.ndarray:

@@ -24,24 +24,27 @@ BLUE = np.array([0.0, 0.0, 255.0])
 
 def relevance_map(relevance: np.ndarray) -> np.ndarray:
     """A 2-D map: images [C, H, W] summed over channels; vectors [N] and signals [C, N] (summed) as a 1 x N strip."""
+    flat: np.ndarray = relevance.reshape(1, -1)
     if relevance.ndim >= 3:
-        return relevance.reshape(-1, *relevance.shape[-2:]).sum(axis=0)
-    if relevance.ndim == 2:
-        return relevance.sum(axis=0, keepdims=True)
-    return relevance.reshape(1, -1)
+        flat = relevance.reshape(-1, *relevance.shape[-2:]).sum(axis=0)
+    elif relevance.ndim == 2:
+        flat = relevance.sum(axis=0, keepdims=True)
+    return flat
 
 
 def scaled(relevance: np.ndarray) -> np.ndarray:
     """Relevance divided by its largest magnitude: values in [-1, 1], 0 stays 0 (all-zero maps stay 0)."""
     peak = float(np.abs(relevance).max()) if relevance.size else 0.0
-    return relevance / peak if peak > 0 else np.zeros_like(relevance, dtype=np.float64)
+    result: np.ndarray = relevance / peak if peak > 0 else np.zeros_like(relevance, dtype=np.float64)
+    return result
 
 
 def colorize(values: np.ndarray) -> np.ndarray:
     """uint8 RGB of values in [-1, 1]: -1 blue, 0 white, +1 red, linear in between."""
     t = np.clip(values, -1.0, 1.0)[..., None]
     rgb = np.where(t >= 0, WHITE + t * (RED - WHITE), WHITE - t * (BLUE - WHITE))
-    return np.round(rgb).astype(np.uint8)
+    result: np.ndarray = np.round(rgb).astype(np.uint8)
+    return result
 
 
 def heatmap(relevance: np.ndarray, base: np.ndarray | None = None, overlay: bool = False) -> Image.Image:

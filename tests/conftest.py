@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,17 +12,23 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
-from service.registry import Registry
+from service.api.app import create_app
+from service.settings import Settings
+from service.store.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 
 
+@functools.cache
+def shipped_models(settings: Settings | None = None) -> Registry:
+    """The shipped models loaded on the CPU under `settings` (which give them their serving limits), once each."""
+    return Registry.from_directory(MODELS, torch.device("cpu"), settings or Settings(models_dir=MODELS))
+
+
 @pytest.fixture(scope="session")
 def registry() -> Registry:
-    return Registry.from_directory(MODELS, torch.device("cpu"))
+    return shipped_models()
 
 
 @pytest.fixture(scope="session")

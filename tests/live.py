@@ -7,7 +7,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -31,13 +32,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_service(**variables: str) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start the service with the shipped models and extra LRP_* `variables`; return once it is ready."""
+def start_service(command: Sequence[str] = (sys.executable, "-m", "service"), cwd: Path = ROOT,
+                  **variables: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start the service (by default from the repository, with the shipped models) with extra LRP_* `variables`
+    on a free port; return once it is ready."""
     port = free_port()
-    env = {**os.environ, "LRP_PORT": str(port), "LRP_HOST": "127.0.0.1", "LRP_MODELS_DIR": str(ROOT / "models"),
-           **variables}
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT)
+    env = {**os.environ, "LRP_MODELS_DIR": str(ROOT / "models"), **variables, "LRP_PORT": str(port),
+           "LRP_HOST": "127.0.0.1"}
+    process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:

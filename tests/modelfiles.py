@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from service.lrp.trace import graph_from_module
-from service.model_format import save_model, spec_from_graph
+from service.store.format import save_model, spec_from_graph
 
 
 def tiny_cnn() -> nn.Module:

@@ -7,10 +7,10 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from service.config import Settings
-from service.inference import Sample, batch_key, run_batch
-from service.inputs import instances_to_tensor
-from service.state import ServiceState
+from service.inference import BatchKey, Sample, run_batch
+from service.inputs import decode_instances
+from service.serving.state import ServiceState
+from service.settings import Settings
 from tests.conftest import MODELS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 @pytest.fixture(scope="module")
 def on_cuda() -> ServiceState:
-    state = ServiceState(Settings(models_dir=MODELS, device="cuda"))
+    state = ServiceState(Settings(models_dir=MODELS, device="cuda"), run_batch)
     state.load()  # also switches TF32 off
     assert state.registry is not None, state.load_error
     return state
@@ -29,9 +29,9 @@ def on_cuda() -> ServiceState:
 def test_gpu_relevance_equals_the_cpu_relevance(on_cuda, registry, model, composite):
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"
     entry = registry.get(model)
-    x = instances_to_tensor(entry.spec.input, load_digits().images[:32].tolist(), 10**6)
-    samples = [Sample(row, i % 10) for i, row in enumerate(x)]
-    key = batch_key("explain", composite, {})
+    x = decode_instances(entry.spec.input, load_digits().images[:32].tolist(), 10**6).x
+    samples = [Sample(row, i, i % 10) for i, row in enumerate(x)]
+    key = BatchKey("explain", entry.prepared.resolve(composite, **entry.default_params(composite)))
     cpu = run_batch(entry, key, samples)
     gpu = run_batch(on_cuda.ready_registry().get(model), key, samples)
     assert on_cuda.ready_registry().get(model).prepared.device.type == "cuda"

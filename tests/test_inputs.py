@@ -6,16 +6,16 @@ import pytest
 import torch
 from PIL import Image
 
-from service.errors import InvalidInputError, UnsupportedMediaError
+from service.errors import InvalidImageError, InvalidInputError
 from service.inputs import (
     decode_image,
+    decode_instances,
     display_pixels,
     image_to_array,
-    instances_to_tensor,
     model_space_bounds,
     tabular_values,
 )
-from service.model_format import InputSpec
+from service.store.spec import InputSpec
 
 PIXELS = 1_000_000
 TENSOR = InputSpec(kind="tensor", shape=[2, 3])
@@ -35,7 +35,7 @@ def png(array: np.ndarray, mode: str) -> bytes:
 
 
 def test_tensor_instances_stack_into_a_float32_batch():
-    x = instances_to_tensor(TENSOR, [[[1, 2, 3], [4, 5, 6]], [[0, 0, 0], [0.5, 0, -1]]], PIXELS)
+    x = decode_instances(TENSOR, [[[1, 2, 3], [4, 5, 6]], [[0, 0, 0], [0.5, 0, -1]]], PIXELS).x
     assert x.dtype == torch.float32
     assert x.tolist() == [[[1, 2, 3], [4, 5, 6]], [[0, 0, 0], [0.5, 0, -1]]]
 
@@ -51,16 +51,16 @@ def test_tensor_instances_stack_into_a_float32_batch():
 ])
 def test_bad_tensor_instances_say_what_was_expected(instance, message):
     with pytest.raises(InvalidInputError) as raised:
-        instances_to_tensor(TENSOR, [instance], PIXELS)
+        decode_instances(TENSOR, [instance], PIXELS)
     assert message in str(raised.value)
 
 
 def test_values_beyond_float32_are_refused_naming_the_instance_and_the_largest_float32_passes():
     largest = float(np.finfo(np.float32).max)
-    assert instances_to_tensor(TENSOR, [[[largest, -largest, 0], [1, 2, 3]]], PIXELS)[0, 0, :2].tolist() == [
+    assert decode_instances(TENSOR, [[[largest, -largest, 0], [1, 2, 3]]], PIXELS).x[0, 0, :2].tolist() == [
         largest, -largest]
     with pytest.raises(InvalidInputError) as raised:
-        instances_to_tensor(TENSOR, [[[1, 2, 3], [4, 5, 6]], [[1, 2, 3], [4, -1e39, 6]]], PIXELS)
+        decode_instances(TENSOR, [[[1, 2, 3], [4, 5, 6]], [[1, 2, 3], [4, -1e39, 6]]], PIXELS)
     assert str(raised.value).startswith("inputs[1]: a value is beyond float32's range")
 
 
@@ -68,25 +68,25 @@ def test_a_tabular_value_that_overflows_only_once_standardised_is_refused():
     tiny_std = TABULAR.model_copy(update={"standardization": TABULAR.standardization.model_copy(
         update={"std": [1e-300, 2.0]})})
     with pytest.raises(InvalidInputError, match=r"inputs\[0\]: a value is beyond float32's range"):
-        instances_to_tensor(tiny_std, [[51.0, 5.0]], PIXELS)
+        decode_instances(tiny_std, [[51.0, 5.0]], PIXELS)
 
 
 def test_grey_image_as_numbers_is_normalised_and_accepts_h_w():
-    x = instances_to_tensor(GREY, [[[0, 16], [4, 8]], [[[2, 2], [2, 2]]]], PIXELS)
+    x = decode_instances(GREY, [[[0, 16], [4, 8]], [[[2, 2], [2, 2]]]], PIXELS).x
     assert x.tolist() == [[[[-2.0, 6.0], [0.0, 2.0]]], [[[-1.0, -1.0], [-1.0, -1.0]]]]
 
 
 def test_image_numbers_of_another_shape_are_refused_naming_the_accepted_shapes():
     with pytest.raises(InvalidInputError, match=r"inputs\[0\]: expected shape \[1, 2, 2\] or \[2, 2\], got \[1, 3\]"):
-        instances_to_tensor(GREY, [[[1, 2, 3]]], PIXELS)
+        decode_instances(GREY, [[[1, 2, 3]]], PIXELS)
     with pytest.raises(InvalidInputError, match=r"expected shape \[3, 2, 2\], got \[2, 2\]"):
-        instances_to_tensor(RGB, [[[0.5, 0.5], [0.5, 0.5]]], PIXELS)
+        decode_instances(RGB, [[[0.5, 0.5], [0.5, 0.5]]], PIXELS)
 
 
 def test_image_numbers_outside_the_range_are_refused():
     with pytest.raises(InvalidInputError, match=r"must lie in the model's input range \[0, 16\]; got values in "
                        r"\[0, 17\]"):
-        instances_to_tensor(GREY, [[[0, 17], [4, 8]]], PIXELS)
+        decode_instances(GREY, [[[0, 17], [4, 8]]], PIXELS)
 
 
 def test_uploaded_image_is_resized_by_area_then_scaled_and_normalised():
@@ -113,7 +113,7 @@ def test_rgb_upload_to_grey_model_is_converted():
 def test_base64_string_instances_are_images():
     pixels = np.full((8, 8), 255, dtype=np.uint8)
     encoded = base64.b64encode(png(pixels, "L")).decode()
-    x = instances_to_tensor(GREY, [encoded, "data:image/png;base64," + encoded], PIXELS)
+    x = decode_instances(GREY, [encoded, "data:image/png;base64," + encoded], PIXELS).x
     assert x.tolist() == [[[[6.0, 6.0], [6.0, 6.0]]]] * 2
 
 
@@ -122,26 +122,26 @@ def test_base64_string_instances_are_images():
     (png(np.zeros((2, 2), dtype=np.uint8), "L")[:30], "could not decode"),
 ])
 def test_undecodable_images_are_refused(data, message):
-    with pytest.raises(UnsupportedMediaError, match=message):
+    with pytest.raises(InvalidImageError, match=message):
         decode_image(data, PIXELS)
 
 
 def test_other_image_formats_and_oversized_images_are_refused():
     buffer = io.BytesIO()
     Image.new("L", (4, 4)).save(buffer, format="GIF")
-    with pytest.raises(UnsupportedMediaError, match="expected a PNG or JPEG image, got GIF"):
+    with pytest.raises(InvalidImageError, match="expected a PNG or JPEG image, got GIF"):
         decode_image(buffer.getvalue(), PIXELS)
-    with pytest.raises(UnsupportedMediaError, match="the image has 100x100 pixels; the limit is 9999"):
+    with pytest.raises(InvalidImageError, match="the image has 100x100 pixels; the limit is 9999"):
         decode_image(png(np.zeros((100, 100)), "L"), 9999)
 
 
 def test_bad_base64_is_refused():
-    with pytest.raises(UnsupportedMediaError, match="base64-encoded PNG or JPEG"):
-        instances_to_tensor(GREY, ["@@@"], PIXELS)
+    with pytest.raises(InvalidImageError, match="base64-encoded PNG or JPEG"):
+        decode_instances(GREY, ["@@@"], PIXELS)
 
 
 def test_tabular_by_name_or_list_is_standardised():
-    x = instances_to_tensor(TABULAR, [{"size": 9, "age": 30}, [50, 5]], PIXELS)
+    x = decode_instances(TABULAR, [{"size": 9, "age": 30}, [50, 5]], PIXELS).x
     assert x.tolist() == [[-2.0, 2.0], [0.0, 0.0]]
 
 
@@ -154,7 +154,7 @@ def test_tabular_by_name_or_list_is_standardised():
 ])
 def test_bad_tabular_instances_are_explained(instance, message):
     with pytest.raises(InvalidInputError) as raised:
-        instances_to_tensor(TABULAR, [instance], PIXELS)
+        decode_instances(TABULAR, [instance], PIXELS)
     assert message in str(raised.value)
 
 

@@ -82,9 +82,10 @@ def test_container_health_check_passes_against_the_process(server):
     base, _ = server
     port = base.rsplit(":", 1)[1]
     env = {**os.environ, "LRP_PORT": port}
-    assert subprocess.run([sys.executable, "-m", "service.healthcheck"], cwd=ROOT, env=env, timeout=30).returncode == 0
+    probe = [sys.executable, "-m", "service.serving.healthcheck"]
+    assert subprocess.run(probe, cwd=ROOT, env=env, timeout=30).returncode == 0
     env["LRP_PORT"] = str(free_port())
-    assert subprocess.run([sys.executable, "-m", "service.healthcheck"], cwd=ROOT, env=env, timeout=30).returncode == 1
+    assert subprocess.run(probe, cwd=ROOT, env=env, timeout=30).returncode == 1
 
 
 def test_sigterm_stops_the_process_cleanly(server):

@@ -12,8 +12,8 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
 from models.train import SEED, main
-from service.inputs import instances_to_tensor
-from service.model_format import load_model
+from service.inputs import decode_instances
+from service.store.format import load_model
 from tests.conftest import MODELS, model_json
 
 
@@ -77,10 +77,9 @@ def _held_out_classes(directory) -> list[int]:
     elif kind == "tabular":
         data = load_breast_cancer()
         rows, _ = _test_split((data.data, data.target))
-        x = instances_to_tensor(entry.spec.input, rows.tolist(), max_pixels=1)
+        x = decode_instances(entry.spec.input, rows.tolist(), max_pixels=1).x
     else:
         digits = load_digits()
         images, _ = _test_split((digits.images, digits.target))
-        x = instances_to_tensor(entry.spec.input, images.tolist(), max_pixels=1)
-    logits, _ = entry.prepared.predict(x)
-    return logits.argmax(dim=1).tolist()
+        x = decode_instances(entry.spec.input, images.tolist(), max_pixels=1).x
+    return entry.prepared.predict(x).argmax(dim=1).tolist()

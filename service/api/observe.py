@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import ServiceMetrics
+from service.serving.metrics import ServiceMetrics
 
 VERBS = ("predict", "explain")
 UNKNOWN_MODEL = "(unknown)"  # one label for every unregistered name, so typos cannot grow the label set

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from service.registry import ModelEntry, Registry
+from service.store.registry import ModelEntry, Registry
 
 EXAMPLE_PATHS = {"/predict/{model}": "predict", "/explain/{model}": "explain"}
 

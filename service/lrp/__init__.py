@@ -1,29 +1,40 @@
 """Graph-based Layer-wise Relevance Propagation for PyTorch models (imports torch only, no web code).
 
-Entry point: `explain(model, x, target=None, composite="epsilon_plus_flat", **params)`.
+Entry point: `explain(model, x, target=None, composite="epsilon_plus_flat", **params)`. The ops it can explain
+are the op table `OPS`; `check_node` validates a node read from a file against it.
 """
 
-from service.lrp.composites import COMPOSITE_NAMES
-from service.lrp.engine import Explanation, PreparedModel, explain, prepare
+from service.lrp.composites import COMPOSITE_NAMES, Composite
+from service.lrp.engine import Explanation, Method, PreparedModel, explain, output_from_logits, prepare
 from service.lrp.errors import ExplanationInputError, LRPError, ModelPreparationError, UnsupportedLayerError
-from service.lrp.graph import Graph, Node
+from service.lrp.graph import INPUT, OUTPUT_ACTIVATIONS, Graph, Node
+from service.lrp.ops import OPS, check_node
 from service.lrp.params import LRPParams
 from service.lrp.precision import use_ieee_float32
 from service.lrp.rules import RULE_NAMES
+from service.lrp.trace import graph_from_module
 
 __all__ = [
     "COMPOSITE_NAMES",
+    "INPUT",
+    "OPS",
+    "OUTPUT_ACTIVATIONS",
     "RULE_NAMES",
+    "Composite",
     "Explanation",
     "ExplanationInputError",
     "Graph",
     "LRPError",
     "LRPParams",
+    "Method",
     "ModelPreparationError",
     "Node",
     "PreparedModel",
     "UnsupportedLayerError",
+    "check_node",
     "explain",
+    "graph_from_module",
+    "output_from_logits",
     "prepare",
     "use_ieee_float32",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from service.lrp import graph as ir
+from service.lrp.ops import BATCHNORM, OPS
 
 
 def copy_params(graph: ir.Graph) -> ir.Graph:
@@ -36,12 +37,12 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
     renamed: dict[str, str] = {}
     folded = dict(graph.folded)
     for node in graph.nodes:
-        if node.op != ir.BATCHNORM:
+        if node.op != BATCHNORM.name:
             continue
         (source,) = node.inputs
         layer = by_name[source]
         channels = node.params["running_mean"].shape[0]
-        if (layer.op not in ir.AFFINE_OPS or users[source] != [node.name] or source in replaced
+        if (layer.op not in OPS or not OPS[layer.op].layer_type or users[source] != [node.name] or source in replaced
                 or layer.params["weight"].shape[0] != channels):
             continue
         replaced[source] = layer.with_params(_folded_params(layer, node))

@@ -1,76 +1,67 @@
-"""Composites: which rule each Linear/Conv layer gets (zennit's named composites, single rules, rule maps)."""
+"""Composites: which rule each rule-chosen layer (Linear, Conv) gets: zennit's named composites, single rules and
+rule maps. Every other op has its fixed rule in the op table."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from service.lrp import graph as ir
 from service.lrp import rules
 from service.lrp.errors import ExplanationInputError
+from service.lrp.ops import OPS, RULE_MAP_TYPES, rule_nodes
 
-# Rules of the layers without parameters, fixed in every composite.
-PASS, NORM, GRADIENT = "pass", "norm", "gradient"
-FIXED_RULES = {
-    ir.ACTIVATION: PASS, ir.BATCHNORM: PASS, ir.MAXPOOL1D: GRADIENT, ir.MAXPOOL2D: GRADIENT,
-    ir.AVGPOOL1D: NORM, ir.AVGPOOL2D: NORM, ir.ADAPTIVE_AVGPOOL1D: NORM, ir.ADAPTIVE_AVGPOOL2D: NORM,
-    ir.ADD: NORM, ir.CAT: GRADIENT, ir.FLATTEN: GRADIENT, ir.RESHAPE: GRADIENT,
-}
-TYPE_KEYS = ("linear", "conv", "conv1d", "conv2d")
+RuleTable = tuple[tuple[str, str], ...]  # (layer type or name, rule) pairs, sorted: hashable
 
 
 @dataclass(frozen=True)
 class Composite:
-    """A rule for nn.Linear, one for convolutions, an optional rule for the first layer of `first_ops`
-    (first in execution order), and user overrides by layer type and by layer name (names win)."""
+    """A rule for Linear layers, one for convolutions, an optional rule for the first layer whose type is in
+    `first_types` (first in execution order), and user overrides by layer type and by layer name (names win).
+    Hashable: a resolved composite is part of a batch key."""
 
     name: str
     linear: str
     conv: str
     first: str | None = None
-    first_ops: frozenset[str] = ir.AFFINE_OPS
-    by_type: Mapping[str, str] = field(default_factory=dict)
-    by_name: Mapping[str, str] = field(default_factory=dict)
-    fixed_params: Mapping[str, float] = field(default_factory=dict)
-
-    def key(self) -> tuple[Any, ...]:
-        """A hashable identity, for caching rule assignments."""
-        return (self.name, self.linear, self.conv, self.first, self.first_ops,
-                tuple(sorted(self.by_type.items())), tuple(sorted(self.by_name.items())))
+    first_types: frozenset[str] = frozenset({"linear", "conv"})
+    by_type: RuleTable = ()
+    by_name: RuleTable = ()
+    fixed_params: tuple[tuple[str, float], ...] = ()  # parameters its name implies: (("alpha", 2.0), ("beta", 1.0))
 
     def assign(self, graph: ir.Graph) -> dict[str, str]:
-        """The rule of every Linear/Conv node, by node name."""
-        layers = graph.affine_nodes()
+        """The rule of every rule-chosen node, by node name."""
+        layers = rule_nodes(graph)
+        by_type, by_name = dict(self.by_type), dict(self.by_name)
         known = {n.name for n in layers} | {n.module for n in layers if n.module}
-        unknown = sorted(set(self.by_name) - known)
+        unknown = sorted(set(by_name) - known)
         if unknown:
             raise ExplanationInputError(
                 f"rule map names layer(s) {unknown}, which are not Linear/Conv layers of this model; "
                 f"its layers are {sorted(known)}")
-        first = next((n.name for n in layers if n.op in self.first_ops), None) if self.first else None
+        first = next((n.name for n in layers if OPS[n.op].layer_type in self.first_types), None)
         assigned = {}
         for node in layers:
-            rule = self.linear if node.op == ir.LINEAR else self.conv
-            if node.name == first and self.first:
+            layer_type = OPS[node.op].layer_type
+            rule = self.linear if layer_type == "linear" else self.conv
+            if self.first and node.name == first:
                 rule = self.first
-            kind = "conv" if node.op in ir.CONV_OPS else "linear"
-            rule = self.by_type.get(node.op, self.by_type.get(kind, rule))
-            rule = self.by_name.get(node.name, self.by_name.get(node.module, rule))
-            assigned[node.name] = rule
+            rule = by_type.get(node.op, by_type.get(layer_type, rule))
+            assigned[node.name] = by_name.get(node.name, by_name.get(node.module, rule))
         return assigned
 
     def check_params(self, given: Mapping[str, Any]) -> None:
         """Refuse parameters that contradict the composite's name (epsilon_alpha2_beta1 with alpha=3)."""
-        for name, value in self.fixed_params.items():
-            if name in given and given[name] is not None and float(given[name]) != value:
+        for name, value in self.fixed_params:
+            if given.get(name) is not None and float(given[name]) != value:
                 raise ExplanationInputError(
                     f"composite '{self.name}' fixes {name}={value:g}; use composite 'alpha_beta' or a rule map "
                     "to choose alpha and beta")
 
 
-_A2B1 = {"alpha": 2.0, "beta": 1.0}
-_CONVS = frozenset(ir.CONV_OPS)
+_A2B1 = (("alpha", 2.0), ("beta", 1.0))
+_CONVS = frozenset({"conv"})
 NAMED: dict[str, Composite] = {
     "epsilon_plus": Composite("epsilon_plus", rules.EPSILON, rules.ZPLUS),
     "epsilon_plus_flat": Composite("epsilon_plus_flat", rules.EPSILON, rules.ZPLUS, rules.FLAT),
@@ -101,12 +92,16 @@ def resolve(composite: str | Mapping[str, Any] | Composite) -> Composite:
         raise ExplanationInputError(f"unknown rule map key(s) {extra}; use \"base\", \"types\" and \"layers\"")
     base = resolve(composite.get("base", rules.EPSILON))
     by_type = _rule_table(composite.get("types") or {}, "types")
-    bad_types = sorted(set(by_type) - set(TYPE_KEYS))
+    bad_types = sorted(set(by_type) - set(RULE_MAP_TYPES))
     if bad_types:
-        raise ExplanationInputError(f"rule map types {bad_types} are not layer types; use {list(TYPE_KEYS)}")
+        raise ExplanationInputError(f"rule map types {bad_types} are not layer types; use {list(RULE_MAP_TYPES)}")
     by_name = _rule_table(composite.get("layers") or {}, "layers")
-    return Composite(f"{base.name}+map", base.linear, base.conv, base.first, base.first_ops,
-                     {**base.by_type, **by_type}, {**base.by_name, **by_name})
+    return Composite(f"{base.name}+map", base.linear, base.conv, base.first, base.first_types,
+                     _sorted({**dict(base.by_type), **by_type}), _sorted({**dict(base.by_name), **by_name}))
+
+
+def _sorted(table: Mapping[str, str]) -> RuleTable:
+    return tuple(sorted(table.items()))
 
 
 def _rule_table(table: Any, what: str) -> dict[str, str]:

@@ -15,26 +15,39 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.lrp import canonize, composites, ops
+from service.lrp import canonize, composites
 from service.lrp import graph as ir
-from service.lrp.affine import AffineOp
 from service.lrp.errors import ExplanationInputError
+from service.lrp.ops import BATCHNORM, OPS, AffineOp, nonnegative_outputs, rule_nodes
 from service.lrp.params import LRPParams
-from service.lrp.rules import RULES, RuleInput, WeightVariants
+from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
 from service.lrp.trace import graph_from_module
 
 Target = int | Sequence[int | None] | torch.Tensor | None
 
 
 @dataclass(frozen=True)
+class Method:
+    """How to explain: a resolved composite and checked parameters (hashable, so it can key a batch)."""
+
+    composite: composites.Composite
+    params: LRPParams
+
+
+@dataclass(frozen=True)
 class Explanation:
-    """Relevance (shaped like the input), the model's output, the explained logits and the targets."""
+    """Relevance (shaped like the input), the explained logits, the targets and the model's final activation."""
 
     relevance: torch.Tensor
-    output: torch.Tensor
     logits: torch.Tensor
     targets: torch.Tensor
+    output_activation: str = "logits"
     layers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def output(self) -> torch.Tensor:
+        """The model's output: the logits after the final activation that preparation stripped (computed here)."""
+        return output_from_logits(self.logits, self.output_activation)
 
     @property
     def target_logits(self) -> torch.Tensor:
@@ -60,14 +73,15 @@ class PreparedModel:
 
     def __init__(self, graph: ir.Graph) -> None:
         self.graph = graph
-        self._nonnegative = ops.nonnegative_outputs(graph)
+        self._steps = [(node, OPS[node.op]) for node in graph.nodes[1:]]
+        self._nonnegative = nonnegative_outputs(graph)
         variants: dict[int, WeightVariants] = {}
         self._affine: dict[str, tuple[AffineOp, WeightVariants]] = {}
-        for node in graph.affine_nodes():
+        for node in rule_nodes(graph):
             weight = node.params["weight"]
             shared = variants.setdefault(id(weight), WeightVariants(weight, node.params.get("bias")))
             self._affine[node.name] = (AffineOp.from_node(node), shared)
-        self._assignments: dict[tuple[Any, ...], dict[str, str]] = {}
+        self._assignments: dict[composites.Composite, dict[str, str]] = {}
         self._lock = threading.Lock()
         first = next((t for n in graph.nodes for t in n.params.values()), None)
         self.device = first.device if first is not None else torch.device("cpu")
@@ -97,23 +111,49 @@ class PreparedModel:
     def rules(self, composite: str | Mapping[str, Any] | composites.Composite) -> dict[str, str]:
         """The rule of every Linear/Conv node under `composite`, by node name (cached)."""
         resolved = composites.resolve(composite)
-        key = resolved.key()
-        found = self._assignments.get(key)
+        found = self._assignments.get(resolved)
         if found is None:
             found = resolved.assign(self.graph)
             with self._lock:
-                self._assignments[key] = found
+                self._assignments[resolved] = found
         return found
+
+    def resolve(self, composite: str | Mapping[str, Any] | composites.Composite, **params: Any) -> Method:
+        """Check a composite and its parameters against this model; raise ExplanationInputError saying how to fix
+        them (an unknown composite or parameter, alpha - beta != 1, zbox without bounds or with per-channel bounds
+        of the wrong length)."""
+        resolved = composites.resolve(composite)
+        checked = LRPParams.from_kwargs(**params)
+        resolved.check_params(params)
+        for name, rule in self.rules(resolved).items():
+            if rule == ZBOX:
+                self._check_bounds(name, resolved.name, checked)
+        return Method(resolved, checked)
+
+    def _check_bounds(self, name: str, composite: str, params: LRPParams) -> None:
+        """zbox needs low and high: scalars or one value per channel of the layer's input."""
+        if params.low is None or params.high is None:
+            raise ExplanationInputError(
+                f"composite '{composite}' uses the zbox rule, which needs the parameters 'low' and 'high' "
+                "(the lowest and highest values the input can take, e.g. low=0, high=1 for pixels in [0, 1])")
+        op, weights = self._affine[name]
+        channels = weights.weight.shape[1] * op.groups
+        for bound, value in (("low", params.low), ("high", params.high)):
+            if isinstance(value, tuple) and len(value) not in (1, channels):
+                label = next(n.label for n in self.graph.nodes if n.name == name)
+                raise ExplanationInputError(
+                    f"parameter '{bound}' has {len(value)} values, but layer '{label}' (zbox rule) takes {channels} "
+                    f"input channel(s): give one value, or {channels}")
 
     def layer_rules(self, composite: str | Mapping[str, Any] = "epsilon_plus_flat") -> list[dict[str, str]]:
         """Every layer with its op and rule (folded BatchNorms listed as folded), for documentation."""
         assigned = self.rules(composite)
         listed = []
-        for node in self.graph.nodes[1:]:
-            rule = assigned.get(node.name) or composites.FIXED_RULES.get(node.op, "")
+        for node, definition in self._steps:
+            rule = assigned.get(node.name) or definition.fixed_rule
             listed.append({"name": node.label, "node": node.name, "op": node.op, "rule": rule})
         for batchnorm, into in self.graph.folded.items():
-            listed.append({"name": batchnorm, "node": batchnorm, "op": ir.BATCHNORM, "rule": f"folded into {into}"})
+            listed.append({"name": batchnorm, "node": batchnorm, "op": BATCHNORM.name, "rule": f"folded into {into}"})
         return listed
 
     # -- passes ------------------------------------------------------------------------------------------
@@ -129,31 +169,18 @@ class PreparedModel:
     def _forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         values: dict[str, torch.Tensor] = {self.graph.input.name: x}
         saved: dict[str, Any] = {}
-        for node in self.graph.nodes[1:]:
-            args = [values[name] for name in node.inputs]
-            if node.name in self._affine:
-                op, weights = self._affine[node.name]
-                values[node.name] = op.forward(args[0], weights.weight, weights.bias)
-            else:
-                values[node.name], saved[node.name] = ops.FORWARD[node.op](node, args)
+        for node, definition in self._steps:
+            values[node.name], saved[node.name] = definition.forward(node, [values[name] for name in node.inputs])
         return values, saved
 
-    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, output): the explained logits and the model's output after its final activation."""
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits (the model's output before the final activation that preparation stripped)."""
         with torch.no_grad():
-            logits = self._forward(self._check_input(x))[0][self.graph.output]
-        return logits, self.output_from_logits(logits)
+            return self._forward(self._check_input(x))[0][self.graph.output]
 
-    def output_from_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Apply the final activation that preparation stripped off."""
-        activation = self.graph.output_activation
-        if activation == "softmax":
-            return logits.softmax(dim=-1)
-        if activation == "log_softmax":
-            return logits.log_softmax(dim=-1)
-        if activation == "sigmoid":
-            return logits.sigmoid()
-        return logits
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output: the logits after its final activation."""
+        return output_from_logits(self.predict(x), self.graph.output_activation)
 
     def explain(self, x: torch.Tensor, target: Target = None,
                 composite: str | Mapping[str, Any] | composites.Composite = "epsilon_plus_flat",
@@ -163,14 +190,12 @@ class PreparedModel:
 
         `output_relevance`, when given, replaces the seed one-hot(target) * logit (same shape as the logits).
         """
-        resolved = composites.resolve(composite)
-        checked = LRPParams.from_kwargs(**params)
-        resolved.check_params(params)
-        assigned = self.rules(resolved)
-        if any(rule == "zbox" for rule in assigned.values()) and (checked.low is None or checked.high is None):
-            raise ExplanationInputError(
-                f"composite '{resolved.name}' uses the zbox rule, which needs the parameters 'low' and 'high' "
-                "(the lowest and highest values the input can take, e.g. low=0, high=1 for pixels in [0, 1])")
+        return self.explain_resolved(x, target, self.resolve(composite, **params), layers, output_relevance)
+
+    def explain_resolved(self, x: torch.Tensor, target: Target, method: Method, layers: Iterable[str] = (),
+                         output_relevance: torch.Tensor | None = None) -> Explanation:
+        """`explain` with a Method from `resolve` (checked once, reused for every batch)."""
+        assigned = self.rules(method.composite)
         wanted = self._layer_names(layers)
         x = self._check_input(x)
         with torch.no_grad():
@@ -187,8 +212,8 @@ class PreparedModel:
                         f"output_relevance must have the logits' shape {tuple(logits.shape)}, "
                         f"got {tuple(output_relevance.shape)}")
                 seed = output_relevance.to(logits)
-            relevance, at_layers = self._backward(values, saved, seed, assigned, checked, wanted)
-        return Explanation(relevance, self.output_from_logits(logits), logits, targets, at_layers)
+            relevance, at_layers = self._backward(values, saved, seed, assigned, method.params, wanted)
+        return Explanation(relevance, logits, targets, self.graph.output_activation, at_layers)
 
     def _layer_names(self, layers: Iterable[str]) -> dict[str, str]:
         """Map node name -> requested name for the layers whose relevance the caller wants."""
@@ -205,7 +230,7 @@ class PreparedModel:
                   wanted: dict[str, str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         relevance: dict[str, torch.Tensor] = {self.graph.output: seed}
         at_layers: dict[str, torch.Tensor] = {}
-        for node in reversed(self.graph.nodes[1:]):
+        for node, definition in reversed(self._steps):
             incoming = relevance.pop(node.name, None)
             out = values.pop(node.name)
             if node.name in wanted:
@@ -219,12 +244,24 @@ class PreparedModel:
                 rule_input = RuleInput(op, weights, args[0], out, incoming, params, nonneg)
                 passed = [RULES[assigned[node.name]](rule_input)]
             else:
-                passed = ops.BACKWARD[node.op](node, args, out, saved.get(node.name), incoming, params.stabilizer)
+                assert definition.backward is not None, "every op without a layer type has a fixed rule"
+                passed = definition.backward(node, args, out, saved[node.name], incoming, params.stabilizer)
             for name, part in zip(node.inputs, passed, strict=True):
                 relevance[name] = relevance[name] + part if name in relevance else part
         x = values[self.graph.input.name]
         result = relevance.get(self.graph.input.name, torch.zeros_like(x))
         return result.reshape(x.shape), at_layers
+
+
+def output_from_logits(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    """Apply a model's final activation (`logits`: none) to its logits."""
+    if activation == "softmax":
+        return logits.softmax(dim=-1)
+    if activation == "log_softmax":
+        return logits.log_softmax(dim=-1)
+    if activation == "sigmoid":
+        return logits.sigmoid()
+    return logits
 
 
 def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:

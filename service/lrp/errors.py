@@ -1,5 +1,7 @@
 """Errors raised by the LRP engine; each message says what was wrong and how to fix it."""
 
+from service.lrp.ops import SUPPORTED
+
 
 class LRPError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -15,11 +17,7 @@ class UnsupportedLayerError(ModelPreparationError):
     def __init__(self, nodes: list[tuple[str, str]]) -> None:
         self.nodes = nodes
         listed = "; ".join(f"node '{name}' ({what})" for name, what in nodes)
-        super().__init__(
-            f"unsupported layer(s) for LRP: {listed}. Supported: Linear, Conv1d/2d, elementwise activations, "
-            "MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, BatchNorm1d/2d, Dropout, Identity, "
-            "flatten/view/reshape, tensor + tensor, torch.cat, and a final softmax/sigmoid."
-        )
+        super().__init__(f"unsupported layer(s) for LRP: {listed}. Supported: {SUPPORTED}.")
 
 
 class ExplanationInputError(LRPError, ValueError):

@@ -1,4 +1,5 @@
 """The LRP graph IR: a topologically ordered list of nodes, shared by the torch.fx and model.json front doors.
+What each op computes and how its relevance flows is in the op table (service.lrp.ops).
 
 A node's `attrs` hold JSON-serialisable hyperparameters; its `params` hold tensors (a module called twice
 gives two nodes sharing the same tensors). The input is the first node; `output` names the logits node.
@@ -12,26 +13,7 @@ from typing import Any
 
 import torch
 
-# IR operation names.
-INPUT = "input"
-LINEAR = "linear"
-CONV1D = "conv1d"
-CONV2D = "conv2d"
-BATCHNORM = "batchnorm"
-ACTIVATION = "activation"
-MAXPOOL1D = "maxpool1d"
-MAXPOOL2D = "maxpool2d"
-AVGPOOL1D = "avgpool1d"
-AVGPOOL2D = "avgpool2d"
-ADAPTIVE_AVGPOOL1D = "adaptive_avgpool1d"
-ADAPTIVE_AVGPOOL2D = "adaptive_avgpool2d"
-ADD = "add"
-CAT = "cat"
-FLATTEN = "flatten"
-RESHAPE = "reshape"
-
-AFFINE_OPS = frozenset({LINEAR, CONV1D, CONV2D})
-CONV_OPS = frozenset({CONV1D, CONV2D})
+INPUT = "input"  # the op of the first node; every other op is in the op table (service.lrp.ops)
 OUTPUT_ACTIVATIONS = ("logits", "softmax", "log_softmax", "sigmoid")
 
 
@@ -87,13 +69,6 @@ class Graph:
         """The input node."""
         return self.nodes[0]
 
-    def node(self, name: str) -> Node:
-        """The node called `name`."""
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(name)
-
     def consumers(self) -> dict[str, list[str]]:
         """For every node, the names of the nodes that read its output (a node reading twice counts twice)."""
         users: dict[str, list[str]] = {node.name: [] for node in self.nodes}
@@ -101,7 +76,3 @@ class Graph:
             for name in node.inputs:
                 users[name].append(node.name)
         return users
-
-    def affine_nodes(self) -> list[Node]:
-        """The Linear and Conv nodes, in execution order."""
-        return [node for node in self.nodes if node.op in AFFINE_OPS]

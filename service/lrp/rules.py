@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from service.lrp import graph as ir
-from service.lrp.affine import AffineOp
+from service.lrp.ops.affine import AffineOp
 from service.lrp.params import Bound, LRPParams
+from service.lrp.stabilize import divide
 
 EPSILON = "epsilon"
 ZPLUS = "zplus"
@@ -27,22 +27,6 @@ FLAT = "flat"
 RULE_NAMES = (EPSILON, ZPLUS, ALPHA_BETA, GAMMA, ZBOX, WSQUARE, FLAT)
 
 Pair = tuple[torch.Tensor, torch.Tensor | None]
-
-
-def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
-    """stab(z) = z + eps * sign(z), with sign(0) = +1 (bit-identical to computing z + eps or z - eps)."""
-    plus, minus = (torch.full((), v, dtype=z.dtype, device=z.device) for v in (eps, -eps))
-    return torch.where(z >= 0, plus, minus).add_(z)
-
-
-def divide(relevance: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:
-    """s = R / stab(z); with eps = 0 (LRP-0) a zero denominator gives s = 0 instead of inf/nan."""
-    if eps == 0:
-        return torch.where(z == 0, torch.zeros_like(relevance), relevance / z)
-    denominator = stabilize(z, eps)
-    if denominator.shape == torch.broadcast_shapes(relevance.shape, denominator.shape):
-        return torch.div(relevance, denominator, out=denominator)
-    return relevance / denominator
 
 
 class WeightVariants:
@@ -170,12 +154,11 @@ def gamma(r: RuleInput) -> torch.Tensor:
 
 def zbox(r: RuleInput) -> torch.Tensor:
     """z = x W - l W+ - h W-; R_in = x*(s W) - l*(s W+) - h*(s W-), l/h the lowest/highest input values."""
-    if r.params.low is None or r.params.high is None:
-        raise ValueError("the zbox rule needs the parameters 'low' and 'high'")
+    assert r.params.low is not None and r.params.high is not None, "PreparedModel.resolve checks zbox's bounds"
     (wp, _), (wn, _) = r.weights.positive(), r.weights.negative()
     op, x, weight, bias = r.op, r.x, r.weights.weight, r.weights.bias
     low, high = _bound_like(r.params.low, x), _bound_like(r.params.high, x)
-    plain = r.y if bias is None else r.y - (bias if op.op == ir.LINEAR else bias.view(op.channel_shape(r.y)))
+    plain = r.y if bias is None else r.y - op.per_channel(bias, r.y)
     z = plain - op.forward(low, wp) - op.forward(high, wn)
     s = divide(r.relevance, z, r.params.stabilizer)
     return x * op.input_vjp(s, weight, x) - low * op.input_vjp(s, wp, x) - high * op.input_vjp(s, wn, x)
@@ -196,16 +179,15 @@ def flat(r: RuleInput) -> torch.Tensor:
     z = op.forward(torch.ones_like(r.x[:1]), ones_weight)
     s = divide(r.relevance, z, r.params.stabilizer)
     if op.groups == 1:
-        s = s.sum(dim=-1 if op.op == ir.LINEAR else 1, keepdim=True)
+        s = s.sum(dim=op.channel_dim, keepdim=True)
     return op.input_vjp(s, ones_weight, r.x)
 
 
 def _bound_like(bound: Bound, x: torch.Tensor) -> torch.Tensor:
-    """A one-sample tensor shaped like x[:1] holding a scalar or per-channel (dim 1) bound."""
+    """A one-sample tensor shaped like x[:1] holding a scalar or per-channel (dim 1) bound (its length is checked
+    by PreparedModel.resolve)."""
     value = torch.tensor(bound, dtype=x.dtype, device=x.device)
     if value.dim() == 1:
-        if value.numel() != x.shape[1]:
-            raise ValueError(f"low/high have {value.numel()} values but the layer input has {x.shape[1]} channels")
         value = value.view((1, -1) + (1,) * (x.dim() - 2))
     return value.expand_as(x[:1]).contiguous()
 

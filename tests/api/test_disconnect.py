@@ -14,11 +14,11 @@ import uvicorn
 from starlette.requests import Request
 
 from service import inference
+from service.api.app import create_app
 from service.api.disconnect import unless_disconnected
-from service.app import create_app
-from service.config import Settings
 from service.errors import ClientDisconnectedError
-from tests.conftest import MODELS
+from service.settings import Settings
+from tests.conftest import MODELS, shipped_models
 from tests.live import wait_until
 
 LIVENESS_S = 10  # a bound only a hang reaches
@@ -88,7 +88,8 @@ def gated_server(registry, monkeypatch) -> Iterator[tuple[int, object, list, thr
         return real(entry, key, samples)
 
     monkeypatch.setattr(inference, "run_batch", gated)
-    app = create_app(Settings(models_dir=MODELS, max_batch_size=1, max_delay_ms=0), registry)
+    settings = Settings(models_dir=MODELS, max_batch_size=1, max_delay_ms=0)
+    app = create_app(settings, shipped_models(settings))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
+from service.api.app import create_app
+from service.settings import Settings
 from tests.conftest import MODELS
 from tests.prometheus import parse
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import threading
@@ -14,12 +13,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from service import inference
-from service.app import create_app
-from service.config import Settings
+from service.api.app import create_app
 from service.lrp import PreparedModel
-from service.model_format import BatchingSpec, load_model
-from service.registry import Registry
+from service.settings import Settings
+from service.store.format import load_model
 from tests.conftest import MODELS, model_json
+from tests.live import wait_until
+from tests.modelfiles import edit_json, write_model
 
 DIGIT = model_json("digits")["input"]["example"]  # 8x8, pixel values 0..16
 WALKTHROUGH = [1.0, 0.8, 0.2]
@@ -100,17 +100,17 @@ def test_model_detail_lists_each_layer_with_its_rule(client):
     assert any(layer["op"] == "add" and layer["rule"] == "norm" for layer in detail["layers"])
 
 
-def test_model_detail_shows_the_serving_limits_in_force(registry):
-    own = dataclasses.replace(registry.get("digits"), spec=registry.get("digits").spec.model_copy(
-        update={"batching": BatchingSpec(max_batch_size=4, cpu_threads=2)}))
-    inherits = dataclasses.replace(registry.get("walkthrough"), spec=registry.get("walkthrough").spec.model_copy(
-        update={"batching": None}))
-    settings = Settings(models_dir=MODELS, max_batch_size=16, max_delay_ms=7, max_queue=50, request_timeout_s=9,
+def test_model_detail_shows_the_serving_limits_in_force(tmp_path):
+    write_model(tmp_path / "own")
+    edit_json(tmp_path / "own", lambda doc: doc.update(batching={"max_batch_size": 4, "cpu_threads": 2}))
+    write_model(tmp_path / "inherits")
+    settings = Settings(models_dir=tmp_path, max_batch_size=16, max_delay_ms=7, max_queue=50, request_timeout_s=9,
                         cpu_threads=3)
-    with TestClient(create_app(settings, Registry(models={"digits": own, "walkthrough": inherits}))) as served:
-        assert served.get("/models/digits").json()["serving"] == {
+    with TestClient(create_app(settings)) as served:
+        wait_until(lambda: served.get("/health/ready").status_code == 200)
+        assert served.get("/models/own").json()["serving"] == {
             "max_batch_size": 4, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0, "cpu_threads": 2}
-        assert served.get("/models/walkthrough").json()["serving"] == {
+        assert served.get("/models/inherits").json()["serving"] == {
             "max_batch_size": 16, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0, "cpu_threads": 3}
 
 
@@ -347,7 +347,7 @@ def test_a_server_fault_is_a_500_without_internals_and_is_logged(registry, monke
     def broken(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(inference, "explain", broken)
+    monkeypatch.setattr(registry.get("walkthrough").prepared, "explain_resolved", broken)
     with TestClient(create_app(Settings(models_dir=MODELS), registry), raise_server_exceptions=False) as faulty, \
             caplog.at_level(logging.ERROR, logger="service"):
         response = faulty.post("/explain/walkthrough", json={"inputs": [WALKTHROUGH]})
@@ -360,13 +360,13 @@ def test_a_server_fault_is_a_500_without_internals_and_is_logged(registry, monke
 
 def test_inference_runs_off_the_event_loop(registry, monkeypatch):
     live_answered = threading.Event()
-    real_explain = inference.explain
+    real_run = inference.run_batch
 
     def waits_for_live(*args, **kwargs):
         assert live_answered.wait(timeout=10), "the event loop was blocked while explaining"
-        return real_explain(*args, **kwargs)
+        return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "explain", waits_for_live)
+    monkeypatch.setattr(inference, "run_batch", waits_for_live)
     with TestClient(create_app(Settings(models_dir=MODELS), registry)) as concurrent:
         results: dict[str, int] = {}
         worker = threading.Thread(target=lambda: results.update(

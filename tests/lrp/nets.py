@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from service.lrp import Node, PreparedModel
+
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0, eps: float | None = None,
                         bias_free: bool = False) -> nn.Module:
@@ -148,3 +150,8 @@ NETS: dict[str, tuple[Callable[..., nn.Module], tuple[int, ...]]] = {
 def batch(shape: tuple[int, ...], n: int = 4, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A reproducible random batch."""
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed + 100), dtype=dtype)
+
+
+def weighted_layers(prepared: PreparedModel) -> list[Node]:
+    """The Linear and Conv nodes of a prepared model, in execution order (the layers composites give rules to)."""
+    return [node for node in prepared.graph.nodes if node.op in ("linear", "conv1d", "conv2d")]

@@ -7,13 +7,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.lrp import ExplanationInputError, PreparedModel
-from tests.lrp.nets import cnn, mlp
+from tests.lrp.nets import cnn, mlp, weighted_layers
 
 
 def _rules(model: nn.Module, composite) -> list[str]:
     prepared = PreparedModel.from_module(model)
     assigned = prepared.rules(composite)
-    return [assigned[node.name] for node in prepared.graph.affine_nodes()]
+    return [assigned[node.name] for node in weighted_layers(prepared)]
 
 
 @pytest.mark.parametrize("composite,expected", [

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from service.lrp import COMPOSITE_NAMES, PreparedModel, explain
-from tests.lrp.nets import NETS, batch
+from tests.lrp.nets import NETS, batch, weighted_layers
 
 BOX: dict[str, Any] = {"low": -4.0, "high": 4.0}  # every test input lies in this box
 
@@ -52,7 +52,7 @@ def test_conservation_on_bias_free_nets(net, composite):
     model = build(bias=False)
     x = batch(shape, n=4)
     if composite == "wsquare-first":
-        first = PreparedModel.from_module(model).graph.affine_nodes()[0].name
+        first = weighted_layers(PreparedModel.from_module(model))[0].name
         composite = {"base": "epsilon_plus", "layers": {first: "wsquare"}}
     result = explain(model, x, composite=composite, epsilon=1e-12, stabilizer=1e-12)
     logit = model(x).detach().gather(1, result.targets[:, None])[:, 0]
@@ -78,8 +78,8 @@ def test_zplus_and_zbox_relevance_nonnegative_for_positive_seed(net):
     build, shape = NETS[net]
     model = PreparedModel.from_module(build())
     x = batch(shape, n=4).clamp(-4, 4)
-    first = model.graph.affine_nodes()[0].name
-    seed = torch.rand(4, model.predict(x)[0].shape[1], dtype=torch.float64)
+    first = weighted_layers(model)[0].name
+    seed = torch.rand(4, model.predict(x).shape[1], dtype=torch.float64)
     composites: list[Any] = ["zplus", {"base": "zplus", "layers": {first: "zbox"}}]
     for composite in composites:
         relevance = model.explain(x, composite=composite, output_relevance=seed, **BOX).relevance
@@ -94,7 +94,7 @@ def test_relevance_is_linear_in_the_seed(net, composite):
     build, shape = NETS[net]
     model = PreparedModel.from_module(build())
     x = batch(shape, n=3)
-    classes = model.predict(x)[0].shape[1]
+    classes = model.predict(x).shape[1]
     gen = torch.Generator().manual_seed(1)
     s1, s2 = (torch.randn(3, classes, generator=gen, dtype=torch.float64) for _ in range(2))
 

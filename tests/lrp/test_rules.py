@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from service.lrp import PreparedModel
-from service.lrp.rules import divide, stabilize
+from service.lrp.stabilize import divide, stabilize
 from tests import reference as ref
 
 LAYERS = {

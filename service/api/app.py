@@ -1,0 +1,96 @@
+"""The FastAPI application: routes, error handlers, the OpenAPI document and model loading at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service import __version__, inference
+from service.api import health, infer
+from service.api.docs import install_docs
+from service.api.observe import RequestMetricsMiddleware
+from service.api.openapi import service_openapi
+from service.errors import ServiceError, describe_validation_errors
+from service.serving.state import ServiceState
+from service.settings import Settings, load_settings
+from service.store.registry import Registry
+
+log = logging.getLogger("service")
+
+DESCRIPTION = """Layer-wise Relevance Propagation for registered PyTorch models.
+
+`POST /predict/{model}` classifies, `POST /explain/{model}` says why: relevance maps as JSON, or a PNG
+heatmap with `Accept: image/png`. Image models also take uploads at `/predict/{model}/image` and
+`/explain/{model}/image`. Errors are `{"error": {"code", "message"}}`."""
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one error body of the API."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error answers `{"error": {"code", "message"}}`; unexpected ones are logged and give a bare 500."""
+
+    async def service_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message = describe_validation_errors(exc.errors(), whole="body", skip="body", limit=5)
+        return error_response(422, "invalid_request", message)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = f"no route {request.method} {request.url.path}; see /docs" if exc.status_code == 404 else str(
+            exc.detail)
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+    async def server_fault(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal", "internal server error; the details are in the server log")
+
+    app.add_exception_handler(ServiceError, service_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, server_fault)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+    """The app; models load in a worker thread at start-up unless a ready `registry` is given."""
+    state = ServiceState(settings or load_settings(), inference.run_batch, registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        loading = None if state.registry is not None else loop.run_in_executor(state.device_thread, state.load)
+        yield
+        if loading is not None and not loading.done():
+            loading.cancel()
+        state.close()
+
+    app = FastAPI(title="LRP explanation service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.service = state
+    app.include_router(health.router)
+    app.include_router(infer.router)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics,
+                       is_model=lambda name: state.registry is not None and name in state.registry.models)
+    install_docs(app)
+    install_error_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        return service_openapi(app, state.registry)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

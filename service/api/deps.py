@@ -1,0 +1,26 @@
+"""FastAPI dependencies: the service state and the model a path names, as `Annotated` aliases for the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.serving.state import ServiceState
+from service.store.registry import ModelEntry
+
+
+async def _state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(_state)]
+
+
+async def _entry(state: State, model: str) -> ModelEntry:
+    """The model named by the `{model}` path parameter: 404 for an unknown name, 503 while loading."""
+    return state.ready_registry().get(model)
+
+
+Entry = Annotated[ModelEntry, Depends(_entry)]

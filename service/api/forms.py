@@ -1,0 +1,46 @@
+"""The form fields of the upload routes, parsed: a target, a composite (name or JSON rule map), LRP parameters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.errors import InvalidInputError, describe_validation_errors
+from service.schemas import LRPParamsBody
+
+
+def form_target(target: str | None) -> int | str | None:
+    """A class index, a class label, or None (empty or "null": the predicted class)."""
+    if target is None or target.strip() in ("", "null"):
+        return None
+    text = target.strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def form_composite(composite: str | None) -> str | dict[str, Any] | None:
+    """A composite name, a rule map written as a JSON object, or None (empty: the model's default)."""
+    if composite is None or not composite.strip():
+        return None
+    text = composite.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        rule_map = json.loads(text)
+    except json.JSONDecodeError as problem:
+        raise InvalidInputError(f"composite: a rule map must be a JSON object ({problem})") from None
+    if not isinstance(rule_map, dict):
+        raise InvalidInputError("composite: a rule map must be a JSON object")
+    return rule_map
+
+
+def form_params(params: str | None) -> dict[str, Any]:
+    """LRP parameters from a JSON object, checked like the JSON body's `params`."""
+    if params is None or not params.strip():
+        return {}
+    try:
+        return LRPParamsBody.model_validate_json(params).model_dump(exclude_none=True)
+    except ValidationError as problem:
+        details = describe_validation_errors(problem.errors(), whole="params")
+        raise InvalidInputError(f"params must be a JSON object such as {{\"epsilon\": 0.01}}: {details}") from None

@@ -1,0 +1,91 @@
+"""POST /predict/{model} and /explain/{model}, JSON or image upload: parse, hand to the pipeline, return."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
+
+from service import inference
+from service.api.deps import Entry, State
+from service.api.disconnect import unless_disconnected
+from service.api.fast_json import FastJSONRoute
+from service.api.forms import form_composite, form_params, form_target
+from service.api.responses import MODEL_ERRORS, PNG_RESPONSE, respond
+from service.errors import PayloadTooLargeError
+from service.inference import Job
+from service.inference.job import Output
+from service.inputs import Decoded
+from service.schemas import ExplainRequest, ExplainResponse, PredictRequest, PredictResponse
+
+router = APIRouter(route_class=FastJSONRoute)
+UploadField = Annotated[UploadFile, File(description="a PNG or JPEG image of any size")]
+
+
+async def _answer(request: Request, state: State, job: Job) -> Response:
+    """The job's answer; a client that disconnects first drops it from the queue (499, which nobody receives)."""
+    return respond(await unless_disconnected(request, inference.answer(state, job)))
+
+
+def prefers_png(accept: str | None) -> bool:
+    """True when the Accept header ranks image/png above application/json (wildcards do not count)."""
+    quality = {"image/png": 0.0, "application/json": 0.0}
+    for part in (accept or "").split(","):
+        media, *options = (piece.strip() for piece in part.split(";"))
+        if media in quality:
+            q = next((o[2:] for o in options if o.startswith("q=")), "1")
+            try:
+                quality[media] = float(q)
+            except ValueError:
+                continue
+    return quality["image/png"] > quality["application/json"]
+
+
+@router.post("/predict/{model}", response_model=PredictResponse, tags=["predict"], responses=MODEL_ERRORS)
+async def predict(request: Request, state: State, entry: Entry, body: PredictRequest) -> Response:
+    """Class, label, probabilities and logits of each instance."""
+    decoded = await inference.decode_instances(state.settings, entry, body.inputs)
+    return await _answer(request, state, inference.predict_job(entry, decoded))
+
+
+@router.post("/explain/{model}", response_model=ExplainResponse, tags=["explain"],
+             responses={**MODEL_ERRORS, **PNG_RESPONSE})
+async def explain(request: Request, state: State, entry: Entry, body: ExplainRequest) -> Response:
+    """LRP relevance of each instance for its target class, as JSON or (Accept: image/png) a PNG heatmap."""
+    decoded = await inference.decode_instances(state.settings, entry, body.inputs)
+    output: Output = "png" if body.format == "png" or prefers_png(request.headers.get("accept")) else "json"
+    job = inference.explain_job(entry, decoded, body.target, body.composite,
+                                body.params.model_dump(exclude_none=True), output, body.overlay and output == "png")
+    return await _answer(request, state, job)
+
+
+async def _upload(state: State, entry: Entry, file: UploadFile) -> Decoded:
+    limit = state.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"the upload exceeds {limit} bytes (LRP_MAX_UPLOAD_BYTES)")
+    return await inference.decode_upload(state.settings, entry, data)
+
+
+@router.post("/predict/{model}/image", response_model=PredictResponse, tags=["predict"], responses=MODEL_ERRORS)
+async def predict_image(request: Request, state: State, entry: Entry, file: UploadField) -> Response:
+    """Prediction for an uploaded image, converted to the model's input size and mode."""
+    return await _answer(request, state, inference.predict_job(entry, await _upload(state, entry, file)))
+
+
+@router.post("/explain/{model}/image", response_model=ExplainResponse, tags=["explain"],
+             responses={**MODEL_ERRORS, **PNG_RESPONSE})
+async def explain_image(
+        request: Request, state: State, entry: Entry, file: UploadField,
+        target: Annotated[str | None, Form(description="class index or label; empty: the predicted class")] = None,
+        composite: Annotated[str | None, Form(description="composite name or rule map (JSON)")] = None,
+        params: Annotated[str | None, Form(description="LRP parameters as JSON, e.g. {\"epsilon\": 0.01}")] = None,
+        overlay: Annotated[bool, Form(description="blend the heatmap over the uploaded image")] = True,
+        format: Annotated[Literal["png", "json"], Form(description="png (default) or json")] = "png",
+) -> Response:
+    """Heatmap of an uploaded image at the image's own size (PNG by default; format=json for numbers)."""
+    decoded = await _upload(state, entry, file)
+    job = inference.explain_job(entry, decoded, form_target(target), form_composite(composite), form_params(params),
+                                format, overlay)
+    return await _answer(request, state, job)

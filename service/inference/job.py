@@ -1,0 +1,104 @@
+"""A request decoded once into a frozen Job: the model, the batch key (verb, composite, parameters), one sample
+per instance with its resolved target, and how the answer is to be encoded. Every decision about a request is
+taken here: the default composite, the merged parameters, the targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from service.errors import InvalidInputError
+from service.inputs import Decoded
+from service.lrp import ExplanationInputError, Method
+from service.store.registry import ModelEntry
+
+Verb = Literal["predict", "explain"]
+Output = Literal["json", "png"]
+TargetValue = int | str | None
+Target = TargetValue | Sequence[TargetValue]
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """Inputs share a batched pass only under the same key: the verb and, to explain, the resolved method."""
+
+    verb: Verb
+    method: Method | None = None
+
+
+PREDICT = BatchKey("predict")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One instance in a batched pass: its model-space tensor, its position in its request (named in its error if
+    it fails alone) and, to explain, its target class (None: the predicted class)."""
+
+    x: torch.Tensor
+    position: int
+    target: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One decoded request. `composite` and `params` are what the answer reports (the composite as named, the
+    parameters after merging the model's defaults); `key.method` is the same, resolved for the engine."""
+
+    entry: ModelEntry
+    key: BatchKey
+    samples: tuple[Sample, ...]
+    decoded: Decoded
+    composite: str | dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    output: Output = "json"
+    overlay: bool = False
+
+
+def predict_job(entry: ModelEntry, decoded: Decoded) -> Job:
+    """The job of a /predict request."""
+    return Job(entry, PREDICT, tuple(Sample(row, i) for i, row in enumerate(decoded.x)), decoded)
+
+
+def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: str | dict[str, Any] | None,
+                params: dict[str, Any], output: Output = "json", overlay: bool = False) -> Job:
+    """The job of an /explain request: the model's default composite when none is named; its parameters are the
+    model's defaults (see ModelEntry.default_params) with the request's own values on top."""
+    chosen = entry.spec.default_composite if composite is None else composite
+    merged = {**entry.default_params(chosen), **{k: v for k, v in params.items() if v is not None}}
+    targets = resolve_targets(entry, target, len(decoded.x))
+    try:
+        method = entry.prepared.resolve(chosen, **merged)
+    except ExplanationInputError as problem:
+        raise InvalidInputError(str(problem)) from None
+    samples = tuple(Sample(row, i, t) for i, (row, t) in enumerate(zip(decoded.x, targets, strict=True)))
+    return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged, output, overlay)
+
+
+def resolve_targets(entry: ModelEntry, target: Target, count: int) -> list[int | None]:
+    """One class index (or None: the argmax) per instance, from an index, a class label or a list of them."""
+    if target is None or isinstance(target, int | str):
+        return [_class_index(entry, target, "target")] * count
+    values = list(target)
+    if len(values) != count:
+        raise InvalidInputError(f"target has {len(values)} entries but there are {count} inputs; give one target "
+                                "per input, a single target for all, or null for each input's predicted class")
+    return [_class_index(entry, value, f"target[{i}]") for i, value in enumerate(values)]
+
+
+def _class_index(entry: ModelEntry, value: TargetValue, where: str) -> int | None:
+    classes = entry.classes
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidInputError(f"{where} must be a class index or label, not a boolean")
+    if isinstance(value, str):
+        if value not in classes:
+            raise InvalidInputError(f"{where}: unknown class label '{value}'; labels are {classes}")
+        return classes.index(value)
+    if not 0 <= value < len(classes):
+        raise InvalidInputError(f"{where}: class index {value} is out of range; the model has {len(classes)} "
+                                f"classes (0..{len(classes) - 1})")
+    return value

@@ -1,0 +1,61 @@
+"""The pipeline's asynchronous stages on the event loop: decode a request's inputs (small ones inline, large ones
+and images in a worker thread), queue its job in the model's micro-batcher, and encode the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from service import inputs
+from service.errors import InvalidImageError, OverloadedError, PayloadTooLargeError, QueueTimeoutError
+from service.inference.encode import explain_answer, predict_answer
+from service.inference.job import Job
+from service.inputs import Decoded
+from service.schemas import ExplainResponse, PredictResponse
+from service.serving.batcher import DeadlineExceededError, QueueFullError
+from service.serving.state import ServiceState
+from service.settings import Settings
+from service.store.registry import ModelEntry
+
+INLINE_VALUES = 4096  # at most this many input values are decoded on the event loop (cheaper than a thread hop)
+
+
+async def decode_instances(settings: Settings, entry: ModelEntry, instances: Sequence[Any]) -> Decoded:
+    """A request's JSON instances in model space; more than LRP_MAX_INSTANCES is a 413."""
+    if len(instances) > settings.max_instances:
+        raise PayloadTooLargeError(f"{len(instances)} inputs in one request; the limit is {settings.max_instances} "
+                                   "(LRP_MAX_INSTANCES): split the request")
+    spec = entry.spec.input
+    if len(instances) * math.prod(spec.shape) <= INLINE_VALUES and not any(isinstance(i, str) for i in instances):
+        return inputs.decode_instances(spec, instances, settings.max_image_pixels)
+    return await asyncio.to_thread(inputs.decode_instances, spec, instances, settings.max_image_pixels)
+
+
+async def decode_upload(settings: Settings, entry: ModelEntry, data: bytes) -> Decoded:
+    """An uploaded image, for an image model only, decoded in a worker thread."""
+    if entry.spec.input.kind != "image":
+        raise InvalidImageError(
+            f"model '{entry.name}' takes {entry.spec.input.kind} input, not images; POST JSON "
+            f"{{\"inputs\": [...]}} to /predict/{entry.name} or /explain/{entry.name}")
+    return await asyncio.to_thread(inputs.decode_upload, entry.spec.input, data, settings.max_image_pixels)
+
+
+async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResponse | bytes:
+    """Run the job through the model's micro-batcher and encode its answer (a PNG is drawn in a worker thread).
+    Full queue: 503 with Retry-After; past the deadline while queued: 504."""
+    batcher = state.batcher(job.entry)
+    try:
+        results: list[Any] = await batcher.submit(job.key, job.samples)
+    except QueueFullError:
+        raise OverloadedError(f"model '{job.entry.name}' has {batcher.queued} inputs queued, its limit "
+                              "(LRP_MAX_QUEUE); retry after the Retry-After seconds", {"Retry-After": "1"}) from None
+    except DeadlineExceededError:
+        raise QueueTimeoutError(f"the request waited more than {batcher.settings.timeout_s:g} s in the queue of "
+                                f"model '{job.entry.name}' and was not run; retry later") from None
+    if job.key.method is None:
+        return predict_answer(job, results)
+    if job.output == "png":
+        return await asyncio.to_thread(explain_answer, job, results)
+    return explain_answer(job, results)

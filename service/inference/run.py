@@ -1,0 +1,90 @@
+"""The device side of the pipeline: one batched pass over samples of many requests, each sample's answer or the
+error of a sample that failed alone. Runs on the device thread (service.serving.state), never on the event loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+
+from service.errors import DeviceMemoryError, InvalidInputError, NumericalError, ServiceError
+from service.inference.job import BatchKey, Sample
+from service.schemas import InstanceExplanation, Prediction
+from service.store.registry import ModelEntry
+
+log = logging.getLogger("service")
+
+Result = Prediction | InstanceExplanation | ServiceError
+
+
+def probabilities(entry: ModelEntry, logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities: sigmoid per output for sigmoid models, softmax over the logits otherwise."""
+    return logits.sigmoid() if entry.spec.output_activation == "sigmoid" else logits.softmax(dim=1)
+
+
+def run_batch(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[Result]:
+    """One batched pass. On device out-of-memory the batch is halved and each half retried; an input that does not
+    fit even alone fails alone with DeviceMemoryError."""
+    try:
+        return _run_once(entry, key, samples)
+    except torch.OutOfMemoryError:
+        if entry.prepared.device.type == "cuda":
+            torch.cuda.empty_cache()  # hand the allocator's free blocks back, so the retry finds contiguous memory
+        if len(samples) == 1:
+            log.error("model '%s': one input alone does not fit in device memory", entry.name)
+            return [DeviceMemoryError(f"model '{entry.name}' ran out of device memory on this input alone; "
+                                      "retry when the server is less busy or ask for a smaller input")]
+        half = len(samples) // 2
+        log.warning("model '%s': out of device memory on a batch of %d; retrying as %d + %d",
+                    entry.name, len(samples), half, len(samples) - half)
+        return run_batch(entry, key, samples[:half]) + run_batch(entry, key, samples[half:])
+
+
+def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[Result]:
+    """The pass itself. A sample whose logits overflow fails alone (InvalidInputError: its input is far out of
+    scale); one whose relevance is not finite fails alone (NumericalError)."""
+    x = torch.stack([sample.x for sample in samples])
+    if key.method is None:
+        return _predictions(entry, entry.prepared.predict(x), samples)
+    result = entry.prepared.explain_resolved(x, [s.target for s in samples], key.method)
+    targets = result.targets[:, None]
+    chosen = probabilities(entry, result.logits).gather(1, targets)[:, 0].cpu().tolist()
+    relevance = result.relevance.cpu().numpy()
+    answers: list[Result] = []
+    for i, (sample, target, logit, probability, total, delta) in enumerate(zip(
+            samples, result.targets.cpu().tolist(), result.target_logits.cpu().tolist(), chosen,
+            result.relevance_sum.cpu().tolist(), result.conservation_delta.cpu().tolist(), strict=True)):
+        if not math.isfinite(logit):
+            answers.append(_overflow(entry, sample))
+        elif not np.isfinite(relevance[i]).all():
+            answers.append(NumericalError(
+                f"inputs[{sample.position}]: its relevance is not finite under composite "
+                f"{key.method.composite.name}; try a larger epsilon or stabilizer"))
+        else:
+            answers.append(InstanceExplanation(
+                target=target, label=entry.classes[target], logit=logit, probability=probability,
+                relevance=relevance[i], relevance_sum=total, conservation_delta=delta))
+    return answers
+
+
+def _predictions(entry: ModelEntry, logits: torch.Tensor, samples: list[Sample]) -> list[Result]:
+    probs = probabilities(entry, logits).cpu().tolist()
+    answers: list[Result] = []
+    for sample, row, prob in zip(samples, logits.cpu().tolist(), probs, strict=True):
+        if not all(map(math.isfinite, row)):
+            answers.append(_overflow(entry, sample))
+            continue
+        index = max(range(len(prob)), key=prob.__getitem__)
+        answers.append(Prediction.model_validate(
+            {"class": index, "label": entry.classes[index], "probabilities": prob, "logits": row}))
+    return answers
+
+
+def _overflow(entry: ModelEntry, sample: Sample) -> InvalidInputError:
+    """The error of an input whose logits are not finite: with finite, checked weights only an input far out of
+    the model's scale does that."""
+    return InvalidInputError(f"inputs[{sample.position}]: model '{entry.name}' overflows float32 on it (its logits "
+                             "are not finite); its values are far outside the scale the model expects "
+                             f"(GET /models/{entry.name} describes its input)")

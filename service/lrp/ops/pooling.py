@@ -1,0 +1,153 @@
+"""Pooling: max pooling routes relevance to the winner (the gradient); average pooling uses the norm rule
+R_in = x * vjp(pool, R / stab(pool(x))). 1-d poolings run as the equivalent (1, k) 2-d ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from service.lrp.graph import Node
+from service.lrp.ops.spec import BOOL, Attr, OpDef, Site, UnsupportedCallError, ints
+from service.lrp.stabilize import divide
+
+
+def _dims(node: Node) -> int:
+    return 1 if node.op.endswith("1d") else 2
+
+
+def _as_2d(node: Node, name: str, fill: int) -> list[int]:
+    """A pooling hyperparameter in 2-d form; a 1-d pooling becomes the equivalent (1, k) 2-d pooling."""
+    return [fill, *node.attrs[name]] if _dims(node) == 1 else list(node.attrs[name])
+
+
+def _lift(node: Node, x: torch.Tensor) -> torch.Tensor:
+    return x.unsqueeze(-2) if _dims(node) == 1 else x
+
+
+def _drop(node: Node, x: torch.Tensor) -> torch.Tensor:
+    return x.squeeze(-2) if _dims(node) == 1 else x
+
+
+def _maxpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    out, indices = F.max_pool2d(_lift(node, args[0]), _as_2d(node, "kernel_size", 1), _as_2d(node, "stride", 1),
+                                _as_2d(node, "padding", 0), _as_2d(node, "dilation", 1), node.attrs["ceil_mode"],
+                                return_indices=True)
+    return _drop(node, out), indices
+
+
+def _maxpool_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
+                  stabilizer: float) -> list[torch.Tensor]:
+    """Winner takes all: the gradient of max pooling applied to R."""
+    grad = torch.ops.aten.max_pool2d_with_indices_backward(
+        _lift(node, relevance), _lift(node, args[0]), _as_2d(node, "kernel_size", 1), _as_2d(node, "stride", 1),
+        _as_2d(node, "padding", 0), _as_2d(node, "dilation", 1), node.attrs["ceil_mode"], saved)
+    return [_drop(node, grad)]
+
+
+def _avgpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    a = node.attrs
+    pool = F.avg_pool1d if _dims(node) == 1 else F.avg_pool2d
+    return pool(args[0], a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"], a["count_include_pad"]), None
+
+
+def _adaptive_avgpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    size = node.attrs["output_size"]
+    if _dims(node) == 1:
+        return F.adaptive_avg_pool1d(args[0], size[0]), None
+    return F.adaptive_avg_pool2d(args[0], tuple(size)), None
+
+
+def _avgpool_vjp(node: Node, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The transpose of the average pooling applied to s."""
+    s2, x2 = _lift(node, s), _lift(node, x)
+    if "output_size" in node.attrs:
+        return _drop(node, torch.ops.aten._adaptive_avg_pool2d_backward(s2, x2))
+    a = node.attrs
+    return _drop(node, torch.ops.aten.avg_pool2d_backward(
+        s2, x2, _as_2d(node, "kernel_size", 1), _as_2d(node, "stride", 1), _as_2d(node, "padding", 0),
+        a["ceil_mode"], a["count_include_pad"], None))
+
+
+def _avgpool_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
+                  stabilizer: float) -> list[torch.Tensor]:
+    """Norm rule: R_in = x * vjp(pool, R / stab(pool(x)))."""
+    s = divide(relevance, out, stabilizer)
+    return [args[0] * _avgpool_vjp(node, s, args[0])]
+
+
+def _pair(value: Any, dims: int) -> list[int]:
+    return [value] * dims if isinstance(value, int) else [int(v) for v in value]
+
+
+def _option(site: Site, name: str, position: int, default: Any) -> Any:
+    """A pooling argument from the module's attribute or from the call."""
+    return getattr(site.module, name, default) if site.module is not None else site.arg(position, name, default)
+
+
+def _max_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]:
+    def read(site: Site) -> tuple[list[Any], dict[str, Any]]:
+        if _option(site, "return_indices", 6, False):
+            raise UnsupportedCallError("max pooling with return_indices=True")
+        kernel = _option(site, "kernel_size", 1, None)
+        return [site.arg(0, "input")], {
+            "kernel_size": _pair(kernel, dims), "stride": _pair(_option(site, "stride", 2, None) or kernel, dims),
+            "padding": _pair(_option(site, "padding", 3, 0), dims),
+            "dilation": _pair(_option(site, "dilation", 4, 1), dims),
+            "ceil_mode": bool(_option(site, "ceil_mode", 5, False))}
+
+    return read
+
+
+def _avg_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]:
+    def read(site: Site) -> tuple[list[Any], dict[str, Any]]:
+        if _option(site, "divisor_override", 6, None) is not None:
+            raise UnsupportedCallError("average pooling with divisor_override")
+        kernel = _option(site, "kernel_size", 1, None)
+        return [site.arg(0, "input")], {
+            "kernel_size": _pair(kernel, dims), "stride": _pair(_option(site, "stride", 2, None) or kernel, dims),
+            "padding": _pair(_option(site, "padding", 3, 0), dims),
+            "ceil_mode": bool(_option(site, "ceil_mode", 4, False)),
+            "count_include_pad": bool(_option(site, "count_include_pad", 5, True))}
+
+    return read
+
+
+def _adaptive_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]:
+    def read(site: Site) -> tuple[list[Any], dict[str, Any]]:
+        size = _option(site, "output_size", 1, None)
+        return [site.arg(0, "input")], {"output_size": [size] * dims if isinstance(size, int | None) else list(size)}
+
+    return read
+
+
+def _maxpool_def(dims: int) -> OpDef:
+    module = nn.MaxPool1d if dims == 1 else nn.MaxPool2d
+    functions: list[Any] = [F.max_pool1d, torch.max_pool1d] if dims == 1 else [F.max_pool2d, torch.max_pool2d]
+    return OpDef(f"maxpool{dims}d", f"MaxPool{dims}d", _maxpool, _maxpool_back, fixed_rule="gradient",
+                 attrs=(Attr("kernel_size", ints(dims)), Attr("stride", ints(dims)), Attr("padding", ints(dims)),
+                        Attr("dilation", ints(dims)), Attr("ceil_mode", BOOL)), keeps_sign=True,
+                 modules={module: _max_reader(dims)}, functions={f: _max_reader(dims) for f in functions})
+
+
+def _avgpool_def(dims: int) -> OpDef:
+    module = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
+    function = F.avg_pool1d if dims == 1 else F.avg_pool2d
+    return OpDef(f"avgpool{dims}d", f"AvgPool{dims}d", _avgpool, _avgpool_back, fixed_rule="norm",
+                 attrs=(Attr("kernel_size", ints(dims)), Attr("stride", ints(dims)), Attr("padding", ints(dims)),
+                        Attr("ceil_mode", BOOL), Attr("count_include_pad", BOOL)), keeps_sign=True,
+                 modules={module: _avg_reader(dims)}, functions={function: _avg_reader(dims)})
+
+
+def _adaptive_def(dims: int) -> OpDef:
+    module = nn.AdaptiveAvgPool1d if dims == 1 else nn.AdaptiveAvgPool2d
+    function = F.adaptive_avg_pool1d if dims == 1 else F.adaptive_avg_pool2d
+    return OpDef(f"adaptive_avgpool{dims}d", f"AdaptiveAvgPool{dims}d", _adaptive_avgpool, _avgpool_back,
+                 fixed_rule="norm", attrs=(Attr("output_size", ints(dims)),), keeps_sign=True,
+                 modules={module: _adaptive_reader(dims)}, functions={function: _adaptive_reader(dims)})
+
+
+POOLING = (_maxpool_def(1), _maxpool_def(2), _avgpool_def(1), _avgpool_def(2), _adaptive_def(1), _adaptive_def(2))

@@ -1,0 +1,202 @@
+"""Request and response bodies of the HTTP contract (pydantic only), each with an example that works as-is. The
+routes publish them in the OpenAPI document and the pipeline builds every answer from them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WALKTHROUGH_INPUT: Any = [1.0, 0.8, 0.2]
+Bound = float | list[float]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(_Body):
+    """Instances to classify: nested lists shaped like the model's input, a feature object (tabular) or a
+    base64 PNG/JPEG string (image models)."""
+
+    inputs: list[Any] = Field(min_length=1, description="One entry per instance; see GET /models/{model} for "
+                              "the input kind and shape.")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [WALKTHROUGH_INPUT]}]})
+
+
+class LRPParamsBody(_Body):
+    """LRP rule parameters; omitted ones take the model's defaults (low/high: the input range)."""
+
+    epsilon: float | None = Field(default=None, ge=0, description="epsilon rule: z + epsilon * sign(z)")
+    stabilizer: float | None = Field(default=None, ge=0, description="added to denominators of the other rules")
+    gamma: float | None = Field(default=None, ge=0, description="gamma rule: w + gamma * w+")
+    alpha: float | None = Field(default=None, ge=0, description="alpha-beta rule (alpha - beta = 1)")
+    beta: float | None = Field(default=None, ge=0, description="alpha-beta rule")
+    low: Bound | None = Field(default=None, description="zbox: lowest input value (scalar or per channel)")
+    high: Bound | None = Field(default=None, description="zbox: highest input value (scalar or per channel)")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epsilon": 0.01}]})
+
+
+TargetField = int | str | list[int | str | None] | None
+
+
+class ExplainRequest(_Body):
+    """What to explain: instances, the class to explain for each, the composite and its parameters."""
+
+    inputs: list[Any] = Field(min_length=1, description="Instances, as for /predict.")
+    target: TargetField = Field(default=None, description="Class index or label for all instances, one per instance "
+                                "(null: that instance's predicted class), or null for every predicted class.")
+    composite: str | dict[str, Any] | None = Field(
+        None, description="A composite name (GET /models/{model} lists them) or a rule map "
+        "{\"base\": name, \"types\": {\"linear\"|\"conv\": rule}, \"layers\": {layer: rule}}; default: the model's.")
+    params: LRPParamsBody = LRPParamsBody()
+    format: Literal["json", "png"] = Field(default="json", description="png: a heatmap (a grid for several instances); "
+                                           "the same as sending Accept: image/png.")
+    overlay: bool = Field(default=False, description="PNG of an image model: blend the heatmap over the input image.")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"inputs": [WALKTHROUGH_INPUT], "target": 0, "composite": "epsilon", "params": {"epsilon": 0}}]})
+
+
+class Prediction(BaseModel):
+    """One instance's prediction."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: int = Field(alias="class", description="index of the most probable class")
+    label: str
+    probabilities: list[float]
+    logits: list[float]
+
+
+class PredictResponse(BaseModel):
+    """Predictions, one per input, in order."""
+
+    model: str
+    predictions: list[Prediction]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "walkthrough",
+        "predictions": [{"class": 0, "label": "positive", "probabilities": [0.7804], "logits": [1.268]}]}]})
+
+
+class FeatureRelevance(BaseModel):
+    """A tabular feature's raw value and relevance."""
+
+    name: str
+    value: float
+    relevance: float
+
+
+class InstanceExplanation(BaseModel):
+    """One instance's explanation: relevance has the shape of one input instance (in model space)."""
+
+    target: int
+    label: str
+    logit: float
+    probability: float
+    relevance: Any = Field(description="nested lists shaped like one model input")
+    relevance_sum: float
+    conservation_delta: float = Field(description="logit - relevance_sum (0 for conservative rules without bias)")
+    features: list[FeatureRelevance] | None = Field(default=None, description="tabular models: features ranked by |R|")
+
+
+class ExplainResponse(BaseModel):
+    """Explanations, one per input, in order."""
+
+    model: str
+    composite: str | dict[str, Any]
+    params: dict[str, Any]
+    explanations: list[InstanceExplanation]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "walkthrough", "composite": "epsilon", "params": {"epsilon": 0.0},
+        "explanations": [{"target": 0, "label": "positive", "logit": 1.268, "probability": 0.7804,
+                          "relevance": [0.47, 0.248, 0.05], "relevance_sum": 0.768,
+                          "conservation_delta": 0.5}]}]})
+
+
+class LayerRule(BaseModel):
+    """A layer, its operation and the LRP rule it gets under the default composite."""
+
+    name: str
+    node: str
+    op: str
+    rule: str
+
+
+class ModelSummary(BaseModel):
+    """A registered model: what it takes, what it predicts and how it is explained by default."""
+
+    name: str
+    description: str
+    input: dict[str, Any]
+    classes: list[str]
+    output_activation: str
+    default_composite: str | dict[str, Any]
+    default_params: dict[str, Any]
+    metrics: dict[str, Any]
+    composites: list[str]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "walkthrough", "description": "The 3-3-1 network of the LRP walkthrough",
+        "input": {"kind": "tensor", "shape": [3], "example": WALKTHROUGH_INPUT}, "classes": ["positive"],
+        "output_activation": "sigmoid", "default_composite": "epsilon", "default_params": {"epsilon": 0.0},
+        "metrics": {}, "composites": ["epsilon_plus_flat", "epsilon"]}]})
+
+
+class ServingSettings(BaseModel):
+    """The limits in force for one model: its model.json `batching` values over the service's LRP_* ones."""
+
+    max_batch_size: int = Field(description="most inputs in one batched pass")
+    max_delay_ms: float = Field(description="how long the first queued input waits for others")
+    max_queue: int = Field(description="queued inputs before requests get 503")
+    timeout_s: float = Field(description="a request still queued after this long gets 504")
+    cpu_threads: int = Field(description="torch threads per pass")
+
+
+class ModelDetail(ModelSummary):
+    """A model with the rule each of its layers gets under the default composite, and its serving limits."""
+
+    layers: list[LayerRule]
+    serving: ServingSettings
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "walkthrough", "description": "The 3-3-1 network of the LRP walkthrough",
+        "input": {"kind": "tensor", "shape": [3], "example": WALKTHROUGH_INPUT}, "classes": ["positive"],
+        "output_activation": "sigmoid", "default_composite": "epsilon", "default_params": {"epsilon": 0.0},
+        "metrics": {}, "composites": ["epsilon_plus_flat", "epsilon"],
+        "layers": [{"name": "0", "node": "_0", "op": "linear", "rule": "epsilon"},
+                   {"name": "1", "node": "_1", "op": "activation", "rule": "pass"},
+                   {"name": "2", "node": "_2", "op": "linear", "rule": "epsilon"}],
+        "serving": {"max_batch_size": 32, "max_delay_ms": 5.0, "max_queue": 1024, "timeout_s": 30.0,
+                    "cpu_threads": 1}}]})
+
+
+class ErrorDetail(BaseModel):
+    """A stable error code and a message that says how to fix the request."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer has this shape."""
+
+    error: ErrorDetail
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "error": {"code": "model_not_found", "message": "no model named 'x'; available models are ['digits']"}}]})
+
+
+class Health(BaseModel):
+    """Liveness/readiness: the loaded models and those refused at start-up with the reason."""
+
+    status: str
+    models: list[str] = []
+    failed: dict[str, str] = {}
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready", "models": ["digits"],
+                                                               "failed": {}}]})

@@ -1,0 +1,58 @@
+"""Service settings from environment variables with the prefix `LRP_` (pydantic-settings); each has a default that
+works out of the box, and a bad value is refused with a message naming its variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Positive = Annotated[int, Field(gt=0)]
+ZeroOrMore = Annotated[int, Field(ge=0)]
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+
+class Settings(BaseSettings):
+    """Every `LRP_<NAME>` variable, typed; `load_settings()` reads them from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="LRP_", frozen=True, extra="forbid", env_ignore_empty=True)
+
+    host: Annotated[str, Field(description="address to bind (0.0.0.0 in the container)")] = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535, description="port; 0: any free port")] = 8000
+    models_dir: Annotated[Path, Field(description="folder holding one <name>/ folder per model")] = Path("models")
+    device: Annotated[str, Field(description=DEVICE_FORMS)] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_instances: Annotated[Positive, Field(description="most instances in one request (more: 413)")] = 64
+    max_upload_bytes: Annotated[Positive, Field(description="largest image upload")] = 10 * 1024 * 1024
+    max_image_pixels: Annotated[Positive, Field(description="largest decoded image (width x height)")] = 40_000_000
+    max_batch_size: Annotated[Positive, Field(description="most inputs in one batched pass")] = 32
+    max_delay_ms: Annotated[ZeroOrMore, Field(description="how long the first queued input waits for others")] = 5
+    max_queue: Annotated[Positive, Field(description="queued inputs per model before requests get 503")] = 1024
+    request_timeout_s: Annotated[Positive, Field(description="a request still queued after this long gets 504")] = 30
+    shutdown_delay_s: Annotated[ZeroOrMore, Field(description="after SIGTERM, keep serving this long, then drain")] = 0
+    cpu_threads: Annotated[ZeroOrMore, Field(description="torch threads per model pass; 0: torch's default")] = 0
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        prefix, _, index = value.partition(":")
+        if value in ("auto", "cpu", "cuda") or (prefix == "cuda" and index.isdigit()):
+            return value
+        raise ValueError(f"must be {DEVICE_FORMS}")
+
+
+def load_settings() -> Settings:
+    """The settings in force: `LRP_*` variables over the defaults. Raise ValueError naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as problem:
+        raise ValueError("; ".join(
+            f"LRP_{'_'.join(str(p) for p in error['loc']).upper()} {_reason(error['msg'])}, got {error['input']!r}"
+            for error in problem.errors())) from None
+
+
+def _reason(message: str) -> str:
+    """pydantic's message as the second half of "LRP_PORT ...": "Input should be ..." -> "should be ..."."""
+    return message.removeprefix("Value error, ").removeprefix("Input ")

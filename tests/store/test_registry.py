@@ -1,0 +1,60 @@
+import logging
+
+import pytest
+import torch
+
+from service.errors import ModelNotFoundError
+from service.serving.config import ServingConfig
+from service.settings import Settings
+from service.store.registry import Registry
+from tests.modelfiles import edit_json, write_model
+
+
+def test_good_models_load_while_bad_ones_are_refused_and_logged(tmp_path, caplog):
+    write_model(tmp_path / "good")
+    write_model(tmp_path / "wrong-classes", classes=["only"])
+    write_model(tmp_path / "bad-composite")
+    edit_json(tmp_path / "bad-composite", lambda doc: doc.update(default_composite="nonsense"))
+    (tmp_path / "empty").mkdir()  # no model.json: not a model directory
+    (tmp_path / "README.md").write_text("notes")
+    with caplog.at_level(logging.ERROR, logger="service.registry"):
+        registry = Registry.from_directory(tmp_path, torch.device("cpu"), Settings())
+    assert sorted(registry.models) == ["good"]
+    assert sorted(registry.failures) == ["bad-composite", "wrong-classes"]
+    assert "model 'wrong-classes': model.json" in registry.failures["wrong-classes"]
+    assert "unknown composite 'nonsense'" in registry.failures["bad-composite"]
+    assert "refused model: model 'wrong-classes'" in caplog.text
+
+
+def test_missing_directory_serves_nothing_and_says_so(tmp_path, caplog):
+    with caplog.at_level(logging.ERROR, logger="service.registry"):
+        registry = Registry.from_directory(tmp_path / "absent", torch.device("cpu"), Settings())
+    assert registry.models == {} and "does not exist (set LRP_MODELS_DIR)" in caplog.text
+
+
+def test_unknown_model_lists_the_available_ones(registry):
+    with pytest.raises(ModelNotFoundError, match=r"no model named 'cat'; available models are \['breast-cancer', "
+                       r"'digits', 'residual', 'walkthrough'\]"):
+        registry.get("cat")
+
+
+def test_layers_list_the_rule_of_each_layer_under_the_default_composite(registry):
+    layers = {layer["name"]: layer for layer in registry.get("digits").layers()}
+    assert layers["0"]["rule"] == "zbox"  # first conv of epsilon_gamma_box
+    assert layers["4"]["rule"] == "gamma"
+    assert layers["9"]["rule"] == "epsilon"
+    assert layers["1"]["rule"] == "folded into 0"
+    assert layers["3"]["rule"] == "gradient"  # max pooling
+
+
+def test_a_model_s_own_batching_values_win_over_the_service_settings(tmp_path):
+    write_model(tmp_path / "own")
+    edit_json(tmp_path / "own", lambda doc: doc.update(
+        batching={"max_batch_size": 4, "max_delay_ms": 0, "timeout_s": 2.5, "cpu_threads": 2}))
+    write_model(tmp_path / "inherits")
+    settings = Settings(max_batch_size=32, max_delay_ms=5, max_queue=100, request_timeout_s=30, cpu_threads=3)
+    registry = Registry.from_directory(tmp_path, torch.device("cpu"), settings)
+    assert registry.get("own").serving == ServingConfig(max_batch_size=4, max_delay_ms=0.0, max_queue=100,
+                                                        timeout_s=2.5, cpu_threads=2)
+    assert registry.get("inherits").serving == ServingConfig(max_batch_size=32, max_delay_ms=5.0, max_queue=100,
+                                                             timeout_s=30.0, cpu_threads=3)
