@@ -39,8 +39,10 @@ async def ready(state: State) -> Health:
     return Health(status="ready", models=sorted(registry.models), failed=registry.failures)
 
 
-@router.get("/metrics", tags=["health"], response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text exposition"}})
+PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {200: {"content": {"text/plain": {}}, "description": f"Prometheus text exposition ({CONTENT_TYPE})"}}
+
+
+@router.get("/metrics", tags=["health"], response_class=Response, responses=PROMETHEUS_TEXT)
 async def metrics(state: State) -> Response:
     """Prometheus metrics: requests and latency per model and verb, batch sizes, queue depth and waits, refusals."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -5,12 +5,14 @@ are the op table `OPS`; `check_node` validates a node read from a file against i
 """
 
 from service.lrp.composites import COMPOSITE_NAMES, Composite
-from service.lrp.engine import Explanation, Method, PreparedModel, explain, output_from_logits, prepare
+from service.lrp.engine import PreparedModel
 from service.lrp.errors import ExplanationInputError, LRPError, ModelPreparationError, UnsupportedLayerError
+from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.graph import INPUT, OUTPUT_ACTIVATIONS, Graph, Node
 from service.lrp.ops import OPS, check_node
 from service.lrp.params import LRPParams
 from service.lrp.precision import use_ieee_float32
+from service.lrp.prepare import explain, prepare
 from service.lrp.rules import RULE_NAMES
 from service.lrp.trace import graph_from_module
 

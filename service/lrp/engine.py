@@ -7,9 +7,7 @@ its relevance to its inputs by its rule, and relevance arriving at a tensor from
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,51 +16,13 @@ from torch import nn
 from service.lrp import canonize, composites
 from service.lrp import graph as ir
 from service.lrp.errors import ExplanationInputError
+from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.ops import BATCHNORM, OPS, AffineOp, nonnegative_outputs, rule_nodes
 from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
 from service.lrp.trace import graph_from_module
 
 Target = int | Sequence[int | None] | torch.Tensor | None
-
-
-@dataclass(frozen=True)
-class Method:
-    """How to explain: a resolved composite and checked parameters (hashable, so it can key a batch)."""
-
-    composite: composites.Composite
-    params: LRPParams
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Relevance (shaped like the input), the explained logits, the targets and the model's final activation."""
-
-    relevance: torch.Tensor
-    logits: torch.Tensor
-    targets: torch.Tensor
-    output_activation: str = "logits"
-    layers: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    @property
-    def output(self) -> torch.Tensor:
-        """The model's output: the logits after the final activation that preparation stripped (computed here)."""
-        return output_from_logits(self.logits, self.output_activation)
-
-    @property
-    def target_logits(self) -> torch.Tensor:
-        """The logit of each sample's target class: the relevance the backward pass starts from."""
-        return self.logits.gather(1, self.targets[:, None])[:, 0]
-
-    @property
-    def relevance_sum(self) -> torch.Tensor:
-        """Sum of the input relevance of each sample."""
-        return self.relevance.flatten(1).sum(1)
-
-    @property
-    def conservation_delta(self) -> torch.Tensor:
-        """logit[target] - sum(R): zero only for conservative rules on bias-free models."""
-        return self.target_logits - self.relevance_sum
 
 
 class PreparedModel:
@@ -253,17 +213,6 @@ class PreparedModel:
         return result.reshape(x.shape), at_layers
 
 
-def output_from_logits(logits: torch.Tensor, activation: str) -> torch.Tensor:
-    """Apply a model's final activation (`logits`: none) to its logits."""
-    if activation == "softmax":
-        return logits.softmax(dim=-1)
-    if activation == "log_softmax":
-        return logits.log_softmax(dim=-1)
-    if activation == "sigmoid":
-        return logits.sigmoid()
-    return logits
-
-
 def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
     """One class index per sample: argmax for None, one int for all, or one per sample; range-checked."""
     batch, classes = logits.shape
@@ -286,43 +235,3 @@ def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
         raise ExplanationInputError(
             f"target {bad[0].item()} is out of range; the model has {classes} classes (0..{classes - 1})")
     return chosen
-
-
-_prepared: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], PreparedModel]] = weakref.WeakKeyDictionary()
-_prepared_lock = threading.Lock()
-
-
-def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
-    """Identity and version of every tensor: changes when weights are replaced or updated in place."""
-    tensors = list(model.named_parameters()) + list(model.named_buffers())
-    return tuple((name, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for name, t in tensors)
-
-
-def prepare(model: nn.Module | PreparedModel) -> PreparedModel:
-    """The PreparedModel of `model`, cached while its parameters are unchanged (in-place updates included;
-    changes made through `.data` bypass the version counter: call `PreparedModel.from_module` then)."""
-    if isinstance(model, PreparedModel):
-        return model
-    if not isinstance(model, nn.Module):
-        raise ExplanationInputError(f"model must be a torch.nn.Module or a PreparedModel, got {type(model).__name__}")
-    fingerprint = _fingerprint(model)
-    with _prepared_lock:
-        cached = _prepared.get(model)
-    if cached is not None and cached[0] == fingerprint:
-        return cached[1]
-    prepared = PreparedModel.from_module(model)
-    with _prepared_lock:
-        _prepared[model] = (fingerprint, prepared)
-    return prepared
-
-
-def explain(model: nn.Module | PreparedModel, x: torch.Tensor, target: Target = None,
-            composite: str | Mapping[str, Any] = "epsilon_plus_flat", layers: Iterable[str] = (),
-            **params: Any) -> Explanation:
-    """LRP of `model` at x: `.relevance` shaped like x, `.output` the model's output.
-
-    target: an int, one int per sample, or None (the argmax); composite: a name from
-    `service.lrp.COMPOSITE_NAMES` or a rule map; params: epsilon, stabilizer, gamma, alpha, beta, low, high;
-    layers: names whose output relevance is returned in `.layers`. The model is never modified.
-    """
-    return prepare(model).explain(x, target, composite, layers, **params)

@@ -18,7 +18,7 @@ def test_objects_alive_at_the_freeze_leave_the_collector_s_view_and_garbage_does
     del garbage
     try:
         frozen = freeze_long_lived()
-        assert frozen == gc.get_freeze_count() > 0
+        assert frozen > 0  # (not compared with gc.get_freeze_count(): frozen objects that other threads free leave it)
         assert not any(o is kept for o in gc.get_objects())  # a full collection no longer scans it
         assert garbage_ref() is None  # collected before the freeze, not kept forever
         newer = Node()

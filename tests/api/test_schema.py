@@ -1,0 +1,70 @@
+"""Every route's live answers match what the published OpenAPI document says: a documented status, a documented
+content type, and (JSON) a body valid against the response schema. A route nobody calls here fails the test."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import jsonschema
+import pytest
+from PIL import Image
+
+from tests.conftest import model_json
+
+DIGIT = [[0, 0, 5, 13, 9, 1, 0, 0]] * 8
+PATIENT = model_json("breast-cancer")["input"]["example"]
+
+
+def png_upload() -> dict[str, Any]:
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 128).save(buffer, format="PNG")
+    return {"file": ("digit.png", buffer.getvalue(), "image/png")}
+
+
+# (method, path template, concrete path, request keyword arguments): successes and documented failures
+CALLS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("get", "/health/live", "/health/live", {}),
+    ("get", "/health/ready", "/health/ready", {}),
+    ("get", "/metrics", "/metrics", {}),
+    ("get", "/models", "/models", {}),
+    ("get", "/models/{model}", "/models/digits", {}),
+    ("get", "/models/{model}", "/models/cat", {}),
+    ("post", "/predict/{model}", "/predict/walkthrough", {"json": {"inputs": [[1, 0.8, 0.2]]}}),
+    ("post", "/predict/{model}", "/predict/breast-cancer", {"json": {"inputs": [PATIENT]}}),
+    ("post", "/predict/{model}", "/predict/walkthrough", {"json": {"inputs": [[1, 0.8]]}}),
+    ("post", "/predict/{model}", "/predict/walkthrough", {"json": {"inputs": [[1, 0.8, 0.2]] * 17}}),
+    ("post", "/explain/{model}", "/explain/digits", {"json": {"inputs": [DIGIT, DIGIT], "target": [3, None]}}),
+    ("post", "/explain/{model}", "/explain/breast-cancer", {"json": {"inputs": [PATIENT]}}),
+    ("post", "/explain/{model}", "/explain/digits", {"json": {"inputs": [DIGIT], "format": "png"}}),
+    ("post", "/explain/{model}", "/explain/digits", {"json": {"inputs": [DIGIT], "composite": "best"}}),
+    ("post", "/explain/{model}", "/explain/cat", {"json": {"inputs": [DIGIT]}}),
+    ("post", "/predict/{model}/image", "/predict/digits/image", {"files": png_upload()}),
+    ("post", "/predict/{model}/image", "/predict/walkthrough/image", {"files": png_upload()}),
+    ("post", "/explain/{model}/image", "/explain/digits/image", {"files": png_upload()}),
+    ("post", "/explain/{model}/image", "/explain/digits/image", {"files": png_upload(), "data": {"format": "json"}}),
+]
+
+
+@pytest.fixture(scope="module")
+def document(client) -> dict[str, Any]:
+    return client.get("/openapi.json").json()
+
+
+@pytest.mark.parametrize(("method", "template", "path", "request_args"), CALLS,
+                         ids=[f"{m.upper()} {p} {i}" for i, (m, _, p, _) in enumerate(CALLS)])
+def test_the_answer_is_documented_and_matches_its_schema(client, document, method, template, path, request_args):
+    response = client.request(method.upper(), path, **request_args)
+    documented = document["paths"][template][method]["responses"]
+    assert str(response.status_code) in documented, f"{response.status_code} is not documented for {template}"
+    content = documented[str(response.status_code)].get("content", {})
+    media = response.headers["content-type"].split(";")[0]
+    assert media in content, f"{media} is not documented for {response.status_code} of {template}"
+    if media == "application/json":
+        schema = {**content[media]["schema"], "components": document["components"]}
+        jsonschema.validate(response.json(), schema, cls=jsonschema.Draft202012Validator)
+
+
+def test_every_operation_of_the_document_is_called_above(document):
+    operations = {(method, template) for template, item in document["paths"].items() for method in item}
+    assert operations == {(method, template) for method, template, _, _ in CALLS}
