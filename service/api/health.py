@@ -39,7 +39,8 @@ async def ready(state: State) -> Health:
     return Health(status="ready", models=sorted(registry.models), failed=registry.failures)
 
 
-PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {200: {"content": {"text/plain": {}}, "description": f"Prometheus text exposition ({CONTENT_TYPE})"}}
+PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {}}, "description": f"Prometheus text exposition ({CONTENT_TYPE})"}}
 
 
 @router.get("/metrics", tags=["health"], response_class=Response, responses=PROMETHEUS_TEXT)
