@@ -16,13 +16,12 @@ from service.api.app import create_app
 from service.errors import ModelFileError
 from service.lrp import LRPError
 from service.serving.server import DrainingServer
-from service.settings import load_settings
+from service.settings import Settings, load_settings
 from service.store.convert import ConversionError, convert_module, infer_classes, load_factory, load_state
 
 
-def serve() -> None:
-    """Run the service with one uvicorn worker on LRP_HOST:LRP_PORT; SIGTERM drains it (service.server)."""
-    settings = load_settings()
+def serve(settings: Settings) -> None:
+    """Run the service with one uvicorn worker on LRP_HOST:LRP_PORT; SIGTERM drains it (service.serving.server)."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level, workers=1)
@@ -39,12 +38,12 @@ def convert(argv: list[str]) -> int:
     parser.add_argument("--classes", help="comma-separated class labels (default: 0..k-1)")
     parser.add_argument("--spec", type=Path, help="JSON file with further model.json fields (input, classes, "
                         "default_composite, default_params, description, metrics)")
-    parser.add_argument("--models-dir", type=Path, default=load_settings().models_dir)
+    parser.add_argument("--models-dir", type=Path, help="default: LRP_MODELS_DIR, else models")
     parser.add_argument("--force", action="store_true", help="replace an existing model directory")
     args = parser.parse_args(argv)
     try:
         fields = _fields(args)
-        target = args.models_dir / args.name
+        target = (args.models_dir or load_settings().models_dir) / args.name
         if target.exists() and not args.force:
             raise ConversionError(f"{target} exists; pass --force to replace it")
         module = load_factory(args.factory)
@@ -81,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] not in ("serve",):
         print("usage: python -m service [serve] | python -m service convert --help", file=sys.stderr)
         return 2
-    serve()
+    try:
+        settings = load_settings()
+    except ValueError as problem:
+        print(f"configuration: {problem}", file=sys.stderr)
+        return 2
+    serve(settings)
     return 0
 
 

@@ -95,3 +95,11 @@ def test_sigterm_stops_the_process_cleanly(server):
     output = process.stdout.read().decode() if process.stdout else ""
     assert "loaded model 'digits'" in output and "Finished server process" in output
     assert "Traceback" not in output
+
+
+def test_a_bad_setting_stops_start_up_naming_the_variable():
+    env = {**os.environ, "LRP_PORT": "70000"}
+    result = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "configuration: LRP_PORT should be less than or equal to 65535, got '70000'"

@@ -292,6 +292,13 @@ def test_parameters_the_engine_refuses_are_422(client):
     assert "fixes alpha=2" in message
 
 
+def test_per_channel_bounds_of_the_wrong_length_are_422_naming_the_length(client):
+    body = {"inputs": [DIGIT], "composite": "epsilon_gamma_box", "params": {"low": [0, 0, 0], "high": [1, 1, 1]}}
+    message = error_of(client.post("/explain/digits", json=body), 422, "invalid_input")
+    assert message == ("parameter 'low' has 3 values, but layer '0' (zbox rule) takes 1 input channel(s): "
+                       "give one value, or 1")
+
+
 def test_nan_and_infinity_are_refused(client):
     for literal in ("NaN", "Infinity", "-Infinity"):
         response = client.post("/predict/walkthrough", content=f'{{"inputs": [[{literal}, 1, 2]]}}',
