@@ -19,6 +19,7 @@ from service.api.docs import install_docs
 from service.api.observe import RequestMetricsMiddleware
 from service.api.openapi import service_openapi
 from service.errors import ServiceError, describe_validation_errors
+from service.schemas import ErrorDetail, ErrorResponse
 from service.serving.state import ServiceState
 from service.settings import Settings, load_settings
 from service.store.registry import Registry
@@ -33,8 +34,9 @@ heatmap with `Accept: image/png`. Image models also take uploads at `/predict/{m
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error body of the API."""
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    """The one error body of the API, `schemas.ErrorResponse`."""
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
