@@ -7,7 +7,7 @@ its relevance to its inputs by its rule, and relevance arriving at a tensor from
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +23,23 @@ from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
 from service.lrp.trace import graph_from_module
 
 Target = int | Sequence[int | None] | torch.Tensor | None
+RESOLVED_KEPT = 1024  # resolved methods remembered per model; past this the memory starts afresh
+
+
+def _frozen(value: Any) -> Hashable:
+    """A hashable copy of nested dicts, lists and scalars (dict keys sorted); other values as they are, or their
+    repr when they cannot be hashed."""
+    if isinstance(value, bool):
+        return ("bool", value)  # True == 1 and hashes alike, but only 1 is a valid parameter
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("seq", *(_frozen(v) for v in value))
+    if isinstance(value, torch.Tensor):
+        return ("tensor", repr(value.tolist()))
+    return value if isinstance(value, Hashable) else repr(value)
 
 
 class PreparedModel:
@@ -42,6 +59,7 @@ class PreparedModel:
             shared = variants.setdefault(id(weight), WeightVariants(weight, node.params.get("bias")))
             self._affine[node.name] = (AffineOp.from_node(node), shared)
         self._assignments: dict[composites.Composite, dict[str, str]] = {}
+        self._resolved: dict[Hashable, Method] = {}
         self._lock = threading.Lock()
         first = next((t for n in graph.nodes for t in n.params.values()), None)
         self.device = first.device if first is not None else torch.device("cpu")
@@ -81,7 +99,18 @@ class PreparedModel:
     def resolve(self, composite: str | Mapping[str, Any] | composites.Composite, **params: Any) -> Method:
         """Check a composite and its parameters against this model; raise ExplanationInputError saying how to fix
         them (an unknown composite or parameter, alpha - beta != 1, zbox without bounds or with per-channel bounds
-        of the wrong length)."""
+        of the wrong length). Methods already resolved are remembered (at most RESOLVED_KEPT)."""
+        key = _frozen((composite, params))
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._resolve(composite, params)
+            with self._lock:
+                if len(self._resolved) >= RESOLVED_KEPT:
+                    self._resolved.clear()
+                self._resolved[key] = found
+        return found
+
+    def _resolve(self, composite: str | Mapping[str, Any] | composites.Composite, params: dict[str, Any]) -> Method:
         resolved = composites.resolve(composite)
         checked = LRPParams.from_kwargs(**params)
         resolved.check_params(params)

@@ -51,12 +51,18 @@ class LRPParams:
                 f"alpha - beta must equal 1 (got alpha={params.alpha}, beta={params.beta}); "
                 "for example alpha=2, beta=1 or alpha=1, beta=0")
         if params.low is not None and params.high is not None:
-            low, high = torch.tensor(params.low), torch.tensor(params.high)
-            if low.shape != high.shape and low.numel() != 1 and high.numel() != 1:
+            lows, highs = _values(params.low), _values(params.high)
+            if len(lows) != len(highs) and 1 not in (len(lows), len(highs)):
                 raise ExplanationInputError("low and high must have the same number of values")
-            if bool((low > high).any()):
+            count = max(len(lows), len(highs))
+            if any(lo > hi for lo, hi in zip(lows * (count // len(lows)), highs * (count // len(highs)), strict=True)):
                 raise ExplanationInputError(f"low must not exceed high (got low={params.low}, high={params.high})")
         return params
+
+
+def _values(bound: Bound) -> tuple[float, ...]:
+    """A bound's values: one for a scalar, one per channel otherwise."""
+    return bound if isinstance(bound, tuple) else (bound,)
 
 
 def _non_negative(name: str, value: Any) -> float:

@@ -54,6 +54,9 @@ def test_bad_targets_are_explained(target, message):
     ({"alpha": 3.0}, "alpha - beta must equal 1"),
     ({"gama": 0.1}, "unknown LRP parameter"),
     ({"low": 1.0, "high": 0.0}, "low must not exceed high"),
+    ({"low": [0.0, 2.0], "high": 1.0}, "low must not exceed high"),
+    ({"low": 0.0, "high": [1.0, -1.0]}, "low must not exceed high"),
+    ({"low": [0.0, 0.0], "high": [1.0, 1.0, 1.0]}, "low and high must have the same number of values"),
     ({"low": "a"}, "must be finite numbers"),
 ])
 def test_bad_parameters_are_explained(params, message):
@@ -141,3 +144,13 @@ def test_four_threads_on_one_model_equal_sequential_results():
         concurrent = list(pool.map(run, range(len(composites))))
     for a, b in zip(sequential, concurrent, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+
+
+def test_a_resolved_method_is_remembered_but_a_bool_is_never_taken_for_a_number():
+    model = PreparedModel.from_module(mlp())
+    first = model.resolve({"base": "epsilon", "layers": {"0": "zplus"}}, epsilon=1, low=[0.0, 1.0], high=[2.0, 3.0])
+    again = model.resolve({"layers": {"0": "zplus"}, "base": "epsilon"}, epsilon=1, low=[0.0, 1.0], high=[2.0, 3.0])
+    assert again is first and first.params.epsilon == 1.0 and first.params.low == (0.0, 1.0)
+    with pytest.raises(ExplanationInputError, match="parameter 'epsilon' must be a number, got True"):
+        model.resolve({"base": "epsilon", "layers": {"0": "zplus"}}, epsilon=True, low=[0.0, 1.0], high=[2.0, 3.0])
+    assert model.resolve("epsilon", epsilon=0.5) != first
