@@ -4,14 +4,15 @@ works out of the box, and a bad value is refused with a message naming its varia
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Positive = Annotated[int, Field(gt=0)]
 ZeroOrMore = Annotated[int, Field(ge=0)]
 DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+MULTIPART_MARGIN = 64 * 1024  # room for the form fields and boundaries around an upload
 
 
 class Settings(BaseSettings):
@@ -26,6 +27,8 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_instances: Annotated[Positive, Field(description="most instances in one request (more: 413)")] = 64
     max_upload_bytes: Annotated[Positive, Field(description="largest image upload")] = 10 * 1024 * 1024
+    max_body_bytes: Annotated[Positive, Field(description="largest request body, counted as it streams in")] = (
+        16 * 1024 * 1024)
     max_image_pixels: Annotated[Positive, Field(description="largest decoded image (width x height)")] = 40_000_000
     max_batch_size: Annotated[Positive, Field(description="most inputs in one batched pass")] = 32
     max_delay_ms: Annotated[ZeroOrMore, Field(description="how long the first queued input waits for others")] = 5
@@ -33,6 +36,13 @@ class Settings(BaseSettings):
     request_timeout_s: Annotated[Positive, Field(description="a request still queued after this long gets 504")] = 30
     shutdown_delay_s: Annotated[ZeroOrMore, Field(description="after SIGTERM, keep serving this long, then drain")] = 0
     cpu_threads: Annotated[ZeroOrMore, Field(description="torch threads per model pass; 0: torch's default")] = 0
+
+    @model_validator(mode="after")
+    def _upload_fits_in_a_body(self) -> Settings:
+        if self.max_body_bytes < self.max_upload_bytes + MULTIPART_MARGIN:
+            raise ValueError(f"LRP_MAX_BODY_BYTES ({self.max_body_bytes}) must exceed LRP_MAX_UPLOAD_BYTES "
+                             f"({self.max_upload_bytes}) by at least {MULTIPART_MARGIN} bytes of multipart framing")
+        return self
 
     @field_validator("device")
     @classmethod
@@ -48,9 +58,14 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as problem:
-        raise ValueError("; ".join(
-            f"LRP_{'_'.join(str(p) for p in error['loc']).upper()} {_reason(error['msg'])}, got {error['input']!r}"
-            for error in problem.errors())) from None
+        raise ValueError("; ".join(_describe(error) for error in problem.errors())) from None
+
+
+def _describe(error: Any) -> str:
+    """One settings error as "LRP_NAME should be ..., got 'value'" (a check across variables names them itself)."""
+    if not error["loc"]:
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"LRP_{'_'.join(str(p) for p in error['loc']).upper()} {_reason(error['msg'])}, got {error['input']!r}"
 
 
 def _reason(message: str) -> str:

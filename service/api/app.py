@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 
 from service import __version__, inference
 from service.api import health, infer
+from service.api.body_limit import BodyLimitMiddleware
 from service.api.docs import install_docs
 from service.api.observe import RequestMetricsMiddleware
 from service.api.openapi import service_openapi
@@ -86,6 +87,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.service = state
     app.include_router(health.router)
     app.include_router(infer.router)
+    limit = state.settings.max_body_bytes
+    app.add_middleware(BodyLimitMiddleware, limit=limit, too_large=lambda: error_response(
+        413, "payload_too_large", f"the request body exceeds {limit} bytes (LRP_MAX_BODY_BYTES); send fewer "
+        "instances per request, or images as PNG/JPEG uploads"))
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics,
                        is_model=lambda name: state.registry is not None and name in state.registry.models)
     install_docs(app)
