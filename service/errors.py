@@ -63,6 +63,13 @@ class PayloadTooLargeError(ServiceError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaTypeError(ServiceError):
+    """The request's Content-Type is not one the route takes."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
 class NotReadyError(ServiceError):
     """The service is still loading models or is shutting down."""
 

@@ -14,10 +14,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import InvalidImageError, InvalidInputError
+from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
 from service.store.spec import InputSpec
 
 IMAGE_FORMATS = ("PNG", "JPEG")
+# Pillow's own decompression-bomb guard would refuse large images as undecodable; LRP_MAX_IMAGE_PIXELS, checked on
+# the header before decoding, answers instead (413).
+Image.MAX_IMAGE_PIXELS = None
 Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 
 
@@ -176,11 +179,11 @@ def decode_image(data: bytes, max_pixels: int, where: str = "file") -> Image.Ima
             raise InvalidImageError(f"{where}: expected a PNG or JPEG image, got {image.format or 'unknown'}")
         width, height = image.size
         if width * height > max_pixels:
-            raise InvalidImageError(f"{where}: the image has {width}x{height} pixels; the limit is "
-                                        f"{max_pixels} pixels (LRP_MAX_IMAGE_PIXELS)")
+            raise PayloadTooLargeError(f"{where}: the image has {width}x{height} pixels; the limit is "
+                                       f"{max_pixels} pixels (LRP_MAX_IMAGE_PIXELS)")
         image.load()
         return ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InvalidImageError(f"{where}: could not decode the image; send a PNG or JPEG file") from None
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from service.errors import InvalidImageError, InvalidInputError
+from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
 from service.inputs import (
     decode_image,
     decode_instances,
@@ -131,8 +131,15 @@ def test_other_image_formats_and_oversized_images_are_refused():
     Image.new("L", (4, 4)).save(buffer, format="GIF")
     with pytest.raises(InvalidImageError, match="expected a PNG or JPEG image, got GIF"):
         decode_image(buffer.getvalue(), PIXELS)
-    with pytest.raises(InvalidImageError, match="the image has 100x100 pixels; the limit is 9999"):
+    with pytest.raises(PayloadTooLargeError, match="the image has 100x100 pixels; the limit is 9999"):
         decode_image(png(np.zeros((100, 100)), "L"), 9999)
+
+
+def test_an_image_beyond_pillow_s_bomb_guard_gets_the_pixel_limit_not_an_undecodable_error():
+    buffer = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buffer, format="PNG")  # 400 million pixels in a few kilobytes
+    with pytest.raises(PayloadTooLargeError, match="the image has 20000x20000 pixels; the limit is 40000000"):
+        decode_image(buffer.getvalue(), 40_000_000)
 
 
 def test_bad_base64_is_refused():

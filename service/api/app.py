@@ -49,14 +49,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        malformed = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if malformed is not None:  # bytes that are not JSON at all
+            where = malformed.get("loc", ("body", 0))[-1]
+            reason = malformed.get("ctx", {}).get("error", "not JSON")
+            return error_response(400, "malformed_json", f"the body is not valid JSON ({reason} at character "
+                                  f"{where}); send a JSON object such as {{\"inputs\": [...]}}")
         message = describe_validation_errors(exc.errors(), whole="body", skip="body", limit=5)
         return error_response(422, "invalid_request", message)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        message = f"no route {request.method} {request.url.path}; see /docs" if exc.status_code == 404 else str(
-            exc.detail)
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}; see /docs"
+        elif exc.status_code == 400:  # FastAPI could not parse the body at all (a broken multipart body)
+            message = (f"the body of {request.method} {request.url.path} could not be parsed as "
+                       f"{request.headers.get('content-type', '(no Content-Type)').split(';')[0]}; send a well-formed "
+                       "multipart/form-data body with the image in the field \"file\"")
         return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
     async def server_fault(request: Request, exc: Exception) -> JSONResponse:

@@ -8,9 +8,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from service.api.deps import Entry, State
-from service.api.responses import LOADING, MODEL_ERRORS
+from service.api.responses import LOADING, NOT_FOUND
 from service.lrp import COMPOSITE_NAMES
-from service.schemas import ErrorResponse, Health, LayerRule, ModelDetail, ModelSummary, ServingSettings
+from service.schemas import Health, LayerRule, ModelDetail, ModelSummary, ServingSettings
 from service.serving.metrics import CONTENT_TYPE
 from service.store.registry import ModelEntry
 
@@ -31,7 +31,7 @@ async def live() -> Health:
     return Health(status="live")
 
 
-@router.get("/health/ready", response_model=Health, tags=["health"], responses={503: {"model": ErrorResponse}})
+@router.get("/health/ready", response_model=Health, tags=["health"], responses={503: LOADING})
 async def ready(state: State) -> Health:
     """200 once every model is loaded and warmed up (refused models are listed under `failed`); 503 before, and
     again from the moment shutdown begins (SIGTERM) while requests in flight finish."""
@@ -57,7 +57,7 @@ async def list_models(state: State) -> list[ModelSummary]:
 
 
 @router.get("/models/{model}", response_model=ModelDetail, tags=["models"],
-            responses={404: MODEL_ERRORS[404], 503: LOADING})
+            responses={404: NOT_FOUND, 503: LOADING})
 async def describe_model(entry: Entry) -> ModelDetail:
     """One model, with every layer and the LRP rule it gets under the model's default composite, and the
     batching limits and CPU threads in force for it."""

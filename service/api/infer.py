@@ -10,16 +10,16 @@ from fastapi.responses import Response
 from service import inference
 from service.api.deps import Entry, State
 from service.api.disconnect import unless_disconnected
-from service.api.fast_json import FastJSONRoute
 from service.api.forms import form_composite, form_params, form_target
-from service.api.responses import MODEL_ERRORS, PNG_RESPONSE, respond
+from service.api.media import MediaTypeRoute
+from service.api.responses import JSON_ERRORS, PNG_RESPONSE, UPLOAD_ERRORS, respond
 from service.errors import PayloadTooLargeError
 from service.inference import Job
 from service.inference.job import Output
 from service.inputs import Decoded
 from service.schemas import ExplainRequest, ExplainResponse, PredictRequest, PredictResponse
 
-router = APIRouter(route_class=FastJSONRoute)
+router = APIRouter(route_class=MediaTypeRoute)
 UploadField = Annotated[UploadFile, File(description="a PNG or JPEG image of any size")]
 
 
@@ -42,7 +42,7 @@ def prefers_png(accept: str | None) -> bool:
     return quality["image/png"] > quality["application/json"]
 
 
-@router.post("/predict/{model}", response_model=PredictResponse, tags=["predict"], responses=MODEL_ERRORS)
+@router.post("/predict/{model}", response_model=PredictResponse, tags=["predict"], responses=JSON_ERRORS)
 async def predict(request: Request, state: State, entry: Entry, body: PredictRequest) -> Response:
     """Class, label, probabilities and logits of each instance."""
     decoded = await inference.decode_instances(state.settings, entry, body.inputs)
@@ -50,7 +50,7 @@ async def predict(request: Request, state: State, entry: Entry, body: PredictReq
 
 
 @router.post("/explain/{model}", response_model=ExplainResponse, tags=["explain"],
-             responses={**MODEL_ERRORS, **PNG_RESPONSE})
+             responses={**JSON_ERRORS, **PNG_RESPONSE})
 async def explain(request: Request, state: State, entry: Entry, body: ExplainRequest) -> Response:
     """LRP relevance of each instance for its target class, as JSON or (Accept: image/png) a PNG heatmap."""
     decoded = await inference.decode_instances(state.settings, entry, body.inputs)
@@ -68,14 +68,14 @@ async def _upload(state: State, entry: Entry, file: UploadFile) -> Decoded:
     return await inference.decode_upload(state.settings, entry, data)
 
 
-@router.post("/predict/{model}/image", response_model=PredictResponse, tags=["predict"], responses=MODEL_ERRORS)
+@router.post("/predict/{model}/image", response_model=PredictResponse, tags=["predict"], responses=UPLOAD_ERRORS)
 async def predict_image(request: Request, state: State, entry: Entry, file: UploadField) -> Response:
     """Prediction for an uploaded image, converted to the model's input size and mode."""
     return await _answer(request, state, inference.predict_job(entry, await _upload(state, entry, file)))
 
 
 @router.post("/explain/{model}/image", response_model=ExplainResponse, tags=["explain"],
-             responses={**MODEL_ERRORS, **PNG_RESPONSE})
+             responses={**UPLOAD_ERRORS, **PNG_RESPONSE})
 async def explain_image(
         request: Request, state: State, entry: Entry, file: UploadField,
         target: Annotated[str | None, Form(description="class index or label; empty: the predicted class")] = None,

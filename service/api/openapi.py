@@ -37,6 +37,7 @@ def example_body(entry: ModelEntry, verb: str) -> dict[str, Any]:
 def service_openapi(app: FastAPI, registry: Registry | None) -> dict[str, Any]:
     """Build the schema on each call, so that it lists the models loaded by now."""
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    _drop_fastapi_validation_errors(schema)
     models = registry.models if registry is not None else {}
     if not models:
         return schema
@@ -55,3 +56,15 @@ def service_openapi(app: FastAPI, registry: Registry | None) -> dict[str, Any]:
                            "value": example_body(models[name], verb)}
                     for name in names}
     return schema
+
+
+def _drop_fastapi_validation_errors(schema: dict[str, Any]) -> None:
+    """FastAPI documents a 422 with its own body on every route with parameters; this service answers 422 as
+    ErrorResponse, documented where a route can give it, so FastAPI's entries and their schemas go."""
+    for item in schema["paths"].values():
+        for operation in item.values():
+            answer = operation.get("responses", {}).get("422", {})
+            if answer.get("description") == "Validation Error":
+                del operation["responses"]["422"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)

@@ -316,10 +316,50 @@ def test_values_that_overflow_float32_are_refused_with_a_fix(client):
         assert "GET /models/walkthrough" in message
 
 
-def test_malformed_json_is_refused(client):
+def test_bytes_that_are_not_json_are_400_and_well_formed_but_wrong_json_is_422(client):
     response = client.post("/predict/walkthrough", content='{"inputs": [[1, 2,', headers={
         "content-type": "application/json"})
-    assert "JSON" in error_of(response, 422, "invalid_request")
+    assert error_of(response, 400, "malformed_json").startswith("the body is not valid JSON (Expecting value at "
+                                                                "character 18)")
+    response = client.post("/predict/walkthrough", content='[1, 2]', headers={"content-type": "application/json"})
+    assert "Input should be a valid dictionary" in error_of(response, 422, "invalid_request")
+
+
+@pytest.mark.parametrize("path,content_type,takes", [
+    ("/predict/walkthrough", "text/plain", "application/json"),
+    ("/explain/walkthrough", "application/x-www-form-urlencoded", "application/json"),
+    ("/explain/walkthrough", None, "application/json"),
+    ("/explain/digits/image", "application/json", "multipart/form-data"),
+    ("/predict/digits/image", "application/x-www-form-urlencoded", "multipart/form-data"),
+])
+def test_a_body_of_another_media_type_is_415_naming_the_one_the_route_takes(client, path, content_type, takes):
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post(path, content=b'{"inputs": [[1, 0.8, 0.2]]}', headers=headers)
+    message = error_of(response, 415, "unsupported_media_type")
+    assert message.startswith(f"POST {path} takes {takes}, not {content_type or 'a body without Content-Type'}")
+    assert message.endswith(f"send Content-Type: {takes}")
+
+
+def test_json_with_a_structured_suffix_is_json(client):
+    response = client.post("/predict/walkthrough", content=b'{"inputs": [[1, 0.8, 0.2]]}',
+                           headers={"content-type": "application/vnd.api+json; charset=utf-8"})
+    assert response.status_code == 200
+
+
+def test_a_broken_multipart_body_is_400(client):
+    bounded = "multipart/form-data; boundary=xyz"
+    for body, content_type in ((b"garbage", bounded), (b"--xyz\r\nBadHeaderLine\r\n\r\nabc\r\n--xyz--\r\n", bounded),
+                               (b"garbage", "multipart/form-data")):
+        response = client.post("/explain/digits/image", content=body, headers={"content-type": content_type})
+        assert "could not be parsed as multipart/form-data" in error_of(response, 400, "malformed_body")
+
+
+def test_an_image_over_the_pixel_limit_is_413_before_it_is_decoded(client):
+    buffer = io.BytesIO()
+    Image.new("L", (2100, 2000)).save(buffer, format="PNG")  # 4.2 million pixels, over the client's 4 million
+    response = client.post("/explain/digits/image", files={"file": ("big.png", buffer.getvalue(), "image/png")})
+    assert error_of(response, 413, "payload_too_large") == (
+        "file: the image has 2100x2000 pixels; the limit is 4000000 pixels (LRP_MAX_IMAGE_PIXELS)")
 
 
 def test_pixels_outside_the_range_are_refused(client):
@@ -341,8 +381,9 @@ def test_undecodable_and_misdirected_uploads_are_refused(client):
     big = png_of_digit(DIGIT, 1) + b"\0" * 200_001
     assert "LRP_MAX_UPLOAD_BYTES" in error_of(client.post(
         "/explain/digits/image", files={"file": ("d.png", big, "image/png")}), 413, "payload_too_large")
-    assert "file: Field required" in error_of(client.post("/explain/digits/image", data={"target": "1"}),
-                                              422, "invalid_request")
+    assert "file: Field required" in error_of(client.post(
+        "/explain/digits/image", data={"target": "1"}, files={"other": ("x.txt", b"x", "text/plain")}),
+        422, "invalid_request")
 
 
 def test_unknown_routes_and_methods_use_the_error_body(client):

@@ -12,13 +12,14 @@ from PIL import Image
 
 from tests.conftest import model_json
 
+JSON = "application/json"
 DIGIT = [[0, 0, 5, 13, 9, 1, 0, 0]] * 8
 PATIENT = model_json("breast-cancer")["input"]["example"]
 
 
-def png_upload() -> dict[str, Any]:
+def png_upload(width: int = 16, height: int = 16) -> dict[str, Any]:
     buffer = io.BytesIO()
-    Image.new("L", (16, 16), 128).save(buffer, format="PNG")
+    Image.new("L", (width, height), 128).save(buffer, format="PNG")
     return {"file": ("digit.png", buffer.getvalue(), "image/png")}
 
 
@@ -43,6 +44,12 @@ CALLS: list[tuple[str, str, str, dict[str, Any]]] = [
     ("post", "/predict/{model}/image", "/predict/walkthrough/image", {"files": png_upload()}),
     ("post", "/explain/{model}/image", "/explain/digits/image", {"files": png_upload()}),
     ("post", "/explain/{model}/image", "/explain/digits/image", {"files": png_upload(), "data": {"format": "json"}}),
+    ("post", "/predict/{model}", "/predict/walkthrough", {"content": b"{", "headers": {"content-type": JSON}}),
+    ("post", "/explain/{model}", "/explain/walkthrough", {"content": b"{}", "headers": {"content-type": "text/plain"}}),
+    ("post", "/explain/{model}/image", "/explain/digits/image", {"json": {"inputs": []}}),
+    ("post", "/explain/{model}/image", "/explain/digits/image",
+     {"content": b"garbage", "headers": {"content-type": "multipart/form-data; boundary=x"}}),
+    ("post", "/predict/{model}/image", "/predict/digits/image", {"files": png_upload(2100, 2000)}),
 ]
 
 
@@ -68,3 +75,12 @@ def test_the_answer_is_documented_and_matches_its_schema(client, document, metho
 def test_every_operation_of_the_document_is_called_above(document):
     operations = {(method, template) for template, item in document["paths"].items() for method in item}
     assert operations == {(method, template) for method, template, _, _ in CALLS}
+
+
+def test_every_error_a_route_documents_has_an_example_of_its_own(document):
+    for template, item in document["paths"].items():
+        for method, operation in item.items():
+            errors = {status: answer for status, answer in operation["responses"].items() if status[0] in "45"}
+            examples = [answer["content"][JSON]["example"] for answer in errors.values()]
+            assert all(example["error"]["code"] and example["error"]["message"] for example in examples), template
+            assert len({repr(example) for example in examples}) == len(examples), f"{method} {template}"
