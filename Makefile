@@ -2,33 +2,41 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
 
 .PHONY: serve test lint models bench-engine bench-load clean
 
-$(STAMP): requirements-torch.txt requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+# What serving needs, every package pinned (requirements.txt holds torch's and FastAPI's dependencies too).
+$(RUNTIME): requirements-torch.txt requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip check
+	touch $(RUNTIME)
+
+# Test, lint and training tools on top.
+$(DEV): $(RUNTIME) requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps zennit==0.5.1
-	touch $(STAMP)
+	touch $(DEV)
 
-serve: $(STAMP)
+serve: $(RUNTIME)
 	$(BIN)/python -m service
 
-models: $(STAMP)
+models: $(DEV)
 	$(BIN)/python -m models.train
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest
 
-bench-engine: $(STAMP)
+bench-engine: $(DEV)
 	$(BIN)/python -m bench.engine
 
-bench-load: $(STAMP)
+bench-load: $(DEV)
 	$(BIN)/python -m bench.load
 
 clean:
