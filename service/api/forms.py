@@ -11,17 +11,17 @@ from service.errors import InvalidInputError, describe_validation_errors
 from service.schemas import LRPParamsBody
 
 
-def form_target(target: str | None) -> int | str | None:
+def form_target(target: str) -> int | str | None:
     """A class index, a class label, or None (empty or "null": the predicted class)."""
-    if target is None or target.strip() in ("", "null"):
+    if target.strip() in ("", "null"):
         return None
     text = target.strip()
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def form_composite(composite: str | None) -> str | dict[str, Any] | None:
+def form_composite(composite: str) -> str | dict[str, Any] | None:
     """A composite name, a rule map written as a JSON object, or None (empty: the model's default)."""
-    if composite is None or not composite.strip():
+    if not composite.strip():
         return None
     text = composite.strip()
     if not text.startswith("{"):
@@ -35,9 +35,9 @@ def form_composite(composite: str | None) -> str | dict[str, Any] | None:
     return rule_map
 
 
-def form_params(params: str | None) -> dict[str, Any]:
+def form_params(params: str) -> dict[str, Any]:
     """LRP parameters from a JSON object, checked like the JSON body's `params`."""
-    if params is None or not params.strip():
+    if not params.strip():
         return {}
     try:
         return LRPParamsBody.model_validate_json(params).model_dump(exclude_none=True)

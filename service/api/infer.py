@@ -78,9 +78,10 @@ async def predict_image(request: Request, state: State, entry: Entry, file: Uplo
              responses={**UPLOAD_ERRORS, **PNG_RESPONSE})
 async def explain_image(
         request: Request, state: State, entry: Entry, file: UploadField,
-        target: Annotated[str | None, Form(description="class index or label; empty: the predicted class")] = None,
-        composite: Annotated[str | None, Form(description="composite name or rule map (JSON)")] = None,
-        params: Annotated[str | None, Form(description="LRP parameters as JSON, e.g. {\"epsilon\": 0.01}")] = None,
+        target: Annotated[str, Form(description="class index or label; empty: the predicted class")] = "",
+        composite: Annotated[str, Form(description="composite name or rule map (JSON); empty: the model's")] = "",
+        params: Annotated[str, Form(description="LRP parameters as JSON, e.g. {\"epsilon\": 0.01}; empty: "
+                                    "the model's")] = "",
         overlay: Annotated[bool, Form(description="blend the heatmap over the uploaded image")] = True,
         format: Annotated[Literal["png", "json"], Form(description="png (default) or json")] = "png",
 ) -> Response:

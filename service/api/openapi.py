@@ -42,12 +42,13 @@ def service_openapi(app: FastAPI, registry: Registry | None) -> dict[str, Any]:
     if not models:
         return schema
     names = sorted(models)
+    images = [name for name in names if models[name].spec.input.kind == "image"] or names
     for path, item in schema["paths"].items():
         for operation in item.values():
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "model" and parameter["in"] == "path":
                     parameter["schema"] = {"type": "string", "enum": names, "title": "Model"}
-                    parameter["example"] = names[0]
+                    parameter["example"] = images[0] if path.endswith("/image") else names[0]
             verb = EXAMPLE_PATHS.get(path)
             if verb is not None:
                 content = operation["requestBody"]["content"]["application/json"]

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.conftest import ROOT
+
 MODEL_NAMES = ["breast-cancer", "digits", "residual", "walkthrough"]
 
 
@@ -78,3 +80,37 @@ def test_swagger_ui_is_served_without_any_outside_host(client):
         response = client.get(asset)
         assert response.status_code == 200 and len(response.content) > 1000
     assert "SwaggerUIBundle" in client.get("/docs/assets/swagger-ui-bundle.js").text
+
+
+def test_redoc_is_served_without_any_outside_host(client):
+    page = client.get("/redoc")
+    assert page.status_code == 200 and "/openapi.json" in page.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sorted(assets) == ["/docs/assets/favicon.png", "/docs/assets/redoc.standalone.js"]
+    assert "Redoc" in client.get("/docs/assets/redoc.standalone.js").text
+    favicon = client.get("/favicon.ico")
+    assert favicon.status_code == 200 and favicon.content.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_docs_pages_may_load_nothing_from_another_host(client, path):
+    policy = dict(part.strip().split(" ", 1) for part in client.get(path).headers["content-security-policy"].split(";"))
+    for directive in ("default-src", "script-src", "style-src", "img-src", "font-src", "connect-src", "worker-src"):
+        sources = policy[directive].split()
+        assert "'self'" in sources and all(s in ("'self'", "'unsafe-inline'", "data:", "blob:") for s in sources)
+
+
+def test_the_upload_routes_offer_an_image_model_and_empty_optional_fields_that_work_as_sent(client, schema):
+    for path in ("/predict/{model}/image", "/explain/{model}/image"):
+        (parameter,) = schema["paths"][path]["post"]["parameters"]
+        assert client.get(f"/models/{parameter['example']}").json()["input"]["kind"] == "image"
+    body = schema["paths"]["/explain/{model}/image"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    fields = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]["properties"]
+    defaults = {name: field["default"] for name, field in fields.items() if name != "file"}
+    assert defaults == {"target": "", "composite": "", "params": "", "overlay": True, "format": "png"}
+    (parameter,) = schema["paths"]["/explain/{model}/image"]["post"]["parameters"]
+    sent = {name: str(value).lower() if isinstance(value, bool) else value for name, value in defaults.items()}
+    with open(ROOT / "docs" / "digit.png", "rb") as image:
+        response = client.post(f"/explain/{parameter['example']}/image", data=sent,
+                               files={"file": ("digit.png", image.read(), "image/png")})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
