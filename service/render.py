@@ -1,5 +1,5 @@
-"""PNG heatmaps of relevance: a symmetric diverging colormap (blue < 0 < red, zero = white), summed over
-channels, optionally blended over the input image; several instances give a grid with a caption per tile."""
+"""PNG heatmaps of relevance: the colour map of service.colormap, summed over channels, optionally blended over the
+input image, each framed as a panel (service.figure); several instances give a grid of panels."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from service.colormap import colorize
+from service.figure import panel
+
 MIN_SIDE = 256  # heatmaps without an uploaded image are upscaled (nearest) until the longer side reaches this
 MIN_STRIP_HEIGHT = 32  # 1 x N strips are stretched to at least this height
 OVERLAY_OPACITY = 0.85  # opacity of the heatmap at the largest |relevance|; zero relevance shows the image
-CAPTION_HEIGHT = 22
 BAR_ROW_HEIGHT = 18
 BAR_LABEL_WIDTH = 260
 BAR_WIDTH = 300
-WHITE = np.array([255.0, 255.0, 255.0])
-RED = np.array([255.0, 0.0, 0.0])
-BLUE = np.array([0.0, 0.0, 255.0])
 
 
 def relevance_map(relevance: np.ndarray) -> np.ndarray:
@@ -36,14 +35,6 @@ def scaled(relevance: np.ndarray) -> np.ndarray:
     """Relevance divided by its largest magnitude: values in [-1, 1], 0 stays 0 (all-zero maps stay 0)."""
     peak = float(np.abs(relevance).max()) if relevance.size else 0.0
     result: np.ndarray = relevance / peak if peak > 0 else np.zeros_like(relevance, dtype=np.float64)
-    return result
-
-
-def colorize(values: np.ndarray) -> np.ndarray:
-    """uint8 RGB of values in [-1, 1]: -1 blue, 0 white, +1 red, linear in between."""
-    t = np.clip(values, -1.0, 1.0)[..., None]
-    rgb = np.where(t >= 0, WHITE + t * (RED - WHITE), WHITE - t * (BLUE - WHITE))
-    result: np.ndarray = np.round(rgb).astype(np.uint8)
     return result
 
 
@@ -91,31 +82,32 @@ def feature_bars(names: Sequence[str], relevance: np.ndarray) -> Image.Image:
     return image
 
 
-def grid(tiles: Sequence[Image.Image], captions: Sequence[str]) -> Image.Image:
-    """Tiles in a near-square grid, each under its caption."""
+def grid(tiles: Sequence[Image.Image]) -> Image.Image:
+    """Tiles in a near-square grid on white."""
     columns = math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / columns)
     cell_w = max(t.width for t in tiles) + 8
-    cell_h = max(t.height for t in tiles) + CAPTION_HEIGHT + 8
+    cell_h = max(t.height for t in tiles) + 8
     sheet = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=14)
-    for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
-        x, y = (i % columns) * cell_w + 4, (i // columns) * cell_h + 4
-        draw.text((x, y + 2), caption, fill="black", font=font)
-        sheet.paste(tile, (x, y + CAPTION_HEIGHT))
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % columns) * cell_w + 4, (i // columns) * cell_h + 4))
     return sheet
 
 
-def explanation_png(relevances: Sequence[np.ndarray], captions: Sequence[str],
-                    bases: Sequence[np.ndarray | None], overlay: bool,
-                    feature_names: Sequence[str] | None = None) -> bytes:
-    """One instance: its heatmap (or feature bars); several: a captioned grid of them, as PNG bytes."""
-    if feature_names is not None:
-        tiles = [feature_bars(feature_names, r) for r in relevances]
-    else:
-        tiles = [heatmap(r, base, overlay) for r, base in zip(relevances, bases, strict=True)]
-    return png_bytes(tiles[0] if len(tiles) == 1 else grid(tiles, captions))
+def explanation_png(relevances: Sequence[np.ndarray], titles: Sequence[str], bases: Sequence[np.ndarray | None],
+                    overlay: bool, feature_names: Sequence[str] | None = None,
+                    cell_labels: Sequence[str] | None = None) -> bytes:
+    """One panel per instance (its heatmap, or feature bars for tabular models, under its title and over its colour
+    scale; `cell_labels` name the cells of 1 x N strips); several instances give a grid of panels. PNG bytes."""
+    panels = []
+    for relevance, title, base in zip(relevances, titles, bases, strict=True):
+        if feature_names is not None:
+            panels.append(panel(feature_bars(feature_names, relevance), title, float(np.abs(relevance).max())))
+            continue
+        shown = relevance_map(relevance)  # what the heatmap's colours are scaled to
+        labels = cell_labels if shown.shape[0] == 1 else None
+        panels.append(panel(heatmap(relevance, base, overlay), title, float(np.abs(shown).max()), labels))
+    return png_bytes(panels[0] if len(panels) == 1 else grid(panels))
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -3,7 +3,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from service.render import MIN_SIDE, colorize, explanation_png, heatmap, relevance_map, scaled
+from service.colormap import colorize
+from service.render import MIN_SIDE, explanation_png, heatmap, relevance_map, scaled
+from tests.pictures import find
 
 
 def decode(data: bytes) -> np.ndarray:
@@ -49,12 +51,30 @@ def test_overlay_blends_over_the_image_at_its_size_and_keeps_it_where_relevance_
     assert pixels[10, 10].tolist() == expected
 
 
-def test_several_instances_give_a_grid_larger_than_one_tile():
+def test_a_panel_holds_the_heatmap_under_a_title_and_over_the_colour_scale():
+    relevance = np.array([[[2.0, -1.0], [0.0, 0.5]]])
+    picture = decode(explanation_png([relevance], ["class 7: logit 2.5"], [None], overlay=False))
+    found = find(picture, np.asarray(heatmap(relevance)))
+    assert found is not None
+    top = found[0]
+    assert top > 10 and (picture[:top] < 100).any()  # the title, in black, above the heatmap
+    pure_red, pure_blue = [255, 0, 0], [0, 0, 255]
+    scale_rows = [row for row in picture[top + MIN_SIDE:]
+                  if (row == pure_red).all(-1).any() and (row == pure_blue).all(-1).any()]
+    assert scale_rows, "a colour bar from blue to red under the heatmap"
+    reds, blues = (np.flatnonzero((scale_rows[0] == colour).all(-1)) for colour in (pure_red, pure_blue))
+    assert blues.max() < reds.min()  # blue (negative) on the left, red (positive) on the right
+
+
+def test_a_strip_gets_its_cell_labels_and_several_instances_give_a_grid_of_panels():
+    strip = decode(explanation_png([np.array([1.0, -1.0, 0.5])], ["t"], [None], False, cell_labels=["a", "b", "c"]))
+    unlabelled = decode(explanation_png([np.array([1.0, -1.0, 0.5])], ["t"], [None], False))
+    assert strip.shape[0] > unlabelled.shape[0] and strip.shape[1] == unlabelled.shape[1]
     one = decode(explanation_png([np.ones((1, 4, 4))], ["#0"], [None], overlay=False))
     four = decode(explanation_png([np.ones((1, 4, 4))] * 4, ["#0", "#1", "#2", "#3"], [None] * 4, overlay=False))
-    assert one.shape == (MIN_SIDE, MIN_SIDE, 3)
-    assert four.shape[0] > 2 * MIN_SIDE and four.shape[1] > 2 * MIN_SIDE
-    assert (four < 100).any()  # caption text is drawn in black
+    assert four.shape[0] > 2 * one.shape[0] and four.shape[1] > 2 * one.shape[1]
+    tile = np.asarray(heatmap(np.ones((1, 4, 4))))
+    assert find(four, tile) is not None
 
 
 def test_tabular_explanations_are_bars_one_row_per_feature():

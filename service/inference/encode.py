@@ -46,5 +46,12 @@ def _png(job: Job, results: Sequence[InstanceExplanation]) -> bytes:
     elif job.overlay and spec.kind == "image":
         bases = [inputs.display_pixels(spec, sample.x) for sample in job.samples]
     return render.explanation_png(
-        [r.relevance for r in results], [f"#{i}: {r.label} (logit {r.logit:.3g})" for i, r in enumerate(results)],
-        bases, job.overlay, spec.features if spec.kind == "tabular" else None)
+        [r.relevance for r in results], [_title(i, r, len(results)) for i, r in enumerate(results)], bases,
+        job.overlay, spec.features if spec.kind == "tabular" else None,
+        [f"[{i}]" for i in range(spec.shape[-1])] if spec.kind == "tensor" else None)
+
+
+def _title(index: int, result: InstanceExplanation, count: int) -> str:
+    """What a panel explains: the class, its logit and probability (and the instance's position in a grid)."""
+    text = f"class {result.label}: logit {result.logit:.3g}, probability {result.probability:.3g}"
+    return f"#{index} {text}" if count > 1 else text

@@ -15,11 +15,13 @@ from PIL import Image
 from service import inference
 from service.api.app import create_app
 from service.lrp import PreparedModel
+from service.render import heatmap
 from service.settings import Settings
 from service.store.format import load_model
 from tests.conftest import MODELS, model_json
 from tests.live import wait_until
 from tests.modelfiles import edit_json, write_model
+from tests.pictures import find
 
 DIGIT = model_json("digits")["input"]["example"]  # 8x8, pixel values 0..16
 WALKTHROUGH = [1.0, 0.8, 0.2]
@@ -220,7 +222,10 @@ def test_explain_png_by_accept_header_or_format(client, how):
         response = client.post("/explain/digits", json={"inputs": [DIGIT]}, headers={"Accept": "image/png"})
     else:
         response = client.post("/explain/digits", json={"inputs": [DIGIT], "format": "png"})
-    assert decode_png(response).size == (256, 256)
+    picture = np.asarray(decode_png(response).convert("RGB"))
+    relevance = np.asarray(client.post("/explain/digits", json={"inputs": [DIGIT]}).json()["explanations"][0][
+        "relevance"], dtype=np.float32)  # float32 as served: the exact values the PNG was drawn from
+    assert find(picture, np.asarray(heatmap(relevance))) is not None  # the 256 x 256 heatmap, framed
 
 
 def test_json_stays_the_default_when_json_is_preferred(client):
@@ -243,9 +248,15 @@ def test_tabular_png_is_a_bar_chart(client):
 
 
 def test_explain_upload_answers_a_png_at_the_upload_size(client):
-    response = client.post("/explain/digits/image", files={"file": ("d.png", png_of_digit(DIGIT, 37), "image/png")},
+    upload = png_of_digit(DIGIT, 37)
+    response = client.post("/explain/digits/image", files={"file": ("d.png", upload, "image/png")},
                            data={"target": "3", "overlay": "true"})
-    assert decode_png(response).size == (296, 296)
+    picture = np.asarray(decode_png(response).convert("RGB"))
+    relevance = client.post("/explain/digits/image", files={"file": ("d.png", upload, "image/png")},
+                            data={"target": "3", "format": "json"}).json()["explanations"][0]["relevance"]
+    image = np.asarray(Image.open(io.BytesIO(upload)).convert("RGB"))
+    drawn = heatmap(np.asarray(relevance, dtype=np.float32), image, overlay=True)
+    assert drawn.size == (296, 296) and find(picture, np.asarray(drawn)) is not None  # at the upload's size
 
 
 def test_explain_upload_as_json_equals_explaining_the_numbers(client):
