@@ -1,26 +1,23 @@
 """Request instances to model-input tensors, per input kind (tensor, image, tabular), with checks that say
-what was expected. Images: convert to the model's mode, resize to its (H, W), scale to its range, normalise."""
+what was expected. Images (decoded by service.images): convert to the model's mode, resize to its (H, W), scale to
+its range, normalise."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
+from service.errors import InvalidImageError, InvalidInputError
+from service.images import decode_image
 from service.store.spec import InputSpec
 
-IMAGE_FORMATS = ("PNG", "JPEG")
-# Pillow's own decompression-bomb guard would refuse large images as undecodable; LRP_MAX_IMAGE_PIXELS, checked on
-# the header before decoding, answers instead (413).
-Image.MAX_IMAGE_PIXELS = None
 Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 
 
@@ -46,7 +43,8 @@ def decode_instances(spec: InputSpec, instances: Sequence[Any], max_pixels: int)
 
 
 def decode_upload(spec: InputSpec, data: bytes, max_pixels: int) -> Decoded:
-    """Decode one uploaded PNG/JPEG: the model-space batch of one, and the image itself as RGB."""
+    """Decode one uploaded PNG/JPEG: the model-space batch of one, and the image itself as RGB (at most
+    DISPLAY_MAX_SIDE pixels on its longer side: see service.images)."""
     image = decode_image(data, max_pixels)
     array = image_to_array(spec, image)
     return Decoded(torch.from_numpy(array[None].astype(np.float32)), images=(np.asarray(image.convert("RGB")),))
@@ -169,22 +167,6 @@ def _base64(text: str, where: str) -> bytes:
     except (binascii.Error, ValueError):
         raise InvalidImageError(f"{where}: a string instance must be a base64-encoded PNG or JPEG "
                                     "(optionally a data: URL)") from None
-
-
-def decode_image(data: bytes, max_pixels: int, where: str = "file") -> Image.Image:
-    """Decode PNG/JPEG bytes (EXIF orientation applied); refuse other formats and oversized images."""
-    try:
-        image = Image.open(io.BytesIO(data))
-        if image.format not in IMAGE_FORMATS:
-            raise InvalidImageError(f"{where}: expected a PNG or JPEG image, got {image.format or 'unknown'}")
-        width, height = image.size
-        if width * height > max_pixels:
-            raise PayloadTooLargeError(f"{where}: the image has {width}x{height} pixels; the limit is "
-                                       f"{max_pixels} pixels (LRP_MAX_IMAGE_PIXELS)")
-        image.load()
-        return ImageOps.exif_transpose(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise InvalidImageError(f"{where}: could not decode the image; send a PNG or JPEG file") from None
 
 
 def image_to_array(spec: InputSpec, image: Image.Image) -> np.ndarray:

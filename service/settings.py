@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_body_bytes: Annotated[Positive, Field(description="largest request body, counted as it streams in")] = (
         16 * 1024 * 1024)
     max_image_pixels: Annotated[Positive, Field(description="largest decoded image (width x height)")] = 40_000_000
+    max_concurrent_decodes: Annotated[Positive, Field(
+        description="images decoded or drawn at once; more wait their turn")] = 2
     max_batch_size: Annotated[Positive, Field(description="most inputs in one batched pass")] = 32
     max_delay_ms: Annotated[ZeroOrMore, Field(description="how long the first queued input waits for others")] = 5
     max_queue: Annotated[Positive, Field(description="queued inputs per model before requests get 503")] = 1024

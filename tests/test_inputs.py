@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
+from service.images import DISPLAY_MAX_SIDE, decode_image
 from service.inputs import (
-    decode_image,
     decode_instances,
     display_pixels,
     image_to_array,
@@ -184,3 +184,16 @@ def test_display_pixels_undo_normalisation():
     instance = torch.tensor([[[-2.0, 6.0], [2.0, 0.0]]])
     assert display_pixels(GREY, instance)[..., 0].tolist() == [[0, 255], [128, 64]]
     assert display_pixels(GREY, instance).shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_a_large_image_is_brought_to_the_display_size_keeping_its_proportions(image_format):
+    buffer = io.BytesIO()
+    Image.new("RGB", (5000, 2500), (200, 100, 50)).save(buffer, format=image_format)
+    image = decode_image(buffer.getvalue(), 40_000_000)
+    assert image.size == (DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE // 2)
+    assert np.abs(np.asarray(image, dtype=float) - [200, 100, 50]).max() <= 2  # a flat colour stays that colour
+
+
+def test_a_small_image_is_decoded_at_its_own_size():
+    assert decode_image(png(np.zeros((30, 70)), "L"), PIXELS).size == (70, 30)

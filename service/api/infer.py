@@ -45,7 +45,7 @@ def prefers_png(accept: str | None) -> bool:
 @router.post("/predict/{model}", response_model=PredictResponse, tags=["predict"], responses=JSON_ERRORS)
 async def predict(request: Request, state: State, entry: Entry, body: PredictRequest) -> Response:
     """Class, label, probabilities and logits of each instance."""
-    decoded = await inference.decode_instances(state.settings, entry, body.inputs)
+    decoded = await inference.decode_instances(state, entry, body.inputs)
     return await _answer(request, state, inference.predict_job(entry, decoded))
 
 
@@ -53,7 +53,7 @@ async def predict(request: Request, state: State, entry: Entry, body: PredictReq
              responses={**JSON_ERRORS, **PNG_RESPONSE})
 async def explain(request: Request, state: State, entry: Entry, body: ExplainRequest) -> Response:
     """LRP relevance of each instance for its target class, as JSON or (Accept: image/png) a PNG heatmap."""
-    decoded = await inference.decode_instances(state.settings, entry, body.inputs)
+    decoded = await inference.decode_instances(state, entry, body.inputs)
     output: Output = "png" if body.format == "png" or prefers_png(request.headers.get("accept")) else "json"
     job = inference.explain_job(entry, decoded, body.target, body.composite,
                                 body.params.model_dump(exclude_none=True), output, body.overlay and output == "png")
@@ -65,7 +65,7 @@ async def _upload(state: State, entry: Entry, file: UploadFile) -> Decoded:
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLargeError(f"the upload exceeds {limit} bytes (LRP_MAX_UPLOAD_BYTES)")
-    return await inference.decode_upload(state.settings, entry, data)
+    return await inference.decode_upload(state, entry, data)
 
 
 @router.post("/predict/{model}/image", response_model=PredictResponse, tags=["predict"], responses=UPLOAD_ERRORS)

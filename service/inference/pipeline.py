@@ -16,30 +16,37 @@ from service.inputs import Decoded
 from service.schemas import ExplainResponse, PredictResponse
 from service.serving.batcher import DeadlineExceededError, QueueFullError
 from service.serving.state import ServiceState
-from service.settings import Settings
 from service.store.registry import ModelEntry
 
 INLINE_VALUES = 4096  # at most this many input values are decoded on the event loop (cheaper than a thread hop)
 
 
-async def decode_instances(settings: Settings, entry: ModelEntry, instances: Sequence[Any]) -> Decoded:
-    """A request's JSON instances in model space; more than LRP_MAX_INSTANCES is a 413."""
+async def decode_instances(state: ServiceState, entry: ModelEntry, instances: Sequence[Any]) -> Decoded:
+    """A request's JSON instances in model space; more than LRP_MAX_INSTANCES is a 413. Base64 images are decoded
+    in a worker thread, at most LRP_MAX_CONCURRENT_DECODES requests' images at once."""
+    settings = state.settings
     if len(instances) > settings.max_instances:
         raise PayloadTooLargeError(f"{len(instances)} inputs in one request; the limit is {settings.max_instances} "
                                    "(LRP_MAX_INSTANCES): split the request")
     spec = entry.spec.input
-    if len(instances) * math.prod(spec.shape) <= INLINE_VALUES and not any(isinstance(i, str) for i in instances):
+    images = any(isinstance(i, str) for i in instances)
+    if len(instances) * math.prod(spec.shape) <= INLINE_VALUES and not images:
         return inputs.decode_instances(spec, instances, settings.max_image_pixels)
-    return await asyncio.to_thread(inputs.decode_instances, spec, instances, settings.max_image_pixels)
+    if not images:
+        return await asyncio.to_thread(inputs.decode_instances, spec, instances, settings.max_image_pixels)
+    async with state.image_work:
+        return await asyncio.to_thread(inputs.decode_instances, spec, instances, settings.max_image_pixels)
 
 
-async def decode_upload(settings: Settings, entry: ModelEntry, data: bytes) -> Decoded:
-    """An uploaded image, for an image model only, decoded in a worker thread."""
+async def decode_upload(state: ServiceState, entry: ModelEntry, data: bytes) -> Decoded:
+    """An uploaded image, for an image model only, decoded in a worker thread (at most LRP_MAX_CONCURRENT_DECODES
+    at once)."""
     if entry.spec.input.kind != "image":
         raise InvalidImageError(
             f"model '{entry.name}' takes {entry.spec.input.kind} input, not images; POST JSON "
             f"{{\"inputs\": [...]}} to /predict/{entry.name} or /explain/{entry.name}")
-    return await asyncio.to_thread(inputs.decode_upload, entry.spec.input, data, settings.max_image_pixels)
+    async with state.image_work:
+        return await asyncio.to_thread(inputs.decode_upload, entry.spec.input, data, state.settings.max_image_pixels)
 
 
 async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResponse | bytes:
@@ -57,5 +64,6 @@ async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResp
     if job.key.method is None:
         return predict_answer(job, results)
     if job.output == "png":
-        return await asyncio.to_thread(explain_answer, job, results)
+        async with state.image_work:  # drawing over an upload is image work too
+            return await asyncio.to_thread(explain_answer, job, results)
     return explain_answer(job, results)

@@ -3,6 +3,7 @@ and one micro-batcher per model."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -38,10 +39,12 @@ class ServiceState:
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
     draining: bool = False
     metrics: ServiceMetrics = field(init=False)
+    image_work: asyncio.Semaphore = field(init=False)  # at most LRP_MAX_CONCURRENT_DECODES images decoded or drawn
     device_thread: ThreadPoolExecutor = field(init=False, default_factory=device_thread)
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(lambda: self.batchers)
+        self.image_work = asyncio.Semaphore(self.settings.max_concurrent_decodes)
 
     def load(self) -> None:
         """Load every model (blocking; the app runs it on `device_thread` at start-up), then freeze the heap so

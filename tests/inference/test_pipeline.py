@@ -1,0 +1,51 @@
+"""The pipeline's asynchronous stages: image decoding and drawing share LRP_MAX_CONCURRENT_DECODES slots."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+
+import httpx2
+from PIL import Image
+
+from service import inputs
+from service.api.app import create_app
+from service.settings import Settings
+from tests.conftest import MODELS, shipped_models
+
+
+def test_no_more_images_are_decoded_at_once_than_the_setting_allows(monkeypatch):
+    running, most = 0, 0
+    lock = threading.Lock()
+    real = inputs.decode_upload
+
+    def counted(*args, **kwargs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)  # long enough for the other requests to arrive while this one decodes
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(inputs, "decode_upload", counted)
+    settings = Settings(models_dir=MODELS, max_concurrent_decodes=2)
+    app = create_app(settings, shipped_models(settings))
+    buffer = io.BytesIO()
+    Image.new("L", (64, 64), 100).save(buffer, format="PNG")
+
+    async def six_uploads() -> list[int]:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            responses = await asyncio.gather(*(client.post(
+                "/predict/digits/image", files={"file": ("a.png", buffer.getvalue(), "image/png")})
+                for _ in range(6)))
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(six_uploads()) == [200] * 6
+    assert most == 2
