@@ -14,10 +14,11 @@ from fastapi.staticfiles import StaticFiles
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
 ASSET_URL = "/docs/assets"
 FAVICON = f"{ASSET_URL}/favicon.png"
-# Scripts and styles from this server (Swagger UI starts from an inline script); images also as data: URLs; ReDoc
-# runs a worker from a blob: URL. Anything else, the logo ReDoc's bundle would fetch from its CDN included, is blocked.
+# Scripts and styles from this server (Swagger UI starts from an inline script); images also as data: URLs and as
+# blob: URLs (Swagger UI shows a PNG answer that way); ReDoc runs a worker from a blob: URL. Anything else, the
+# logo ReDoc's bundle would fetch from its CDN included, is blocked before it leaves the browser.
 DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-               "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
+               "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; "
                "frame-ancestors 'none'")
 
 
