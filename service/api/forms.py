@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +17,7 @@ def form_target(target: str) -> int | str | None:
     if target.strip() in ("", "null"):
         return None
     text = target.strip()
-    return int(text) if text.lstrip("-").isdigit() else text
+    return int(text) if re.fullmatch(r"-?[0-9]{1,18}", text) else text  # anything else is a label (checked later)
 
 
 def form_composite(composite: str) -> str | dict[str, Any] | None:

@@ -435,3 +435,10 @@ def test_inference_runs_off_the_event_loop(registry, monkeypatch):
         live_answered.set()
         worker.join(timeout=20)
     assert results == {"explain": 200}
+
+
+@pytest.mark.parametrize("target", ["--5", "9" * 5000, "-"])
+def test_a_form_target_that_is_neither_an_index_nor_a_label_is_422(client, target):
+    response = client.post("/explain/digits/image", files={"file": ("d.png", png_of_digit(DIGIT, 1), "image/png")},
+                           data={"target": target})
+    assert "unknown class label" in error_of(response, 422, "invalid_input")
