@@ -6,9 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 import httpx2
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from tests.conftest import ROOT
 
 STARTUP_SECONDS = 60
+_LOGS: dict[int, IO[bytes]] = {}  # each started service's log file, by process id
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -39,7 +42,11 @@ def start_service(command: Sequence[str] = (sys.executable, "-m", "service"), cw
     port = free_port()
     env = {**os.environ, "LRP_MODELS_DIR": str(ROOT / "models"), **variables, "LRP_PORT": str(port),
            "LRP_HOST": "127.0.0.1"}
-    process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # The log goes to a file, never to a pipe nobody reads: a full pipe would stall the server once ~64 KB of
+    # access-log lines are written (seen as client timeouts after a few hundred requests).
+    log = tempfile.TemporaryFile()  # noqa: SIM115  (kept open for the process's life; read by output_of)
+    process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    _LOGS[process.pid] = log
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
@@ -48,10 +55,17 @@ def start_service(command: Sequence[str] = (sys.executable, "-m", "service"), cw
                 return base, process
         except httpx2.TransportError:
             pass
-        assert process.poll() is None, process.stdout.read().decode() if process.stdout else "exited"
+        assert process.poll() is None, output_of(process)
         time.sleep(0.2)
     process.kill()
     pytest.fail("the service did not become ready")
+
+
+def output_of(process: subprocess.Popen[bytes]) -> str:
+    """Everything the service started by `start_service` has written to stdout and stderr so far."""
+    log = _LOGS[process.pid]
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
-from tests.live import free_port, start_service, stop
+from tests.live import free_port, output_of, start_service, stop
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_sigterm_stops_the_process_cleanly(server):
     _, process = server
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0  # drained and shut down: a clean exit, not death by signal
-    output = process.stdout.read().decode() if process.stdout else ""
+    output = output_of(process)
     assert "loaded model 'digits'" in output and "Finished server process" in output
     assert "Traceback" not in output
 

@@ -12,7 +12,7 @@ import uvicorn
 from sklearn.datasets import load_digits
 
 from service.serving.server import DrainingServer
-from tests.live import start_service, stop, wait_until
+from tests.live import output_of, start_service, stop, wait_until
 from tests.prometheus import labels, parse
 
 LIVENESS_S = 30  # a bound only a hang reaches
@@ -86,7 +86,7 @@ def test_requests_queued_at_sigterm_all_finish_with_200_and_the_exit_is_clean():
         assert [r.status_code for r in responses] == [200] * len(bodies)
         assert [r.json()["explanations"][0]["target"] for r in responses] == [i % 10 for i in range(len(bodies))]
         assert process.wait(timeout=LIVENESS_S) == 0
-        output = process.stdout.read().decode() if process.stdout else ""
+        output = output_of(process)
         assert "readiness now answers 503" in output and "Traceback" not in output
     finally:
         stop(process)
