@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
         413, "payload_too_large", f"the request body exceeds {limit} bytes (LRP_MAX_BODY_BYTES); send fewer "
         "instances per request, or images as PNG/JPEG uploads"))
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics,
-                       is_model=lambda name: state.registry is not None and name in state.registry.models)
+                       is_model=lambda name: state.registry is not None and name in state.registry.models,
+                       routes=[*health.router.routes, *infer.router.routes])
     install_docs(app)
     install_error_handlers(app)
 

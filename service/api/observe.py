@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.serving.metrics import ServiceMetrics
@@ -16,10 +18,12 @@ UNKNOWN_MODEL = "(unknown)"  # one label for every unregistered name, so typos c
 class RequestMetricsMiddleware:
     """Observe status and latency of the model endpoints; other paths pass through untouched."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, is_model: Callable[[str], bool]) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, is_model: Callable[[str], bool],
+                 routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.metrics = metrics
         self.is_model = is_model
+        self.routes = routes  # to name the route of a request answered before routing (a body over the limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,9 +44,20 @@ class RequestMetricsMiddleware:
             self._observe(scope, status, time.perf_counter() - started)
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
-        template = getattr(scope.get("route"), "path", "")  # "/explain/{model}", "/predict/{model}/image", ...
+        route, params = scope.get("route"), scope.get("path_params", {})
+        if route is None:
+            route, params = self._match(scope)
+        template = getattr(route, "path", "")  # "/explain/{model}", "/predict/{model}/image", ...
         verb = template.split("/")[1] if template.startswith("/") else ""
         if verb not in VERBS:
             return
-        model = str(scope.get("path_params", {}).get("model", ""))
+        model = str(params.get("model", ""))
         self.metrics.observe_request(model if self.is_model(model) else UNKNOWN_MODEL, verb, status, seconds)
+
+    def _match(self, scope: Scope) -> tuple[BaseRoute | None, dict[str, Any]]:
+        """The route the request's path and method match, with its path parameters."""
+        for route in self.routes:
+            match, child = route.matches(scope)
+            if match == Match.FULL:
+                return route, dict(child.get("path_params", {}))
+        return None, {}

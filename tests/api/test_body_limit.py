@@ -11,6 +11,7 @@ from service.api import fast_json
 from service.api.app import create_app
 from service.settings import MULTIPART_MARGIN, Settings
 from tests.conftest import MODELS, shipped_models
+from tests.prometheus import labels, parse
 
 LIMIT = 200_000
 
@@ -62,6 +63,8 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(app
     assert (status, body["error"]["code"]) == (413, "payload_too_large")
     assert body["error"]["message"].startswith(f"the request body exceeds {LIMIT} bytes (LRP_MAX_BODY_BYTES)")
     assert read == 0 and parsed == []
+    found = parse(app.state.service.metrics.render().decode())
+    assert found["lrp_requests_total", labels(model="walkthrough", verb="predict", status="413")] == 1
 
 
 def test_a_chunked_body_is_cut_off_once_it_passes_the_limit(app):
