@@ -125,3 +125,16 @@ def test_reused_module_gives_two_nodes_sharing_parameters():
     shared = [node for node in graph.nodes if node.module == "shared"]
     assert [node.name for node in shared] == ["shared", "shared_1"]
     assert shared[0].params["weight"] is shared[1].params["weight"]
+
+
+class OneElementKernel(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.max_pool2d(x, [2]), kernel_size=(1,)).flatten(1)
+
+
+def test_a_one_element_kernel_list_means_the_same_size_in_every_dimension():
+    model = OneElementKernel()
+    graph = graph_from_module(model)
+    assert [n.attrs["kernel_size"] for n in graph.nodes if n.op in ("maxpool2d", "avgpool2d")] == [[2, 2], [1, 1]]
+    x = torch.randn(2, 1, 6, 6)
+    torch.testing.assert_close(PreparedModel.from_graph(graph).predict(x), model(x))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import INT, Attr, OpDef, Site, UnsupportedCallError, ints
+from service.lrp.ops.spec import INT, Attr, OpDef, Site, UnsupportedCallError, ints, ints_of
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,6 @@ def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     return AffineOp.from_node(node).forward(args[0], node.params["weight"], node.params.get("bias")), None
 
 
-def _pair(value: Any, dims: int) -> list[int]:
-    """An int or a sequence as a list of `dims` ints."""
-    if isinstance(value, int):
-        return [value] * dims
-    values = [int(v) for v in value]
-    return values * dims if len(values) == 1 else values
-
-
 def _linear(site: Site) -> tuple[list[Any], dict[str, Any]]:
     return [site.arg(0, "input")], {}
 
@@ -87,16 +79,16 @@ def _conv(site: Site) -> tuple[list[Any], dict[str, Any]]:
     if module.padding_mode != "zeros":
         raise UnsupportedCallError(f"{type(module).__name__} with padding_mode='{module.padding_mode}' "
                                    "(only 'zeros')")
-    dilation = _pair(module.dilation, dims)
+    dilation = ints_of(module.dilation, dims)
     padding: Any = module.padding
     if padding == "valid":
         padding = 0
     elif padding == "same":
-        total = [d * (k - 1) for d, k in zip(dilation, _pair(module.kernel_size, dims), strict=True)]
+        total = [d * (k - 1) for d, k in zip(dilation, ints_of(module.kernel_size, dims), strict=True)]
         if any(t % 2 for t in total):
             raise UnsupportedCallError(f"{type(module).__name__} with asymmetric padding='same' (even kernel)")
         padding = [t // 2 for t in total]
-    return [site.arg(0, "input")], {"stride": _pair(module.stride, dims), "padding": _pair(padding, dims),
+    return [site.arg(0, "input")], {"stride": ints_of(module.stride, dims), "padding": ints_of(padding, dims),
                                  "dilation": dilation, "groups": int(module.groups)}
 
 

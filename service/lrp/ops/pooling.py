@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import BOOL, Attr, OpDef, Site, UnsupportedCallError, ints
+from service.lrp.ops.spec import BOOL, Attr, OpDef, Site, UnsupportedCallError, ints, ints_of
 from service.lrp.stabilize import divide
 
 
@@ -79,10 +79,6 @@ def _avgpool_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved
     return [args[0] * _avgpool_vjp(node, s, args[0])]
 
 
-def _pair(value: Any, dims: int) -> list[int]:
-    return [value] * dims if isinstance(value, int) else [int(v) for v in value]
-
-
 def _option(site: Site, name: str, position: int, default: Any) -> Any:
     """A pooling argument from the module's attribute or from the call."""
     return getattr(site.module, name, default) if site.module is not None else site.arg(position, name, default)
@@ -94,9 +90,9 @@ def _max_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]
             raise UnsupportedCallError("max pooling with return_indices=True")
         kernel = _option(site, "kernel_size", 1, None)
         return [site.arg(0, "input")], {
-            "kernel_size": _pair(kernel, dims), "stride": _pair(_option(site, "stride", 2, None) or kernel, dims),
-            "padding": _pair(_option(site, "padding", 3, 0), dims),
-            "dilation": _pair(_option(site, "dilation", 4, 1), dims),
+            "kernel_size": ints_of(kernel, dims), "stride": ints_of(_option(site, "stride", 2, None) or kernel, dims),
+            "padding": ints_of(_option(site, "padding", 3, 0), dims),
+            "dilation": ints_of(_option(site, "dilation", 4, 1), dims),
             "ceil_mode": bool(_option(site, "ceil_mode", 5, False))}
 
     return read
@@ -108,8 +104,8 @@ def _avg_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]
             raise UnsupportedCallError("average pooling with divisor_override")
         kernel = _option(site, "kernel_size", 1, None)
         return [site.arg(0, "input")], {
-            "kernel_size": _pair(kernel, dims), "stride": _pair(_option(site, "stride", 2, None) or kernel, dims),
-            "padding": _pair(_option(site, "padding", 3, 0), dims),
+            "kernel_size": ints_of(kernel, dims), "stride": ints_of(_option(site, "stride", 2, None) or kernel, dims),
+            "padding": ints_of(_option(site, "padding", 3, 0), dims),
             "ceil_mode": bool(_option(site, "ceil_mode", 4, False)),
             "count_include_pad": bool(_option(site, "count_include_pad", 5, True))}
 

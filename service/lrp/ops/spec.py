@@ -42,6 +42,14 @@ def ints(count: int) -> AttrType:
                     lambda v: isinstance(v, list) and len(v) == count and all(is_int(i) for i in v))
 
 
+def ints_of(value: Any, dims: int) -> list[int]:
+    """A hyperparameter as torch takes it (an int, or a sequence of one or `dims` ints) as a list of `dims` ints."""
+    if isinstance(value, int):
+        return [value] * dims
+    values = [int(v) for v in value]
+    return values * dims if len(values) == 1 else values
+
+
 def choice(values: Sequence[str]) -> AttrType:
     """One of the given strings."""
     return AttrType(f"one of {list(values)}", lambda v: v in values)
