@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import io
 import math
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 import httpx2
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.live import start_service, stop  # the same start-up as the live tests
+
 DEFAULT_PIXELS = 40_000_000  # LRP_MAX_IMAGE_PIXELS's default
 
 
@@ -73,9 +73,6 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     args = parser.parse_args()
     body = worst_upload(DEFAULT_PIXELS)
-    sys.path.insert(0, str(ROOT))
-    from tests.live import start_service, stop  # the same start-up as the live tests
-
     base, process = start_service()
     try:
         idle = rss_mib(process.pid)
