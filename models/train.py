@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def walkthrough() -> nn.Module:
-    """Hidden = relu(W1 x + .5), logit = w2 . hidden + .1, output = sigmoid(logit) (DESIGN.md's weights)."""
+    """Hidden = relu(W1 x + .5), logit = w2 . hidden + .1, output = sigmoid(logit) (the weights of docs/rules.md)."""
     hidden, output = nn.Linear(3, 3), nn.Linear(3, 1)
     with torch.no_grad():
         hidden.weight.copy_(torch.tensor([[0.3, 0.2, 0.4], [0.6, 0.1, 0.5], [0.8, 0.6, 0.2]]))

@@ -1,4 +1,4 @@
-"""Plain-formula LRP oracle: every rule of DESIGN.md written over explicit connections z_ij.
+"""Plain-formula LRP oracle: every rule of docs/rules.md written over explicit connections z_ij.
 
 A layer is given as a dense matrix W (inputs I x outputs J, built by probing the layer with unit vectors,
 so convolutions become their plain matrix) and a bias b (J). Inputs x are (N, I), relevance R is (N, J).

@@ -1,4 +1,4 @@
-"""LRP rules for Linear/Conv layers in closed form (see the rule table in DESIGN.md).
+"""LRP rules for Linear/Conv layers in closed form (the rule table is in docs/rules.md).
 
 Every rule maps the relevance R of a layer's output to the relevance of its input, with
 s = R / stab(z) and stab(z) = z + eps * sign(z), sign(0) = +1. When the layer's input is known to be

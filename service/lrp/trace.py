@@ -101,8 +101,8 @@ class _Converter:
         source = self.tensor_ref(fx_node, fx_node.args[0])
         if isinstance(module, IDENTITY_MODULES):
             self.alias[fx_node.name] = source
-        elif _by_class(_SOFTMAX_MODULES, module) is not None:
-            self.emit_softmax(fx_node, source, _by_class(_SOFTMAX_MODULES, module), getattr(module, "dim", None))
+        elif (softmax := _by_class(_SOFTMAX_MODULES, module)) is not None:
+            self.emit_softmax(fx_node, source, softmax, getattr(module, "dim", None))
         elif (found := _by_class(_MODULES, module)) is not None:
             op, read = found
             if path not in self.module_params:

@@ -11,7 +11,7 @@ from service.inputs import Decoded
 from service.lrp import PreparedModel
 from tests.conftest import model_json
 
-# The 3-3-1 network of DESIGN.md, written out independently of the shipped files.
+# The 3-3-1 network of docs/rules.md, written out independently of the shipped files.
 W1 = np.array([[0.3, 0.2, 0.4], [0.6, 0.1, 0.5], [0.8, 0.6, 0.2]])
 B1 = 0.5
 W2 = np.array([0.3, 0.1, 0.4])

@@ -1,4 +1,4 @@
-"""Properties 2-7 of DESIGN.md on MLPs, CNNs, a residual net with BatchNorm, a concat net and a reused module."""
+"""Properties 2-7 of docs/rules.md on MLPs, CNNs, a residual net with BatchNorm, a concat net and a reused module."""
 
 from __future__ import annotations
 
