@@ -14,7 +14,7 @@ from service.lrp.params import LRPParams
 from service.lrp.precision import use_ieee_float32
 from service.lrp.prepare import explain, prepare
 from service.lrp.rules import RULE_NAMES
-from service.lrp.trace import graph_from_module
+from service.lrp.capture import graph_from_module
 
 __all__ = [
     "COMPOSITE_NAMES",

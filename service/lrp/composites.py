@@ -10,7 +10,7 @@ from typing import Any
 from service.lrp import graph as ir
 from service.lrp import rules
 from service.lrp.errors import ExplanationInputError
-from service.lrp.ops import OPS, RULE_MAP_TYPES, rule_nodes
+from service.lrp.ops import CP, OPS, RULE_MAP_TYPES, rule_nodes
 
 RuleTable = tuple[tuple[str, str], ...]  # (layer type or name, rule) pairs, sorted: hashable
 
@@ -29,6 +29,7 @@ class Composite:
     by_type: RuleTable = ()
     by_name: RuleTable = ()
     fixed_params: tuple[tuple[str, float], ...] = ()  # parameters its name implies: (("alpha", 2.0), ("beta", 1.0))
+    attention: str = ""  # "attnlrp" or "cp" (CP-LRP): a transformer composite, whose fixed rules use `epsilon`
 
     def assign(self, graph: ir.Graph) -> dict[str, str]:
         """The rule of every rule-chosen node, by node name."""
@@ -72,6 +73,8 @@ NAMED: dict[str, Composite] = {
                                            rules.FLAT, fixed_params=_A2B1),
     **{name: Composite(name, name, name)
        for name in (rules.EPSILON, rules.ZPLUS, rules.GAMMA, rules.ALPHA_BETA, rules.WSQUARE, rules.FLAT)},
+    "attnlrp": Composite("attnlrp", rules.EPSILON, rules.EPSILON, attention="attnlrp"),
+    "cp_lrp": Composite("cp_lrp", rules.EPSILON, rules.EPSILON, attention=CP),
 }
 COMPOSITE_NAMES = tuple(NAMED)
 
@@ -97,7 +100,8 @@ def resolve(composite: str | Mapping[str, Any] | Composite) -> Composite:
         raise ExplanationInputError(f"rule map types {bad_types} are not layer types; use {list(RULE_MAP_TYPES)}")
     by_name = _rule_table(composite.get("layers") or {}, "layers")
     return Composite(f"{base.name}+map", base.linear, base.conv, base.first, base.first_types,
-                     _sorted({**dict(base.by_type), **by_type}), _sorted({**dict(base.by_name), **by_name}))
+                     _sorted({**dict(base.by_type), **by_type}), _sorted({**dict(base.by_name), **by_name}),
+                     attention=base.attention)
 
 
 def _sorted(table: Mapping[str, str]) -> RuleTable:

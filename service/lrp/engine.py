@@ -13,14 +13,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.lrp import canonize, composites
+from service.lrp import canonize, composites, dims
 from service.lrp import graph as ir
+from service.lrp.capture import graph_from_module
 from service.lrp.errors import ExplanationInputError
 from service.lrp.explanation import Explanation, Method, output_from_logits
-from service.lrp.ops import BATCHNORM, OPS, AffineOp, nonnegative_outputs, rule_nodes
+from service.lrp.flow import Flow
+from service.lrp.ops import BATCHNORM, COMPUTED, OPS, AffineOp, BackwardCall, nonnegative_outputs, rule_nodes
 from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
-from service.lrp.trace import graph_from_module
 
 Target = int | Sequence[int | None] | torch.Tensor | None
 RESOLVED_KEPT = 1024  # resolved methods remembered per model; past this the memory starts afresh
@@ -52,6 +53,7 @@ class PreparedModel:
         self.graph = graph
         self._steps = [(node, OPS[node.op]) for node in graph.nodes[1:]]
         self._nonnegative = nonnegative_outputs(graph)
+        self._flow = Flow(graph)
         variants: dict[int, WeightVariants] = {}
         self._affine: dict[str, tuple[AffineOp, WeightVariants]] = {}
         for node in rule_nodes(graph):
@@ -61,9 +63,12 @@ class PreparedModel:
         self._assignments: dict[composites.Composite, dict[str, str]] = {}
         self._resolved: dict[Hashable, Method] = {}
         self._lock = threading.Lock()
-        first = next((t for n in graph.nodes for t in n.params.values()), None)
+        first = next((t for n in graph.nodes for t in n.params.values() if t.is_floating_point()), None)
         self.device = first.device if first is not None else torch.device("cpu")
         self.dtype = first.dtype if first is not None else torch.get_default_dtype()
+        self._binders = {node.name: _binder(node, self.device) for node, _ in self._steps
+                         if dims.has_exprs(dict(node.attrs)) or (node.op == COMPUTED.name and not node.inputs)}
+        self._tokens = "dtype" in graph.input.attrs
 
     @classmethod
     def from_graph(cls, graph: ir.Graph) -> PreparedModel:
@@ -71,18 +76,20 @@ class PreparedModel:
         return cls(canonize.fold_batchnorm(canonize.copy_params(graph)))
 
     @classmethod
-    def from_module(cls, model: nn.Module) -> PreparedModel:
-        """Trace `model` with torch.fx; raises UnsupportedLayerError naming any layer without a rule."""
-        return cls.from_graph(graph_from_module(model))
+    def from_module(cls, model: nn.Module, example: torch.Tensor) -> PreparedModel:
+        """Capture `model` with torch.export at `example` (any input of the model's kind: its batch and, for token
+        ids, its length may differ later); raises UnsupportedLayerError naming any op without a rule."""
+        return cls.from_graph(graph_from_module(model, example))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PreparedModel:
         """A copy on another device or with another floating dtype."""
         moved: dict[int, torch.Tensor] = {}
 
         def move(t: torch.Tensor) -> torch.Tensor:
-            return moved.setdefault(id(t), t.to(device=device, dtype=dtype))
+            return moved.setdefault(id(t), t.to(device=device, dtype=dtype if t.is_floating_point() else None))
 
-        nodes = tuple(n.with_params({k: move(v) for k, v in n.params.items()}) for n in self.graph.nodes)
+        nodes = tuple(_cast_to(n, dtype).with_params({k: move(v) for k, v in n.params.items()})
+                      for n in self.graph.nodes)
         return PreparedModel(ir.Graph(nodes, self.graph.output, self.graph.output_activation, self.graph.folded))
 
     # -- rules -------------------------------------------------------------------------------------------
@@ -149,23 +156,38 @@ class PreparedModel:
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise ExplanationInputError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() < 2:
+        if x.dim() < 1 or (x.dim() < 2 and not self._tokens):
             raise ExplanationInputError(f"x must have a batch dimension first; got shape {tuple(x.shape)}")
+        if self._tokens:
+            if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+                raise ExplanationInputError(f"x must hold integer token ids, got {x.dtype}")
+            return x.detach().to(device=self.device, dtype=torch.long)
         if not x.is_floating_point():
             raise ExplanationInputError(f"x must be a floating-point tensor, got {x.dtype}")
         return x.detach().to(device=self.device, dtype=self.dtype)
 
-    def _forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def _forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, ir.Node]]:
+        """Every node's value, what its forward saved, and the nodes whose sizes follow the input, bound to it."""
         values: dict[str, torch.Tensor] = {self.graph.input.name: x}
         saved: dict[str, Any] = {}
+        bound: dict[str, ir.Node] = {}
+        shape = tuple(x.shape)
         for node, definition in self._steps:
+            bind = self._binders.get(node.name)
+            if bind is not None:
+                node = bound[node.name] = bind(shape)
             values[node.name], saved[node.name] = definition.forward(node, [values[name] for name in node.inputs])
-        return values, saved
+        return values, saved, bound
+
+    def _logits(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The output; a [batch, tokens, classes] output (a language model) is read at its last token."""
+        out = values[self.graph.output]
+        return out[:, -1] if out.dim() == 3 else out
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The logits (the model's output before the final activation that preparation stripped)."""
         with torch.no_grad():
-            return self._forward(self._check_input(x))[0][self.graph.output]
+            return self._logits(self._forward(self._check_input(x))[0])
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         """The model's output: the logits after its final activation."""
@@ -188,8 +210,8 @@ class PreparedModel:
         wanted = self._layer_names(layers)
         x = self._check_input(x)
         with torch.no_grad():
-            values, saved = self._forward(x)
-            logits = values[self.graph.output]
+            values, saved, bound = self._forward(x)
+            logits = self._logits(values)
             if logits.dim() != 2:
                 raise ExplanationInputError(
                     f"the model's output has shape {tuple(logits.shape)}; LRP explains (batch, classes) outputs")
@@ -201,7 +223,11 @@ class PreparedModel:
                         f"output_relevance must have the logits' shape {tuple(logits.shape)}, "
                         f"got {tuple(output_relevance.shape)}")
                 seed = output_relevance.to(logits)
-            relevance, at_layers = self._backward(values, saved, seed, assigned, method.params, wanted)
+            out = values[self.graph.output]
+            if out.dim() == 3:
+                seed = torch.zeros_like(out).index_copy_(1, torch.tensor([out.shape[1] - 1], device=out.device),
+                                                         seed[:, None])
+            relevance, at_layers = self._backward(values, saved, bound, seed, assigned, method, wanted)
         return Explanation(relevance, logits, targets, self.graph.output_activation, at_layers)
 
     def _layer_names(self, layers: Iterable[str]) -> dict[str, str]:
@@ -214,12 +240,16 @@ class PreparedModel:
             wanted[by_label[name]] = name
         return wanted
 
-    def _backward(self, values: dict[str, torch.Tensor], saved: dict[str, Any], seed: torch.Tensor,
-                  assigned: dict[str, str], params: LRPParams,
+    def _backward(self, values: dict[str, torch.Tensor], saved: dict[str, Any], bound: dict[str, ir.Node],
+                  seed: torch.Tensor, assigned: dict[str, str], method: Method,
                   wanted: dict[str, str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        params, attention = method.params, method.composite.attention
+        stabilizer = params.epsilon if attention else params.stabilizer
+        carries = self._flow.carrying(attention)
         relevance: dict[str, torch.Tensor] = {self.graph.output: seed}
         at_layers: dict[str, torch.Tensor] = {}
         for node, definition in reversed(self._steps):
+            node = bound.get(node.name, node)
             incoming = relevance.pop(node.name, None)
             out = values.pop(node.name)
             if node.name in wanted:
@@ -234,12 +264,29 @@ class PreparedModel:
                 passed = [RULES[assigned[node.name]](rule_input)]
             else:
                 assert definition.backward is not None, "every op without a layer type has a fixed rule"
-                passed = definition.backward(node, args, out, saved[node.name], incoming, params.stabilizer)
+                live = tuple(name in carries for name in node.inputs)
+                passed = definition.backward(BackwardCall(node, args, out, saved[node.name], incoming, stabilizer,
+                                                          live, attention or "attnlrp"))
             for name, part in zip(node.inputs, passed, strict=True):
-                relevance[name] = relevance[name] + part if name in relevance else part
+                if part is not None and name in carries:
+                    relevance[name] = relevance[name] + part if name in relevance else part
         x = values[self.graph.input.name]
         result = relevance.get(self.graph.input.name, torch.zeros_like(x))
         return result.reshape(x.shape), at_layers
+
+
+def _binder(node: ir.Node, device: torch.device) -> Any:
+    """A function of the input's shape giving the node with its sizes evaluated (and a factory's device)."""
+    bind_attrs = dims.binder(dict(node.attrs) | ({"device": str(device)} if node.op == COMPUTED.name else {}))
+    return lambda shape: ir.Node(node.name, node.op, node.inputs, bind_attrs(shape), node.params, node.module)
+
+
+def _cast_to(node: ir.Node, dtype: torch.dtype | None) -> ir.Node:
+    """A conversion node retargeted to the prepared model's floating dtype (a float64 copy computes in float64)."""
+    if dtype is None or not dtype.is_floating_point or node.op != "cast":
+        return node
+    return ir.Node(node.name, node.op, node.inputs, {"dtype": str(dtype).removeprefix("torch.")}, node.params,
+                   node.module)
 
 
 def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""The engine's entry points on an nn.Module: `prepare` (traced once, cached while the weights are unchanged) and
+"""The engine's entry points on an nn.Module: `prepare` (captured once, cached while the model is unchanged) and
 `explain`."""
 
 from __future__ import annotations
@@ -19,25 +19,44 @@ _prepared: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], PreparedM
 _prepared_lock = threading.Lock()
 
 
-def _fingerprint(model: nn.Module) -> tuple[Any, ...]:
-    """Identity and version of every tensor: changes when weights are replaced or updated in place."""
+_SIMPLE = (bool, int, float, str, type(None))
+
+
+def _settings(module: nn.Module) -> tuple[Any, ...]:
+    """A module's class, mode, forward and plain attributes (eps, inplace, dim, ...)."""
+    plain = tuple(sorted((k, v) for k, v in vars(module).items() if isinstance(v, _SIMPLE)
+                         or (isinstance(v, tuple) and all(isinstance(i, _SIMPLE) for i in v))))
+    forward = vars(module).get("forward")
+    return type(module), module.training, id(forward) if forward is not None else None, plain
+
+
+def _fingerprint(model: nn.Module, example: torch.Tensor) -> tuple[Any, ...]:
+    """What the capture depends on: every tensor's identity and version (weights replaced or updated in place), every
+    module's class and settings (an activation swapped, a BatchNorm's eps changed, train/eval), and the kind of input
+    (floating inputs are captured at their sample shape; token ids at any length)."""
     tensors = list(model.named_parameters()) + list(model.named_buffers())
-    return tuple((name, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for name, t in tensors)
+    weights = tuple((name, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for name, t in tensors)
+    modules = tuple((path, _settings(m)) for path, m in model.named_modules())
+    kind = (example.dtype, tuple(example.shape[1:]) if example.is_floating_point() else example.dim())
+    return weights, modules, kind
 
 
-def prepare(model: nn.Module | PreparedModel) -> PreparedModel:
-    """The PreparedModel of `model`, cached while its parameters are unchanged (in-place updates included;
-    changes made through `.data` bypass the version counter: call `PreparedModel.from_module` then)."""
+def prepare(model: nn.Module | PreparedModel, example: torch.Tensor) -> PreparedModel:
+    """The PreparedModel of `model`, captured at `example`, cached while the model and the kind of input are unchanged
+    (in-place weight updates included; changes made through `.data` bypass the version counter: call
+    `PreparedModel.from_module` then)."""
     if isinstance(model, PreparedModel):
         return model
     if not isinstance(model, nn.Module):
         raise ExplanationInputError(f"model must be a torch.nn.Module or a PreparedModel, got {type(model).__name__}")
-    fingerprint = _fingerprint(model)
+    if not isinstance(example, torch.Tensor):
+        raise ExplanationInputError(f"x must be a torch.Tensor, got {type(example).__name__}")
+    fingerprint = _fingerprint(model, example)
     with _prepared_lock:
         cached = _prepared.get(model)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
-    prepared = PreparedModel.from_module(model)
+    prepared = PreparedModel.from_module(model, example)
     with _prepared_lock:
         _prepared[model] = (fingerprint, prepared)
     return prepared
@@ -52,4 +71,4 @@ def explain(model: nn.Module | PreparedModel, x: torch.Tensor, target: Target = 
     `service.lrp.COMPOSITE_NAMES` or a rule map; params: epsilon, stabilizer, gamma, alpha, beta, low, high;
     layers: names whose output relevance is returned in `.layers`. The model is never modified.
     """
-    return prepare(model).explain(x, target, composite, layers, **params)
+    return prepare(model, x).explain(x, target, composite, layers, **params)

@@ -1,6 +1,6 @@
 """The converter: a user's `nn.Module` + weights -> `models/<name>/model.json` + `weights.safetensors`.
 
-It traces the module with torch.fx (refusing unsupported layers by name), writes the pair, loads it back
+It captures the module with torch.export (refusing unsupported ops by name), writes the pair, loads it back
 with the service's own loader and checks that the loaded model gives the module's outputs.
 """
 
@@ -32,7 +32,9 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
     """Write `module` (in eval mode) as a model directory, replacing it only once the written pair is checked;
     `fields` are the ModelSpec fields besides the graph."""
     module = module.eval()
-    graph = graph_from_module(module)
+    described = fields["input"]
+    shape = described["shape"] if isinstance(described, Mapping) else described.shape
+    graph = graph_from_module(module, torch.zeros(2, *shape, dtype=_dtype(module)))
     spec, tensors = spec_from_graph(graph, **fields)
     staging = directory.with_name(f".{directory.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)

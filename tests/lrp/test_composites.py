@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from service.lrp import ExplanationInputError, PreparedModel
-from tests.lrp.nets import cnn, mlp, weighted_layers
+from tests.lrp.nets import batch, cnn, mlp, weighted_layers
 
 
 def _rules(model: nn.Module, composite) -> list[str]:
-    prepared = PreparedModel.from_module(model)
+    prepared = PreparedModel.from_module(model, batch((6,) if isinstance(model[0], nn.Linear) else (2, 10, 10)))
     assigned = prepared.rules(composite)
     return [assigned[node.name] for node in weighted_layers(prepared)]
 
@@ -46,7 +46,7 @@ class RegisteredBackwards(nn.Module):
 
 
 def test_first_means_first_in_execution_order():
-    prepared = PreparedModel.from_module(RegisteredBackwards())
+    prepared = PreparedModel.from_module(RegisteredBackwards(), batch((1, 6)))
     assert prepared.rules("epsilon_plus_flat") == {"stem": "flat", "head": "epsilon"}
 
 
@@ -56,7 +56,7 @@ def test_rule_map_by_type_and_by_name():
 
 
 def test_layer_rules_list_every_layer():
-    listed = PreparedModel.from_module(cnn(batchnorm=True)).layer_rules("epsilon_plus_flat")
+    listed = PreparedModel.from_module(cnn(batchnorm=True), batch((2, 10, 10))).layer_rules("epsilon_plus_flat")
     by_name = {row["name"]: row["rule"] for row in listed}
     assert by_name == {"0": "flat", "2": "pass", "3": "gradient", "4": "zplus", "5": "pass", "6": "norm",
                        "7": "gradient", "8": "epsilon", "9": "pass", "10": "epsilon", "1": "folded into 0"}
@@ -72,4 +72,4 @@ def test_layer_rules_list_every_layer():
 ])
 def test_bad_composites_are_explained(composite, message):
     with pytest.raises(ExplanationInputError, match=message):
-        PreparedModel.from_module(cnn()).rules(composite)
+        PreparedModel.from_module(cnn(), batch((2, 10, 10))).rules(composite)

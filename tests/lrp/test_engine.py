@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from service.lrp import ExplanationInputError, PreparedModel, explain, prepare
+from service.lrp import ExplanationInputError, ModelPreparationError, PreparedModel, UnsupportedLayerError, explain, prepare
 from tests.lrp.nets import batch, cnn, mlp, residual
 
 
@@ -77,10 +77,10 @@ def test_named_alpha2_beta1_refuses_other_alpha():
 def test_bad_inputs_are_explained():
     with pytest.raises(ExplanationInputError, match="batch dimension"):
         explain(mlp(), torch.zeros(6, dtype=torch.float64))
-    with pytest.raises(ExplanationInputError, match="floating-point"):
+    with pytest.raises(ModelPreparationError, match="could not capture Sequential: .* taken as token ids"):
         explain(mlp(), torch.zeros(2, 6, dtype=torch.long))
     with pytest.raises(ExplanationInputError, match="output_relevance must have the logits' shape"):
-        PreparedModel.from_module(mlp()).explain(batch((6,), n=2), output_relevance=torch.zeros(3))
+        PreparedModel.from_module(mlp(), batch((6,))).explain(batch((6,), n=2), output_relevance=torch.zeros(3))
 
 
 def test_intermediate_layer_relevance_is_conserved():
@@ -97,29 +97,31 @@ def test_intermediate_layer_relevance_is_conserved():
 
 def test_prepared_model_is_cached_until_weights_change():
     model = cnn()
-    first = prepare(model)
-    assert prepare(model) is first
     x = batch((2, 10, 10))
+    first = prepare(model, x)
+    assert prepare(model, batch((2, 10, 10), n=7, seed=3)) is first  # another batch of the same kind
     before = explain(model, x, composite="epsilon").relevance
     with torch.no_grad():
         model[0].weight.mul_(2.0)  # in place: bumps the version counter
-    assert prepare(model) is not first
+    assert prepare(model, x) is not first
     after = explain(model, x, composite="epsilon").relevance
-    expected = PreparedModel.from_module(model).explain(x, composite="epsilon").relevance
+    expected = PreparedModel.from_module(model, x).explain(x, composite="epsilon").relevance
     torch.testing.assert_close(after, expected)
     assert not torch.allclose(before, after)
 
 
-def test_model_is_explained_in_inference_mode_even_when_training():
-    model = cnn(batchnorm=True).train()
+def test_a_model_in_training_mode_is_refused_where_it_would_compute_otherwise():
     x = batch((2, 10, 10))
-    result = explain(model, x)
-    assert model.training
-    torch.testing.assert_close(result.logits, model.eval()(x))
+    with pytest.raises(UnsupportedLayerError, match=r"BatchNorm in training mode .* call model.eval\(\)"):
+        explain(cnn(batchnorm=True).train(), x)
+    with pytest.raises(UnsupportedLayerError, match=r"dropout in training mode"):
+        explain(mlp().train(), batch((6,)))
+    model = cnn().train()  # no BatchNorm, no Dropout: training mode computes the same
+    torch.testing.assert_close(explain(model, x).logits, model(x))
 
 
 def test_to_dtype_moves_a_copy():
-    prepared = PreparedModel.from_module(cnn())
+    prepared = PreparedModel.from_module(cnn(), batch((2, 10, 10)))
     single = prepared.to(dtype=torch.float32)
     assert single.dtype == torch.float32 and prepared.dtype == torch.float64
     x = batch((2, 10, 10))
@@ -130,7 +132,7 @@ def test_to_dtype_moves_a_copy():
 
 
 def test_four_threads_on_one_model_equal_sequential_results():
-    prepared = PreparedModel.from_module(residual())
+    prepared = PreparedModel.from_module(residual(), batch((1, 8, 8)))
     composites = ["epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1", "zplus"] * 3
     inputs = [batch((1, 8, 8), n=4, seed=i) for i in range(len(composites))]
 
@@ -138,7 +140,7 @@ def test_four_threads_on_one_model_equal_sequential_results():
         return prepared.explain(inputs[i], target=i % 3, composite=composites[i], low=-5, high=5).relevance
 
     sequential = [run(i) for i in range(len(composites))]
-    fresh = PreparedModel.from_module(residual())  # empty caches: threads race to build them
+    fresh = PreparedModel.from_module(residual(), batch((1, 8, 8)))  # empty caches: threads race to build them
     prepared = fresh
     with ThreadPoolExecutor(max_workers=4) as pool:
         concurrent = list(pool.map(run, range(len(composites))))
@@ -147,7 +149,7 @@ def test_four_threads_on_one_model_equal_sequential_results():
 
 
 def test_a_resolved_method_is_remembered_but_a_bool_is_never_taken_for_a_number():
-    model = PreparedModel.from_module(mlp())
+    model = PreparedModel.from_module(mlp(), batch((6,)))
     first = model.resolve({"base": "epsilon", "layers": {"0": "zplus"}}, epsilon=1, low=[0.0, 1.0], high=[2.0, 3.0])
     again = model.resolve({"layers": {"0": "zplus"}, "base": "epsilon"}, epsilon=1, low=[0.0, 1.0], high=[2.0, 3.0])
     assert again is first and first.params.epsilon == 1.0 and first.params.low == (0.0, 1.0)

@@ -52,7 +52,7 @@ def test_conservation_on_bias_free_nets(net, composite):
     model = build(bias=False)
     x = batch(shape, n=4)
     if composite == "wsquare-first":
-        first = weighted_layers(PreparedModel.from_module(model))[0].name
+        first = weighted_layers(PreparedModel.from_module(model, x))[0].name
         composite = {"base": "epsilon_plus", "layers": {first: "wsquare"}}
     result = explain(model, x, composite=composite, epsilon=1e-12, stabilizer=1e-12)
     logit = model(x).detach().gather(1, result.targets[:, None])[:, 0]
@@ -76,8 +76,8 @@ def test_conservation_delta_is_reported_not_assumed(net):
 def test_zplus_and_zbox_relevance_nonnegative_for_positive_seed(net):
     """Property 4: zplus (and zbox on the first layer with x inside [low, high]) keep the seed's sign."""
     build, shape = NETS[net]
-    model = PreparedModel.from_module(build())
     x = batch(shape, n=4).clamp(-4, 4)
+    model = PreparedModel.from_module(build(), x)
     first = weighted_layers(model)[0].name
     seed = torch.rand(4, model.predict(x).shape[1], dtype=torch.float64)
     composites: list[Any] = ["zplus", {"base": "zplus", "layers": {first: "zbox"}}]
@@ -92,8 +92,8 @@ def test_zplus_and_zbox_relevance_nonnegative_for_positive_seed(net):
 def test_relevance_is_linear_in_the_seed(net, composite):
     """Property 4: R(a*s1 + b*s2) = a*R(s1) + b*R(s2)."""
     build, shape = NETS[net]
-    model = PreparedModel.from_module(build())
     x = batch(shape, n=3)
+    model = PreparedModel.from_module(build(), x)
     classes = model.predict(x).shape[1]
     gen = torch.Generator().manual_seed(1)
     s1, s2 = (torch.randn(3, classes, generator=gen, dtype=torch.float64) for _ in range(2))

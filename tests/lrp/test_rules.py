@@ -38,7 +38,7 @@ def _ours(layer: nn.Module, x: torch.Tensor, relevance: torch.Tensor, rule: str,
     front = [nn.ReLU()] if nonnegative else []  # a ReLU before the layer tells the engine x >= 0
     model = nn.Sequential(*front, layer, nn.Flatten())
     composite = {"base": "epsilon", "types": {"linear": rule, "conv": rule}}
-    out = PreparedModel.from_module(model).explain(x, composite=composite, output_relevance=relevance, **params)
+    out = PreparedModel.from_module(model, x).explain(x, composite=composite, output_relevance=relevance, **params)
     return out.relevance.flatten(1)
 
 
@@ -82,7 +82,7 @@ def test_alpha_beta_parameters(alpha, beta):
     x = torch.randn(2, *shape, dtype=torch.float64)
     relevance = torch.randn(2, 3 * 25, dtype=torch.float64)
     composite = {"base": "epsilon", "types": {"conv": "alpha_beta"}}
-    model = PreparedModel.from_module(nn.Sequential(layer, nn.Flatten()))
+    model = PreparedModel.from_module(nn.Sequential(layer, nn.Flatten()), x)
     ours = model.explain(x, composite=composite, output_relevance=relevance, alpha=alpha, beta=beta).relevance
     w, b = ref.dense(layer, shape)
     expected = ref.alpha_beta(x.flatten(1), w, b, relevance, alpha=alpha, beta=beta)
@@ -94,7 +94,7 @@ def test_gamma_parameter(g):
     layer, shape = _layer("linear", True, 1)
     x = torch.randn(4, *shape, dtype=torch.float64)
     relevance = torch.randn(4, 5, dtype=torch.float64)
-    model = PreparedModel.from_module(nn.Sequential(layer))
+    model = PreparedModel.from_module(nn.Sequential(layer), x)
     ours = model.explain(x, composite="gamma", output_relevance=relevance, gamma=g).relevance
     w, b = ref.dense(layer, shape)
     torch.testing.assert_close(ours, ref.gamma(x, w, b, relevance, g=g), rtol=1e-9, atol=1e-12)
@@ -104,7 +104,7 @@ def test_epsilon_parameter_changes_denominator():
     layer, shape = _layer("linear", True, 2)
     x = torch.randn(4, *shape, dtype=torch.float64)
     relevance = torch.randn(4, 5, dtype=torch.float64)
-    model = PreparedModel.from_module(nn.Sequential(layer))
+    model = PreparedModel.from_module(nn.Sequential(layer), x)
     ours = model.explain(x, composite="epsilon", output_relevance=relevance, epsilon=0.5).relevance
     w, b = ref.dense(layer, shape)
     torch.testing.assert_close(ours, ref.epsilon(x, w, b, relevance, eps=0.5), rtol=1e-9, atol=1e-12)

@@ -10,18 +10,28 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from service.lrp.graph import Graph, Node
-from service.lrp.ops.activation import ACTIVATION, ACTIVATIONS
+from service.lrp.ops.activation import ACTIVATION, ACTIVATIONS, is_normalizer
 from service.lrp.ops.affine import AFFINE, CONV1D, CONV2D, LINEAR, AffineOp
-from service.lrp.ops.normalization import BATCHNORM
+from service.lrp.ops.aten_call import CALLS, COMPUTED, LAYOUT
+from service.lrp.ops.attention import ATTENTION, CP, SDPA, SOFTMAX
+from service.lrp.ops.elementwise import ELEMENTWISE
+from service.lrp.ops.normalization import BATCHNORM, NORMALIZATION, VECTOR_NORM
 from service.lrp.ops.pooling import POOLING
-from service.lrp.ops.spec import OpDef, Site, UnsupportedCallError
-from service.lrp.ops.structure import IDENTITY_LABEL, STRUCTURE
+from service.lrp.ops.reduce import EMBEDDING, REDUCE
+from service.lrp.ops.spec import BackwardCall, OpDef, Read, Ref, Site, UnsupportedCallError
+from service.lrp.ops.structure import CONSTANT, IDENTITY_CALLS, IDENTITY_LABEL, STRUCTURE
 
-OPS: dict[str, OpDef] = {op.name: op for op in (*AFFINE, BATCHNORM, ACTIVATION, *POOLING, *STRUCTURE)}
+OPS: dict[str, OpDef] = {op.name: op for op in (*AFFINE, *NORMALIZATION, ACTIVATION, *POOLING, *STRUCTURE,
+                                                *ELEMENTWISE, *ATTENTION, REDUCE, EMBEDDING, *CALLS)}
 LAYER_TYPES = tuple(dict.fromkeys(op.layer_type for op in OPS.values() if op.layer_type))  # linear, conv
 # the keys a rule map's "types" accepts: a layer type ("conv") or a rule-chosen op's own name ("conv2d")
 RULE_MAP_TYPES = LAYER_TYPES + tuple(op.name for op in OPS.values() if op.layer_type and op.name not in LAYER_TYPES)
-SUPPORTED = ", ".join([op.label for op in OPS.values()] + [IDENTITY_LABEL, "and a final softmax/sigmoid"])
+SUPPORTED = ", ".join([op.label for op in OPS.values()] + [IDENTITY_LABEL])
+
+
+def normalizing_factor(node: Node) -> bool:
+    """Whether the node computes a normalising factor (sqrt, rsqrt, reciprocal, a vector norm of an activation)."""
+    return is_normalizer(node) or node.op == VECTOR_NORM.name
 
 
 def rule_nodes(graph: Graph) -> list[Node]:
@@ -47,6 +57,7 @@ def nonnegative_outputs(graph: Graph) -> set[str]:
     return found
 
 
-__all__ = ["ACTIVATIONS", "BATCHNORM", "CONV1D", "CONV2D", "LAYER_TYPES", "LINEAR", "OPS", "RULE_MAP_TYPES",
-           "SUPPORTED", "AffineOp", "OpDef", "Site", "UnsupportedCallError", "check_node", "nonnegative_outputs",
-           "rule_nodes"]
+__all__ = ["ACTIVATIONS", "BATCHNORM", "COMPUTED", "CONSTANT", "CONV1D", "CONV2D", "CP", "EMBEDDING",
+           "IDENTITY_CALLS", "LAYER_TYPES", "LAYOUT", "LINEAR", "OPS", "RULE_MAP_TYPES", "SDPA", "SOFTMAX", "SUPPORTED",
+           "AffineOp", "BackwardCall", "OpDef", "Read", "Ref", "Site", "UnsupportedCallError", "check_node",
+           "nonnegative_outputs", "normalizing_factor", "rule_nodes"]

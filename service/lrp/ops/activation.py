@@ -1,5 +1,6 @@
-"""Element-wise activations: one op, `activation`, whose `fn` attribute picks the function. Relevance passes
-through unchanged (R_in = R_out), as in every composite."""
+"""Element-wise functions of one tensor: one op, `activation`, whose `fn` attribute picks the function. Relevance
+passes through unchanged (R_in = R_out), as in every composite (AttnLRP's identity rule for GELU, SiLU, tanh).
+sqrt, rsqrt and reciprocal are normalising factors: where one scales an activation, it is held constant."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import NUMBER, Attr, AttrType, OpDef, Site, UnsupportedCallError, choice
+from service.lrp.ops.spec import NUMBER, Attr, AttrType, OpDef, Read, Reader, Site, UnsupportedCallError, choice
 from service.lrp.ops.structure import pass_relevance
+
+aten = torch.ops.aten
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class Activation:
     function: Callable[..., torch.Tensor]
     options: tuple[tuple[str, AttrType], ...] = ()
     nonnegative: bool = False
+    normalizer: bool = False  # a normalising factor (1/sigma): held constant where it scales an activation
 
 
 GELU_APPROXIMATIONS = AttrType("'none' or 'tanh'", lambda v: v in ("none", "tanh"))
@@ -44,6 +47,18 @@ ACTIVATIONS: dict[str, Activation] = {
     "hardswish": Activation(F.hardswish),
     "hardsigmoid": Activation(F.hardsigmoid, nonnegative=True),
     "hardtanh": Activation(F.hardtanh, (("min_val", NUMBER), ("max_val", NUMBER))),
+    "neg": Activation(torch.neg),
+    "abs": Activation(torch.abs, nonnegative=True),
+    "exp": Activation(torch.exp, nonnegative=True),
+    "log": Activation(torch.log),
+    "erf": Activation(torch.erf),
+    "sin": Activation(torch.sin),
+    "cos": Activation(torch.cos),
+    "pow": Activation(torch.pow, (("exponent", NUMBER),)),
+    "clamp_min": Activation(torch.clamp_min, (("min", NUMBER),)),
+    "sqrt": Activation(torch.sqrt, nonnegative=True, normalizer=True),
+    "rsqrt": Activation(torch.rsqrt, nonnegative=True, normalizer=True),
+    "reciprocal": Activation(torch.reciprocal, normalizer=True),
 }
 
 
@@ -57,39 +72,56 @@ def _options(attrs: Mapping[str, Any]) -> tuple[Attr, ...]:
     return tuple(Attr(name, kind, required=False) for name, kind in found.options) if found else ()
 
 
-def _reader(fn: str) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]:
-    """Read an activation call: the input tensor, and each option from the module or the call's arguments."""
+def _reader(fn: str) -> Reader:
+    """Read an activation call: the input tensor, and each option from the call's arguments."""
 
-    def read(site: Site) -> tuple[list[Any], dict[str, Any]]:
+    def read(site: Site) -> Read:
         attrs: dict[str, Any] = {"fn": fn}
-        for position, (name, kind) in enumerate(ACTIVATIONS[fn].options, start=1):
-            value = getattr(site.module, name) if site.module is not None else site.arg(position, name)
+        for name, kind in ACTIVATIONS[fn].options:
+            value = site.arg(name)
             if value is not None:
-                value = float(value) if kind is NUMBER else value
+                value = float(value) if kind is NUMBER and isinstance(value, int | float) else value
                 if not kind.check(value):
                     raise UnsupportedCallError(f"{fn} with {name}={value!r} (must be {kind.description})")
                 attrs[name] = value
-        return [site.arg(0, "input")], attrs
+        return Read([site.tensor("self")], attrs)
 
     return read
 
 
-_MODULES: dict[type[nn.Module], str] = {
-    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.LeakyReLU: "leaky_relu", nn.ELU: "elu", nn.CELU: "celu", nn.GELU: "gelu",
-    nn.SiLU: "silu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Softplus: "softplus", nn.SELU: "selu", nn.Mish: "mish",
-    nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid", nn.Hardtanh: "hardtanh",
-}
-_FUNCTIONS: dict[Callable[..., Any], str] = {
-    F.relu: "relu", torch.relu: "relu", F.relu6: "relu6", F.gelu: "gelu", F.silu: "silu", torch.tanh: "tanh",
-    F.tanh: "tanh", torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", F.leaky_relu: "leaky_relu", F.elu: "elu",
-    F.softplus: "softplus", F.selu: "selu", F.mish: "mish", F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid",
-}
-_METHODS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+def _elu(site: Site) -> Read:
+    if site.arg("scale", 1) != 1 or site.arg("input_scale", 1) != 1:
+        raise UnsupportedCallError("elu with scale or input_scale other than 1")
+    return _reader("elu")(site)
+
+
+def _relu6(site: Site) -> Read:
+    return Read([site.tensor("self")], {"fn": "relu6"})
+
+
+_CALLS: dict[str, tuple[Any, ...]] = {
+    "relu": (aten.relu.default, aten.relu_.default), "leaky_relu": (aten.leaky_relu.default, aten.leaky_relu_.default),
+    "celu": (aten.celu.default, aten.celu_.default), "gelu": (aten.gelu.default, aten.gelu_.default),
+    "silu": (aten.silu.default, aten.silu_.default), "tanh": (aten.tanh.default, aten.tanh_.default),
+    "sigmoid": (aten.sigmoid.default, aten.sigmoid_.default), "softplus": (aten.softplus.default,),
+    "selu": (aten.selu.default, aten.selu_.default), "mish": (aten.mish.default, aten.mish_.default),
+    "hardswish": (aten.hardswish.default, aten.hardswish_.default),
+    "hardsigmoid": (aten.hardsigmoid.default, aten.hardsigmoid_.default),
+    "hardtanh": (aten.hardtanh.default, aten.hardtanh_.default), "neg": (aten.neg.default,),
+    "abs": (aten.abs.default,), "exp": (aten.exp.default,), "log": (aten.log.default,), "erf": (aten.erf.default,),
+    "sin": (aten.sin.default,), "cos": (aten.cos.default,), "pow": (aten.pow.Tensor_Scalar,),
+    "clamp_min": (aten.clamp_min.default,), "sqrt": (aten.sqrt.default,), "rsqrt": (aten.rsqrt.default,),
+    "reciprocal": (aten.reciprocal.default,)}
+_READERS: dict[Any, Reader] = {call: _reader(fn) for fn, calls in _CALLS.items() for call in calls}
+_READERS |= {aten.elu.default: _elu, aten.elu_.default: _elu, aten.relu6.default: _relu6}
+
+
+def is_normalizer(node: Node) -> bool:
+    """Whether the node computes a normalising factor (sqrt, rsqrt, reciprocal of an activation)."""
+    return node.op == ACTIVATION.name and ACTIVATIONS[node.attrs["fn"]].normalizer
+
 
 ACTIVATION = OpDef(
-    "activation", "element-wise activations", _forward, pass_relevance, fixed_rule="pass",
-    attrs=(Attr("fn", choice(list(ACTIVATIONS))),), dependent_attrs=_options,
-    nonnegative=lambda node: ACTIVATIONS[node.attrs["fn"]].nonnegative,
-    modules={kind: _reader(fn) for kind, fn in _MODULES.items()},
-    functions={function: _reader(fn) for function, fn in _FUNCTIONS.items()},
-    methods={method: _reader(fn) for method, fn in _METHODS.items()})
+    "activation", "element-wise functions (ReLU, GELU, SiLU, tanh, exp, sqrt, ...)", _forward, pass_relevance,
+    fixed_rule="pass", attrs=(Attr("fn", choice(list(ACTIVATIONS))),), dependent_attrs=_options,
+    nonnegative=lambda node: ACTIVATIONS[node.attrs["fn"]].nonnegative, aten=_READERS)

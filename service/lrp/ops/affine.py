@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import INT, Attr, OpDef, Site, UnsupportedCallError, ints, ints_of
+from service.lrp.ops.spec import INT, Attr, OpDef, Read, Reader, Site, UnsupportedCallError, ints, ints_of
+
+aten = torch.ops.aten
 
 
 @dataclass(frozen=True)
@@ -68,39 +69,46 @@ def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     return AffineOp.from_node(node).forward(args[0], node.params["weight"], node.params.get("bias")), None
 
 
-def _linear(site: Site) -> tuple[list[Any], dict[str, Any]]:
-    return [site.arg(0, "input")], {}
+def _linear(site: Site) -> Read:
+    return Read([site.tensor("input")], {}, _weights(site))
 
 
-def _conv(site: Site) -> tuple[list[Any], dict[str, Any]]:
-    module = site.module
-    assert isinstance(module, nn.Conv1d | nn.Conv2d)
-    dims = 1 if isinstance(module, nn.Conv1d) else 2
-    if module.padding_mode != "zeros":
-        raise UnsupportedCallError(f"{type(module).__name__} with padding_mode='{module.padding_mode}' "
-                                   "(only 'zeros')")
-    dilation = ints_of(module.dilation, dims)
-    padding: Any = module.padding
-    if padding == "valid":
-        padding = 0
-    elif padding == "same":
-        total = [d * (k - 1) for d, k in zip(dilation, ints_of(module.kernel_size, dims), strict=True)]
-        if any(t % 2 for t in total):
-            raise UnsupportedCallError(f"{type(module).__name__} with asymmetric padding='same' (even kernel)")
-        padding = [t // 2 for t in total]
-    return [site.arg(0, "input")], {"stride": ints_of(module.stride, dims), "padding": ints_of(padding, dims),
-                                 "dilation": dilation, "groups": int(module.groups)}
+def _weights(site: Site) -> dict[str, torch.Tensor]:
+    weight, bias = site.parameter("weight"), site.parameter("bias")
+    if weight is None:
+        raise UnsupportedCallError(f"{site.target} without a weight")
+    return {"weight": weight} | ({"bias": bias} if bias is not None else {})
 
 
-def _conv_def(dims: int, module: type[nn.Module]) -> OpDef:
+def _conv_reader(dims: int) -> Reader:
+    def read(site: Site) -> Read:
+        weight = site.parameter("weight")
+        assert weight is not None, "a convolution always has a weight"
+        dilation = ints_of(site.arg("dilation", 1), dims)
+        padding: Any = site.arg("padding", 0)
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            total = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:], strict=True)]
+            if any(t % 2 for t in total):
+                raise UnsupportedCallError(f"conv{dims}d with asymmetric padding='same' (even kernel)")
+            padding = [t // 2 for t in total]
+        return Read([site.tensor("input")], {"stride": ints_of(site.arg("stride", 1), dims),
+                                             "padding": ints_of(padding, dims), "dilation": dilation,
+                                             "groups": int(site.arg("groups", 1))}, _weights(site))
+
+    return read
+
+
+def _conv_def(dims: int, calls: tuple[Any, ...]) -> OpDef:
     return OpDef(f"conv{dims}d", f"Conv{dims}d", _forward, layer_type="conv",
                  attrs=(Attr("stride", ints(dims)), Attr("padding", ints(dims)), Attr("dilation", ints(dims)),
                         Attr("groups", INT)),
-                 params=("weight",), optional_params=("bias",), modules={module: _conv})
+                 params=("weight",), optional_params=("bias",), aten={call: _conv_reader(dims) for call in calls})
 
 
 LINEAR = OpDef("linear", "Linear", _forward, layer_type="linear", params=("weight",), optional_params=("bias",),
-               modules={nn.Linear: _linear})
-CONV1D = _conv_def(1, nn.Conv1d)
-CONV2D = _conv_def(2, nn.Conv2d)
+               aten={aten.linear.default: _linear})
+CONV1D = _conv_def(1, (aten.conv1d.default, aten.conv1d.padding))
+CONV2D = _conv_def(2, (aten.conv2d.default, aten.conv2d.padding))
 AFFINE = (LINEAR, CONV1D, CONV2D)

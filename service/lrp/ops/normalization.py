@@ -1,5 +1,6 @@
-"""BatchNorm1d/2d. Preparation folds a BatchNorm into the Linear/Conv before it (service.lrp.canonize); one that
-cannot be folded stays as this op, through which relevance passes unchanged."""
+"""Normalisations. BatchNorm1d/2d: preparation folds it into the Linear/Conv before it (service.lrp.canonize); one
+that cannot be folded passes relevance unchanged. LayerNorm: the epsilon rule with 1/sigma constant (AttnLRP
+Prop. 3.4); RMSNorm: identity. A vector norm (F.normalize's denominator) is a normalising factor, held constant."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import NUMBER, Attr, OpDef, Site, UnsupportedCallError
-from service.lrp.ops.structure import pass_relevance
+from service.lrp.ops.spec import (BOOL, INT_LIST, NUMBER, Attr, AttrType, BackwardCall, OpDef, Read, Site,
+                                  UnsupportedCallError, is_int, normalize_dim)
+from service.lrp.ops.structure import batch_sized, pass_relevance
+from service.lrp.stabilize import divide
+
+aten = torch.ops.aten
 
 
 def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
@@ -20,14 +24,90 @@ def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
                         training=False, eps=node.attrs["eps"]), None
 
 
-def _batchnorm(site: Site) -> tuple[list[Any], dict[str, Any]]:
-    module = site.module
-    assert isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d)
-    if module.running_mean is None or module.running_var is None:
-        raise UnsupportedCallError(f"{type(module).__name__} without running statistics (track_running_stats=False)")
-    return [site.arg(0, "input")], {"eps": float(module.eps)}
+def _batchnorm(site: Site) -> Read:
+    if site.arg("training", False):
+        raise UnsupportedCallError("BatchNorm in training mode (it would normalise with the batch's statistics): "
+                                   "call model.eval() before explaining")
+    params = {name: site.parameter(name) for name in ("running_mean", "running_var", "weight", "bias")}
+    if params["running_mean"] is None or params["running_var"] is None:
+        raise UnsupportedCallError("BatchNorm without running statistics (track_running_stats=False)")
+    return Read([site.tensor("input")], {"eps": float(site.arg("eps", 1e-5))},
+                {name: value for name, value in params.items() if value is not None})
 
 
 BATCHNORM = OpDef("batchnorm", "BatchNorm1d/2d", _forward, pass_relevance, fixed_rule="pass",
                   attrs=(Attr("eps", NUMBER),), params=("running_mean", "running_var"),
-                  optional_params=("weight", "bias"), modules={nn.BatchNorm1d: _batchnorm, nn.BatchNorm2d: _batchnorm})
+                  optional_params=("weight", "bias"), aten={aten.batch_norm.default: _batchnorm})
+
+
+def _layer_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    p = node.params
+    return F.layer_norm(args[0], node.attrs["normalized_shape"], p.get("weight"), p.get("bias"), node.attrs["eps"]), None
+
+
+def _layer_norm_back(call: BackwardCall) -> list[torch.Tensor | None]:
+    """AttnLRP Prop. 3.4: sigma held constant, the epsilon rule on y = (x - mean(x)) / sigma * w + b:
+    g = w * R / stab(y) / sigma; R_in = x * (g - mean(g)), the means over the normalised dimensions."""
+    x, node = call.args[0], call.node
+    reduced = tuple(range(x.dim() - len(node.attrs["normalized_shape"]), x.dim()))
+    sigma = torch.sqrt(x.var(reduced, unbiased=False, keepdim=True) + node.attrs["eps"])
+    g = divide(call.relevance, call.out, call.stabilizer) / sigma
+    weight = node.params.get("weight")
+    if weight is not None:
+        g = g * weight
+    return [x * (g - g.mean(reduced, keepdim=True))]
+
+
+def _read_layer_norm(site: Site) -> Read:
+    params = {name: site.parameter(name) for name in ("weight", "bias")}
+    return Read([site.tensor("input")], {"normalized_shape": [int(n) for n in site.arg("normalized_shape")],
+                                         "eps": float(site.arg("eps", 1e-5))},
+                {name: value for name, value in params.items() if value is not None})
+
+
+def _rms_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    return F.rms_norm(args[0], node.attrs["normalized_shape"], node.params.get("weight"), node.attrs.get("eps")), None
+
+
+def _read_rms_norm(site: Site) -> Read:
+    weight = site.parameter("weight")
+    attrs: dict[str, Any] = {"normalized_shape": [int(n) for n in site.arg("normalized_shape")]}
+    if site.arg("eps") is not None:
+        attrs["eps"] = float(site.arg("eps"))
+    return Read([site.tensor("input")], attrs, {"weight": weight} if weight is not None else {})
+
+
+def _vector_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    a = node.attrs
+    return torch.linalg.vector_norm(args[0], a["ord"], a["dim"], a["keepdim"]), None
+
+
+def _read_vector_norm(site: Site) -> Read:
+    x = site.tensor("self")
+    dim = site.arg("dim")
+    if dim is None or any(batch_sized(x, normalize_dim(int(d), x.rank)) for d in dim):
+        raise UnsupportedCallError("a vector norm over the batch dimension")
+    if site.arg("dtype") is not None:
+        raise UnsupportedCallError("a vector norm with a dtype conversion")
+    return Read([x], {"ord": float(site.arg("ord", 2)), "dim": [normalize_dim(int(d), x.rank) for d in dim],
+                      "keepdim": bool(site.arg("keepdim", False))})
+
+
+def _normalizer_back(call: BackwardCall) -> list[torch.Tensor | None]:
+    """A normalising factor is held constant where it scales an activation, so relevance never reaches it."""
+    raise AssertionError("the engine never sends relevance into a normalising factor")
+
+
+_SHAPE = AttrType("a list of positive ints", lambda v: isinstance(v, list) and all(is_int(i) and i > 0 for i in v))
+LAYERNORM = OpDef("layernorm", "LayerNorm", _layer_norm, _layer_norm_back,
+                  fixed_rule="AttnLRP LayerNorm (epsilon, 1/sigma constant)",
+                  attrs=(Attr("normalized_shape", _SHAPE), Attr("eps", NUMBER)), optional_params=("weight", "bias"),
+                  aten={aten.layer_norm.default: _read_layer_norm})
+RMSNORM = OpDef("rmsnorm", "RMSNorm", _rms_norm, pass_relevance, fixed_rule="identity",
+                attrs=(Attr("normalized_shape", _SHAPE), Attr("eps", NUMBER, required=False)),
+                optional_params=("weight",), aten={aten.rms_norm.default: _read_rms_norm})
+VECTOR_NORM = OpDef("vector_norm", "vector norm (a normalising factor, F.normalize)", _vector_norm, _normalizer_back,
+                    fixed_rule="held constant (a normalising factor)",
+                    attrs=(Attr("ord", NUMBER), Attr("dim", INT_LIST), Attr("keepdim", BOOL)),
+                    aten={aten.linalg_vector_norm.default: _read_vector_norm})
+NORMALIZATION = (BATCHNORM, LAYERNORM, RMSNORM, VECTOR_NORM)

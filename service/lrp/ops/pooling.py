@@ -3,16 +3,17 @@ R_in = x * vjp(pool, R / stab(pool(x))). 1-d poolings run as the equivalent (1, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import BOOL, Attr, OpDef, Site, UnsupportedCallError, ints, ints_of
+from service.lrp.ops.spec import (BOOL, Attr, BackwardCall, OpDef, Read, Reader, Site, UnsupportedCallError, ints,
+                                  ints_of)
 from service.lrp.stabilize import divide
+
+aten = torch.ops.aten
 
 
 def _dims(node: Node) -> int:
@@ -39,9 +40,9 @@ def _maxpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     return _drop(node, out), indices
 
 
-def _maxpool_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
-                  stabilizer: float) -> list[torch.Tensor]:
+def _maxpool_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """Winner takes all: the gradient of max pooling applied to R."""
+    node, args, saved, relevance = call.node, call.args, call.saved, call.relevance
     grad = torch.ops.aten.max_pool2d_with_indices_backward(
         _lift(node, relevance), _lift(node, args[0]), _as_2d(node, "kernel_size", 1), _as_2d(node, "stride", 1),
         _as_2d(node, "padding", 0), _as_2d(node, "dilation", 1), node.attrs["ceil_mode"], saved)
@@ -72,78 +73,62 @@ def _avgpool_vjp(node: Node, s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         a["ceil_mode"], a["count_include_pad"], None))
 
 
-def _avgpool_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
-                  stabilizer: float) -> list[torch.Tensor]:
+def _avgpool_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """Norm rule: R_in = x * vjp(pool, R / stab(pool(x)))."""
-    s = divide(relevance, out, stabilizer)
-    return [args[0] * _avgpool_vjp(node, s, args[0])]
+    s = divide(call.relevance, call.out, call.stabilizer)
+    return [call.args[0] * _avgpool_vjp(call.node, s, call.args[0])]
 
 
-def _option(site: Site, name: str, position: int, default: Any) -> Any:
-    """A pooling argument from the module's attribute or from the call."""
-    return getattr(site.module, name, default) if site.module is not None else site.arg(position, name, default)
-
-
-def _max_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]:
-    def read(site: Site) -> tuple[list[Any], dict[str, Any]]:
-        if _option(site, "return_indices", 6, False):
-            raise UnsupportedCallError("max pooling with return_indices=True")
-        kernel = _option(site, "kernel_size", 1, None)
-        return [site.arg(0, "input")], {
-            "kernel_size": ints_of(kernel, dims), "stride": ints_of(_option(site, "stride", 2, None) or kernel, dims),
-            "padding": ints_of(_option(site, "padding", 3, 0), dims),
-            "dilation": ints_of(_option(site, "dilation", 4, 1), dims),
-            "ceil_mode": bool(_option(site, "ceil_mode", 5, False))}
+def _max_reader(dims: int) -> Reader:
+    def read(site: Site) -> Read:
+        kernel = site.arg("kernel_size")
+        return Read([site.tensor("self")], {
+            "kernel_size": ints_of(kernel, dims), "stride": ints_of(site.arg("stride") or kernel, dims),
+            "padding": ints_of(site.arg("padding", 0), dims), "dilation": ints_of(site.arg("dilation", 1), dims),
+            "ceil_mode": bool(site.arg("ceil_mode", False))})
 
     return read
 
 
-def _avg_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]:
-    def read(site: Site) -> tuple[list[Any], dict[str, Any]]:
-        if _option(site, "divisor_override", 6, None) is not None:
+def _avg_reader(dims: int) -> Reader:
+    def read(site: Site) -> Read:
+        if site.arg("divisor_override") is not None:
             raise UnsupportedCallError("average pooling with divisor_override")
-        kernel = _option(site, "kernel_size", 1, None)
-        return [site.arg(0, "input")], {
-            "kernel_size": ints_of(kernel, dims), "stride": ints_of(_option(site, "stride", 2, None) or kernel, dims),
-            "padding": ints_of(_option(site, "padding", 3, 0), dims),
-            "ceil_mode": bool(_option(site, "ceil_mode", 4, False)),
-            "count_include_pad": bool(_option(site, "count_include_pad", 5, True))}
+        kernel = site.arg("kernel_size")
+        return Read([site.tensor("self")], {
+            "kernel_size": ints_of(kernel, dims), "stride": ints_of(site.arg("stride") or kernel, dims),
+            "padding": ints_of(site.arg("padding", 0), dims), "ceil_mode": bool(site.arg("ceil_mode", False)),
+            "count_include_pad": bool(site.arg("count_include_pad", True))})
 
     return read
 
 
-def _adaptive_reader(dims: int) -> Callable[[Site], tuple[list[Any], dict[str, Any]]]:
-    def read(site: Site) -> tuple[list[Any], dict[str, Any]]:
-        size = _option(site, "output_size", 1, None)
-        return [site.arg(0, "input")], {"output_size": [size] * dims if isinstance(size, int | None) else list(size)}
+def _adaptive_reader(dims: int) -> Reader:
+    def read(site: Site) -> Read:
+        return Read([site.tensor("self")], {"output_size": ints_of(site.arg("output_size"), dims)})
 
     return read
 
 
 def _maxpool_def(dims: int) -> OpDef:
-    module = nn.MaxPool1d if dims == 1 else nn.MaxPool2d
-    functions: list[Any] = [F.max_pool1d, torch.max_pool1d] if dims == 1 else [F.max_pool2d, torch.max_pool2d]
     return OpDef(f"maxpool{dims}d", f"MaxPool{dims}d", _maxpool, _maxpool_back, fixed_rule="gradient",
                  attrs=(Attr("kernel_size", ints(dims)), Attr("stride", ints(dims)), Attr("padding", ints(dims)),
                         Attr("dilation", ints(dims)), Attr("ceil_mode", BOOL)), keeps_sign=True,
-                 modules={module: _max_reader(dims)}, functions={f: _max_reader(dims) for f in functions})
+                 aten={aten.max_pool1d.default if dims == 1 else aten.max_pool2d.default: _max_reader(dims)})
 
 
 def _avgpool_def(dims: int) -> OpDef:
-    module = nn.AvgPool1d if dims == 1 else nn.AvgPool2d
-    function = F.avg_pool1d if dims == 1 else F.avg_pool2d
     return OpDef(f"avgpool{dims}d", f"AvgPool{dims}d", _avgpool, _avgpool_back, fixed_rule="norm",
                  attrs=(Attr("kernel_size", ints(dims)), Attr("stride", ints(dims)), Attr("padding", ints(dims)),
                         Attr("ceil_mode", BOOL), Attr("count_include_pad", BOOL)), keeps_sign=True,
-                 modules={module: _avg_reader(dims)}, functions={function: _avg_reader(dims)})
+                 aten={aten.avg_pool1d.default if dims == 1 else aten.avg_pool2d.default: _avg_reader(dims)})
 
 
 def _adaptive_def(dims: int) -> OpDef:
-    module = nn.AdaptiveAvgPool1d if dims == 1 else nn.AdaptiveAvgPool2d
-    function = F.adaptive_avg_pool1d if dims == 1 else F.adaptive_avg_pool2d
+    call = aten.adaptive_avg_pool1d.default if dims == 1 else aten.adaptive_avg_pool2d.default
     return OpDef(f"adaptive_avgpool{dims}d", f"AdaptiveAvgPool{dims}d", _adaptive_avgpool, _avgpool_back,
                  fixed_rule="norm", attrs=(Attr("output_size", ints(dims)),), keeps_sign=True,
-                 modules={module: _adaptive_reader(dims)}, functions={function: _adaptive_reader(dims)})
+                 aten={call: _adaptive_reader(dims)})
 
 
 POOLING = (_maxpool_def(1), _maxpool_def(2), _avgpool_def(1), _avgpool_def(2), _adaptive_def(1), _adaptive_def(2))

@@ -9,14 +9,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
-
+from service.lrp import dims
 from service.lrp.graph import Node
 
 # forward(node, inputs) -> (output, what the backward needs besides inputs and output)
 Forward = Callable[[Node, list[torch.Tensor]], tuple[torch.Tensor, Any]]
-# backward(node, inputs, output, saved, output relevance, stabilizer) -> the relevance of each input
-Backward = Callable[[Node, list[torch.Tensor], torch.Tensor, Any, torch.Tensor, float], list[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class BackwardCall:
+    """What a fixed rule sees: the node, its input values, its output, what its forward saved, the relevance of its
+    output, the stabiliser of its divisions, which inputs carry relevance (`live`: not a constant, a parameter or a
+    normalising factor) and the composite's attention mode ("attnlrp": through Q, K and V; "cp": V only)."""
+
+    node: Node
+    args: list[torch.Tensor]
+    out: torch.Tensor
+    saved: Any
+    relevance: torch.Tensor
+    stabilizer: float
+    live: tuple[bool, ...]
+    attention: str = "attnlrp"
+
+
+# backward(call) -> the relevance of each input (None for an input that carries none)
+Backward = Callable[[BackwardCall], list["torch.Tensor | None"]]
 
 
 class UnsupportedCallError(Exception):
@@ -42,12 +59,12 @@ def ints(count: int) -> AttrType:
                     lambda v: isinstance(v, list) and len(v) == count and all(is_int(i) for i in v))
 
 
-def ints_of(value: Any, dims: int) -> list[int]:
-    """A hyperparameter as torch takes it (an int, or a sequence of one or `dims` ints) as a list of `dims` ints."""
+def ints_of(value: Any, count: int) -> list[int]:
+    """A hyperparameter as torch takes it (an int, or a sequence of one or `count` ints) as a list of `count` ints."""
     if isinstance(value, int):
-        return [value] * dims
+        return [value] * count
     values = [int(v) for v in value]
-    return values * dims if len(values) == 1 else values
+    return values * count if len(values) == 1 else values
 
 
 def choice(values: Sequence[str]) -> AttrType:
@@ -61,6 +78,8 @@ BOOL = AttrType("true or false", lambda v: isinstance(v, bool))
 NUMBER = AttrType("a finite number",
                   lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
 INT_LIST = AttrType("a list of ints", lambda v: isinstance(v, list) and all(is_int(i) for i in v))
+SIZES = AttrType('a list of ints or {"expr": ...} sizes',
+                 lambda v: isinstance(v, list) and all(is_int(i) or dims.is_expr(i) for i in v))
 
 
 @dataclass(frozen=True)
@@ -73,30 +92,81 @@ class Attr:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A tensor argument of a captured call: the graph node that computes it, its shape (ints, or {"expr": ...} for
+    sizes that follow the input's, see service.lrp.dims), and whether it depends on the explained input (`live`).
+    `value` is the tensor itself when it is a parameter, a buffer or a constant the capture could compute."""
+
+    name: str
+    shape: tuple[Any, ...]
+    live: bool
+    value: torch.Tensor | None = None
+
+    @property
+    def rank(self) -> int:
+        """The number of dimensions."""
+        return len(self.shape)
+
+
+@dataclass(frozen=True)
 class Site:
-    """One call found in a captured model: the module called (None for functions and methods), its positional
-    arguments as written (a method's first is the tensor it is called on) and its keyword arguments (by parameter
-    name for every argument where the tracer could match the call to its signature), tensors still as the
-    tracer's references."""
+    """One ATen call found in a captured model: its arguments by schema name (defaults filled in; tensors as `Ref`,
+    sizes that follow the input as {"expr": ...}), its output's shape and the path of the module it came from."""
 
-    module: nn.Module | None
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    target: str
+    args: Mapping[str, Any]
+    out_shape: tuple[Any, ...] = ()
+    module: str = ""
+    item: int | None = None  # for a call returning a list (split, chunk): the element this node is
 
-    def arg(self, position: int, name: str, default: Any = None) -> Any:
-        """An argument by parameter name, else by position, else `default`."""
-        if name in self.kwargs:
-            return self.kwargs[name]
-        return self.args[position] if position < len(self.args) else default
+    def arg(self, name: str, default: Any = None) -> Any:
+        """An argument by schema name, else `default`."""
+        value = self.args.get(name, default)
+        return default if value is None else value
+
+    def tensor(self, name: str) -> Ref:
+        """A tensor argument; anything else is an unsupported use."""
+        value = self.args.get(name)
+        if not isinstance(value, Ref):
+            raise UnsupportedCallError(f"{self.target} whose '{name}' is not a tensor")
+        return value
+
+    def parameter(self, name: str) -> torch.Tensor | None:
+        """A parameter-like argument (a weight or bias): the tensor, None when absent; a computed one is refused."""
+        value = self.args.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, Ref) or value.value is None or value.live:
+            raise UnsupportedCallError(f"{self.target} whose {name} is computed from the input (it must be a "
+                                       "parameter or a buffer)")
+        return value.value
 
 
-# reader(site) -> (the tensor arguments in input order, the node's attrs); raises UnsupportedCallError
-Reader = Callable[[Site], tuple[list[Any], dict[str, Any]]]
+def normalize_dim(dim: int, rank: int) -> int:
+    """A dimension index as a non-negative int (torch accepts -rank..rank-1)."""
+    return dim + rank if dim < 0 else dim
+
+
+@dataclass(frozen=True)
+class Read:
+    """What a reader makes of a call: the tensor inputs in order, the node's attrs and its parameters."""
+
+    inputs: list[Ref]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+    op: str = ""  # another op of the table than the reader's own, when the call is better written as that one
+
+
+# reader(site) -> the node it becomes; raises UnsupportedCallError when no node of the op can compute it
+Reader = Callable[[Site], Read]
 
 
 def no_nonnegative_output(node: Node) -> bool:
     """The default: nothing is known about the sign of the op's output."""
     return False
+
+
+ANY_INPUTS = -1
 
 
 @dataclass(frozen=True)
@@ -105,8 +175,8 @@ class OpDef:
 
     A rule-chosen op (`layer_type` set: "linear", "conv") gets its rule from the composite; every other op has a
     fixed `backward`, shown under `fixed_rule`. `keeps_sign`: non-negative inputs give a non-negative output;
-    `nonnegative(node)`: the output is non-negative whatever the input (ReLU). Captured from calls of `modules`
-    (by class), `functions` and tensor `methods`, each with the reader that turns the call into attrs.
+    `nonnegative(node)`: the output is non-negative whatever the input (ReLU). Captured from the ATen calls in
+    `aten` (torch.export's graph), each with the reader that turns the call into a node.
     """
 
     name: str
@@ -115,16 +185,15 @@ class OpDef:
     backward: Backward | None = None
     fixed_rule: str = ""
     layer_type: str = ""
-    inputs: int = 1  # 0: one or more
+    inputs: int | None = 1  # None: one or more; ANY_INPUTS: any number, none included
+    arity: tuple[int, ...] = ()  # the input counts allowed when there is a choice (a product of 1 or 2 tensors)
     attrs: tuple[Attr, ...] = ()
     params: tuple[str, ...] = ()
     optional_params: tuple[str, ...] = ()
     keeps_sign: bool = False
     nonnegative: Callable[[Node], bool] = no_nonnegative_output
     dependent_attrs: Callable[[Mapping[str, Any]], tuple[Attr, ...]] = lambda attrs: ()
-    modules: Mapping[type[nn.Module], Reader] = field(default_factory=dict)
-    functions: Mapping[Callable[..., Any], Reader] = field(default_factory=dict)
-    methods: Mapping[str, Reader] = field(default_factory=dict)
+    aten: Mapping[Any, Reader] = field(default_factory=dict)  # ATen overload -> reader
 
     def attributes(self, attrs: Mapping[str, Any]) -> tuple[Attr, ...]:
         """The attributes a node of this op may hold; some depend on others (an activation's options on `fn`)."""
@@ -132,10 +201,12 @@ class OpDef:
 
     def check(self, node: str, inputs: int, attrs: Mapping[str, Any], params: Sequence[str]) -> None:
         """Raise ValueError saying what is wrong with a node of this op read from a file."""
-        if (self.inputs and inputs != self.inputs) or not inputs:
-            raise ValueError(f"node '{node}': op '{self.name}' takes {self.inputs or 'one or more'} input(s), "
-                             f"got {inputs}")
+        allowed_counts = self.arity or ((self.inputs,) if self.inputs not in (None, ANY_INPUTS) else ())
+        if (allowed_counts and inputs not in allowed_counts) or (self.inputs is None and not inputs):
+            said = " or ".join(map(str, allowed_counts)) if allowed_counts else "one or more"
+            raise ValueError(f"node '{node}': op '{self.name}' takes {said} input(s), got {inputs}")
         allowed = self.attributes(attrs)
+        dims.check(dict(attrs))
         for attr in allowed:
             if attr.name in attrs and not attr.type.check(attrs[attr.name]):
                 raise ValueError(f"node '{node}': op '{self.name}' attribute '{attr.name}' must be "

@@ -1,103 +1,106 @@
-"""Ops that move or combine tensors: `+` (the norm rule), torch.cat, flatten and reshape (relevance follows the
-data), and the calls that are no op at all (Dropout, Identity, contiguous)."""
+"""Ops that move or combine tensors: torch.cat, flatten and reshape (relevance follows the data), constants, and the
+calls that are no op at all (Dropout in eval mode, contiguous, clone)."""
 
 from __future__ import annotations
 
-import operator
+from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from service.lrp.graph import Node
-from service.lrp.ops.spec import INT, INT_LIST, NON_BATCH_DIM, Attr, OpDef, Site, UnsupportedCallError
-from service.lrp.stabilize import divide
+from service.lrp import dims
+from service.lrp.ops.spec import (INT, NON_BATCH_DIM, SIZES, Attr, AttrType, BackwardCall, OpDef, Read, Ref, Site,
+                                  UnsupportedCallError, normalize_dim)
+
+aten = torch.ops.aten
 
 
-def pass_relevance(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
-                   stabilizer: float) -> list[torch.Tensor]:
+def pass_relevance(call: BackwardCall) -> list[torch.Tensor | None]:
     """R_in = R_out."""
-    return [relevance]
+    return [call.relevance]
 
 
-def _add_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
-              stabilizer: float) -> list[torch.Tensor]:
-    """Norm rule: R_i = x_i * R / stab(x_1 + x_2), summed back over broadcast dimensions."""
-    s = divide(relevance, out, stabilizer)
-    return [(arg * s).sum_to_size(arg.shape) for arg in args]
-
-
-def _cat_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
-              stabilizer: float) -> list[torch.Tensor]:
+def _cat_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """Each input gets its own slice of the output relevance."""
-    dim = node.attrs["dim"]
-    return list(torch.split(relevance, [arg.shape[dim] for arg in args], dim=dim))
+    dim = call.node.attrs["dim"]
+    return list(torch.split(call.relevance, [arg.shape[dim] for arg in call.args], dim=dim))
 
 
-def _reshape_back(node: Node, args: list[torch.Tensor], out: torch.Tensor, saved: Any, relevance: torch.Tensor,
-                  stabilizer: float) -> list[torch.Tensor]:
+def _reshape_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """The output relevance in the input's shape."""
-    return [relevance.reshape(args[0].shape)]
+    return [call.relevance.reshape(call.args[0].shape)]
 
 
-def _add(site: Site) -> tuple[list[Any], dict[str, Any]]:
-    if site.arg(2, "alpha", 1) != 1:
-        raise UnsupportedCallError("torch.add with alpha != 1")
-    return [site.arg(0, "input"), site.arg(1, "other")], {}
+def batch_sized(ref: Ref, dim: int) -> bool:
+    """Whether dimension `dim` of a captured tensor is (a multiple of) the batch."""
+    return dims.uses(ref.shape[dim], 0)
 
 
-def _cat(site: Site) -> tuple[list[Any], dict[str, Any]]:
-    dim = int(site.arg(1, "dim", 0))
-    if dim == 0:
-        raise UnsupportedCallError("torch.cat along the batch dimension")
-    return list(site.arg(0, "tensors")), {"dim": dim}
+def _cat(site: Site) -> Read:
+    tensors = [t for t in site.arg("tensors") if isinstance(t, Ref)]
+    dim = normalize_dim(int(site.arg("dim", 0)), tensors[0].rank)
+    if batch_sized(tensors[0], dim):
+        raise UnsupportedCallError(f"torch.cat along dimension {dim}, which is the batch")
+    return Read(tensors, {"dim": dim})
 
 
-def _flatten(site: Site) -> tuple[list[Any], dict[str, Any]]:
-    module = site.module
-    start, end = (module.start_dim, module.end_dim) if isinstance(module, nn.Flatten) else (
-        site.arg(1, "start_dim", 0), site.arg(2, "end_dim", -1))
+def _flatten(site: Site) -> Read:
+    x = site.tensor("self")
+    start, end = (normalize_dim(int(site.arg(name, d)), max(x.rank, 1)) for name, d in
+                  (("start_dim", 0), ("end_dim", -1)))
     if start == 0:
-        raise UnsupportedCallError("flatten over the batch dimension (use start_dim=1)")
-    return [site.arg(0, "input")], {"start_dim": int(start), "end_dim": int(end)}
+        return Read([x], {"shape": list(site.out_shape)}, op=RESHAPE_NAME)
+    return Read([x], {"start_dim": start, "end_dim": end})
 
 
-BATCH = object()  # what the tracer passes for a traced `x.size(0)` / `x.shape[0]`: the batch dimension
+def _reshape(site: Site) -> Read:
+    return Read([site.tensor("self")], {"shape": list(site.out_shape)})
 
 
-def _reshape(site: Site) -> tuple[list[Any], dict[str, Any]]:
-    rest = site.args[1:]
-    shape = list(site.kwargs["shape"] if "shape" in site.kwargs else
-                 rest[0] if len(rest) == 1 and isinstance(rest[0], list | tuple) else rest)
-    if not shape or not (shape[0] is BATCH or shape[0] == -1) or any(not isinstance(s, int) for s in shape[1:]):
-        raise UnsupportedCallError("view/reshape whose first dimension is not the batch (write x.view(x.size(0), ...))")
-    if shape[0] == -1 and -1 in shape[1:]:
-        raise UnsupportedCallError("view/reshape with two unknown (-1) dimensions")
-    return [site.arg(0, "input")], {"shape": [int(s) for s in shape[1:]]}
-
-
-ADD = OpDef("add", "tensor + tensor", lambda node, args: (args[0] + args[1], None), _add_back, fixed_rule="norm",
-            inputs=2, keeps_sign=True,
-            functions={operator.add: _add, operator.iadd: _add, torch.add: _add},
-            methods={"add": _add, "add_": _add, "__add__": _add})
+RESHAPE_NAME = "reshape"
 CAT = OpDef("cat", "torch.cat", lambda node, args: (torch.cat(args, dim=node.attrs["dim"]), None), _cat_back,
-            fixed_rule="gradient", inputs=0, attrs=(Attr("dim", NON_BATCH_DIM),), keeps_sign=True,
-            functions={torch.cat: _cat, torch.concat: _cat})
+            fixed_rule="gradient", inputs=None, attrs=(Attr("dim", NON_BATCH_DIM),), keeps_sign=True,
+            aten={aten.cat.default: _cat})
 FLATTEN = OpDef("flatten", "flatten",
                 lambda node, args: (args[0].flatten(node.attrs["start_dim"], node.attrs["end_dim"]), None),
                 _reshape_back, fixed_rule="gradient", attrs=(Attr("start_dim", NON_BATCH_DIM), Attr("end_dim", INT)),
-                keeps_sign=True, modules={nn.Flatten: _flatten}, functions={torch.flatten: _flatten},
-                methods={"flatten": _flatten})
-RESHAPE = OpDef("reshape", "view/reshape",
-                lambda node, args: (args[0].reshape(args[0].shape[0], *node.attrs["shape"]), None),
-                _reshape_back, fixed_rule="gradient", attrs=(Attr("shape", INT_LIST),), keeps_sign=True,
-                methods={"view": _reshape, "reshape": _reshape})
-STRUCTURE = (ADD, CAT, FLATTEN, RESHAPE)
+                keeps_sign=True, aten={aten.flatten.using_ints: _flatten})
+RESHAPE = OpDef(RESHAPE_NAME, "view/reshape", lambda node, args: (args[0].reshape(node.attrs["shape"]), None),
+                _reshape_back, fixed_rule="gradient", attrs=(Attr("shape", SIZES),), keeps_sign=True,
+                aten={aten.view.default: _reshape, aten.reshape.default: _reshape,
+                      aten._unsafe_view.default: _reshape})
+CONSTANT = OpDef("constant", "a parameter, buffer or constant tensor used directly",
+                 lambda node, args: (node.params["value"], None), fixed_rule="none (a constant)", inputs=0,
+                 params=("value",))
 
-# Calls that return their input (in eval mode): the tracer reads through them and makes no node.
-IDENTITY_LABEL = "Dropout, Identity"
-IDENTITY_MODULES: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
-                                                 nn.Identity)
-IDENTITY_FUNCTIONS: tuple[Any, ...] = (F.dropout, F.dropout1d, F.dropout2d, torch.dropout)
-IDENTITY_METHODS = ("contiguous", "clone")
+
+def _dropout(site: Site) -> Ref:
+    if site.arg("train", False):
+        raise UnsupportedCallError("dropout in training mode: call model.eval() before explaining")
+    return site.tensor("input")
+
+
+# Calls that return their input (in eval mode): the capture reads through them and makes no node.
+IDENTITY_LABEL = "Dropout, Identity, contiguous, clone, detach"
+IDENTITY_CALLS: dict[Any, Callable[[Site], Ref]] = {
+    aten.dropout.default: _dropout, aten.dropout_.default: _dropout, aten.feature_dropout.default: _dropout,
+    aten.alpha_dropout.default: _dropout,
+    **{call: (lambda site: site.tensor("self")) for call in (
+        aten.contiguous.default, aten.clone.default, aten.alias.default, aten.detach.default,
+        aten.lift_fresh_copy.default)}}
+
+
+def _cast(site: Site) -> Read:
+    dtype = site.arg("dtype")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise UnsupportedCallError(f"a conversion of an activation to {dtype} (only to floating-point types)")
+    return Read([site.tensor("self")], {"dtype": str(dtype).removeprefix("torch.")})
+
+
+_FLOAT_TYPES = AttrType("a floating-point dtype name (float32, float64, bfloat16, float16)",
+                        lambda v: v in ("float32", "float64", "bfloat16", "float16"))
+CAST = OpDef("cast", "conversion to another floating-point type", lambda node, args: (
+    args[0].to(getattr(torch, node.attrs["dtype"])), None), pass_relevance, fixed_rule="pass",
+    attrs=(Attr("dtype", _FLOAT_TYPES),), keeps_sign=True,
+    aten={aten._to_copy.default: _cast, aten.to.dtype: _cast, aten.to.dtype_layout: _cast})
+STRUCTURE = (CAT, FLATTEN, RESHAPE, CONSTANT, CAST)

@@ -1,0 +1,173 @@
+"""Attention: softmax, the product of two activations, and scaled dot-product attention (AttnLRP, Achtibat et al.
+2024; CP-LRP, Ali et al. 2022). s = R / stab(.), stab with the composite's epsilon.
+
+- softmax (Prop. 3.1, Taylor at x with bias): R_in = x * (R - y * sum_j R_j), y = softmax(x); -inf entries count 0.
+- A @ B of two activations (Prop. 3.3): S = R / stab(2 (A @ B)); R_A = A * (S @ B^T), R_B = B * (A^T @ S). With one
+  of them constant (a parameter, or the attention weights under CP-LRP) it is the epsilon rule of that linear map.
+- scaled_dot_product_attention: the same rules on its parts, softmax(q k^T * scale + mask) @ v; the mask absorbs
+  relevance like a bias. Under CP-LRP ("cp") the attention weights are constant: only v receives relevance.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from service.lrp.graph import Node
+from service.lrp.ops.spec import (BOOL, NUMBER, Attr, AttrType, BackwardCall, OpDef, Read, Site,
+                                  UnsupportedCallError, normalize_dim)
+from service.lrp.ops.structure import batch_sized
+from service.lrp.stabilize import divide
+
+aten = torch.ops.aten
+CP = "cp"  # the composite's attention mode in which attention weights are held constant
+
+
+def _t(x: torch.Tensor) -> torch.Tensor:
+    return x.transpose(-1, -2)
+
+
+def product_relevance(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, relevance: torch.Tensor, eps: float,
+                      live: tuple[bool, bool]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The relevance of A and B in A @ B: Prop. 3.3 when both carry relevance, else the epsilon rule."""
+    both = live[0] and live[1]
+    s = divide(relevance, out * 2 if both else out, eps)
+    r_a = (a * torch.matmul(s, _t(b)).sum_to_size(a.shape)) if live[0] else None
+    r_b = (b * torch.matmul(_t(a), s).sum_to_size(b.shape)) if live[1] else None
+    return r_a, r_b
+
+
+def softmax_relevance(x: torch.Tensor, y: torch.Tensor, relevance: torch.Tensor, dim: int) -> torch.Tensor:
+    """R_in = x * (R - y * sum(R)), -inf entries of x (masks) taken as 0."""
+    x = torch.where(torch.isneginf(x), torch.zeros((), dtype=x.dtype, device=x.device), x)
+    return x * (relevance - y * relevance.sum(dim, keepdim=True))
+
+
+def _softmax(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    return torch.softmax(args[0], node.attrs["dim"]), None
+
+
+def _softmax_back(call: BackwardCall) -> list[torch.Tensor | None]:
+    return [softmax_relevance(call.args[0], call.out, call.relevance, call.node.attrs["dim"])]
+
+
+def _read_softmax(site: Site) -> Read:
+    x = site.tensor("self")
+    dim = normalize_dim(int(site.arg("dim")), x.rank)
+    if batch_sized(x, dim):
+        raise UnsupportedCallError(f"softmax along dimension {dim}, which is the batch")
+    if site.arg("dtype") is not None or site.arg("half_to_float", False):
+        raise UnsupportedCallError("softmax with a dtype conversion")
+    return Read([x], {"dim": dim})
+
+
+def _matmul(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    return torch.matmul(args[0], args[1]), None
+
+
+def _matmul_back(call: BackwardCall) -> list[torch.Tensor | None]:
+    live = (call.live[0], call.live[1])
+    return list(product_relevance(call.args[0], call.args[1], call.out, call.relevance, call.stabilizer, live))
+
+
+def _read_matmul(site: Site) -> Read:
+    a, b = site.tensor("self"), site.tensor("other" if "other" in site.args else "mat2")
+    if a.rank < 2 or b.rank < 2:
+        raise UnsupportedCallError("matmul of a vector (use a matrix with one row or column)")
+    if batch_sized(a, a.rank - 1):
+        raise UnsupportedCallError("matmul that sums over the batch dimension")
+    return Read([a, b])
+
+
+def _attention_weights(node: Node, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q k^T, scaled, the scores after the mask, softmax of the scores), k already repeated for grouped queries."""
+    raw = torch.matmul(q, _t(k))
+    scale = node.attrs.get("scale")
+    scaled = raw * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+    scores = scaled
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask
+    if node.attrs["is_causal"]:
+        rows, cols = scores.shape[-2:]
+        causal = torch.ones(rows, cols, dtype=torch.bool, device=scores.device).tril()
+        scores = scores.masked_fill(~causal, -math.inf)
+    return raw, scaled, scores, torch.softmax(scores, dim=-1)
+
+
+def _repeat_heads(node: Node, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Keys and values repeated over the query heads that share them (grouped-query attention)."""
+    if not node.attrs.get("enable_gqa") or t.shape[-3] == q.shape[-3]:
+        return t
+    return t.repeat_interleave(q.shape[-3] // t.shape[-3], dim=-3)
+
+
+def _sdpa(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    q, k, v, *rest = args
+    out = F.scaled_dot_product_attention(q, k, v, rest[0] if rest else None, 0.0, node.attrs["is_causal"],
+                                         scale=node.attrs.get("scale"), enable_gqa=node.attrs.get("enable_gqa", False))
+    return out, None
+
+
+def _sdpa_back(call: BackwardCall) -> list[torch.Tensor | None]:
+    """v <- the product rule on weights @ v; weights <- softmax rule; scores <- the mask as a bias; q, k <- the
+    product rule on q @ k^T. Under CP-LRP the weights are constant and only v receives relevance."""
+    node, (q, k, v, *rest) = call.node, call.args
+    mask = rest[0] if rest else None
+    k_full, v_full = _repeat_heads(node, q, k), _repeat_heads(node, q, v)
+    raw, scaled, scores, weights = _attention_weights(node, q, k_full, mask)
+    weights_live = call.attention != CP and (call.live[0] or call.live[1])
+    out = torch.matmul(weights, v_full)
+    r_weights, r_v = product_relevance(weights, v_full, out, call.relevance, call.stabilizer,
+                                       (weights_live, call.live[2]))
+    r_q = r_k = None
+    if r_weights is not None:
+        r_scores = softmax_relevance(scores, weights, r_weights, -1)
+        if mask is not None and mask.dtype != torch.bool:
+            r_scores = scaled * divide(r_scores, scores, call.stabilizer)
+        r_q, r_k = product_relevance(q, _t(k_full), raw, r_scores, call.stabilizer, (call.live[0], call.live[1]))
+        if r_k is not None:
+            r_k = _fold_heads(_t(r_k), k)
+    if r_v is not None:
+        r_v = _fold_heads(r_v, v)
+    return [r_q, r_k, r_v] + ([None] if rest else [])
+
+
+def _fold_heads(relevance: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Relevance of repeated key/value heads summed back onto the shared head."""
+    if relevance.shape == like.shape:
+        return relevance
+    groups = relevance.shape[-3] // like.shape[-3]
+    return relevance.unflatten(-3, (like.shape[-3], groups)).sum(-3)
+
+
+def _read_sdpa(site: Site) -> Read:
+    if site.arg("dropout_p", 0.0) != 0:
+        raise UnsupportedCallError("scaled_dot_product_attention with dropout_p > 0 (call model.eval())")
+    inputs = [site.tensor("query"), site.tensor("key"), site.tensor("value")]
+    if site.args.get("attn_mask") is not None:
+        inputs.append(site.tensor("attn_mask"))
+    attrs: dict[str, Any] = {"is_causal": bool(site.arg("is_causal", False))}
+    if site.arg("scale") is not None:
+        attrs["scale"] = float(site.arg("scale"))
+    if site.arg("enable_gqa", False):
+        attrs["enable_gqa"] = True
+    return Read(inputs, attrs)
+
+
+_NON_NEGATIVE_DIM = AttrType("a non-negative int", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+SOFTMAX = OpDef("softmax", "softmax", _softmax, _softmax_back, fixed_rule="AttnLRP softmax (Taylor at x)",
+                attrs=(Attr("dim", _NON_NEGATIVE_DIM),),
+                aten={aten.softmax.int: _read_softmax, aten._softmax.default: _read_softmax})
+MATMUL = OpDef("matmul", "A @ B", _matmul, _matmul_back, fixed_rule="AttnLRP product (epsilon, halved)", inputs=2,
+               aten={aten.matmul.default: _read_matmul, aten.bmm.default: _read_matmul,
+                     aten.mm.default: _read_matmul})
+SDPA = OpDef("sdpa", "scaled_dot_product_attention", _sdpa, _sdpa_back,
+             fixed_rule="AttnLRP attention (CP-LRP: values only)", arity=(3, 4),
+             attrs=(Attr("is_causal", BOOL), Attr("scale", NUMBER, required=False),
+                    Attr("enable_gqa", BOOL, required=False)),
+             aten={aten.scaled_dot_product_attention.default: _read_sdpa})
+ATTENTION = (SOFTMAX, MATMUL, SDPA)

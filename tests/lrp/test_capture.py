@@ -1,0 +1,140 @@
+"""torch.export front door: functional forms, the final activation, exact capture of the patterns that fx got wrong,
+and named errors for the rest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from service.lrp import ModelPreparationError, PreparedModel, UnsupportedLayerError, explain
+from service.lrp.capture import graph_from_module
+
+X = torch.randn(2, 1, 6, 6)
+
+
+class Functional(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding="same")
+        self.fc = nn.Linear(2 * 3 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.leaky_relu(self.conv(x), 0.2), 2)
+        x = F.avg_pool2d(x, kernel_size=1) + x
+        x = x.reshape(x.shape[0], -1)
+        return F.softmax(self.fc(x), dim=1)
+
+
+def test_functional_forms_become_ir_ops():
+    graph = graph_from_module(Functional(), X)
+    ops = [node.op for node in graph.nodes]
+    assert ops == ["input", "conv2d", "activation", "maxpool2d", "avgpool2d", "add", "reshape", "linear"]
+    by_op = {node.op: node for node in graph.nodes}
+    assert by_op["activation"].attrs == {"fn": "leaky_relu", "negative_slope": 0.2}
+    assert by_op["conv2d"].attrs["padding"] == [1, 1] and by_op["conv2d"].name == "conv"
+    assert by_op["reshape"].attrs == {"shape": [{"expr": "d0"}, 18]}
+    assert graph.output_activation == "softmax"
+
+
+def test_final_softmax_is_skipped_and_the_logit_explained():
+    model = Functional().eval()
+    prepared = PreparedModel.from_module(model, X)
+    x = torch.randn(5, 1, 6, 6)  # another batch size than the example's
+    logits, output = prepared.predict(x), prepared.output(x)
+    torch.testing.assert_close(output, model(x))
+    torch.testing.assert_close(logits.softmax(1), model(x))
+    result = prepared.explain(x, composite="epsilon")
+    torch.testing.assert_close(result.target_logits, logits.gather(1, result.targets[:, None])[:, 0])
+
+
+def test_final_sigmoid_is_skipped():
+    graph = graph_from_module(nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()), torch.randn(2, 3))
+    assert graph.output_activation == "sigmoid"
+    assert [n.op for n in graph.nodes] == ["input", "linear"]
+
+
+class Unsupported(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cumsum(x, 1) + torch.sort(x, 1).values)
+
+
+def test_ops_without_a_rule_are_named_with_their_module_at_preparation():
+    with pytest.raises(UnsupportedLayerError) as caught:
+        PreparedModel.from_module(Unsupported(), torch.randn(2, 4))
+    message = str(caught.value)
+    assert "aten.cumsum.default has no LRP rule in the model's forward" in message
+    assert "aten.sort.default has no LRP rule" in message
+
+
+def test_an_op_inside_a_submodule_is_named_with_the_module():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Hardshrink(), nn.Linear(4, 2))
+    with pytest.raises(UnsupportedLayerError, match=r"hardshrink.default has no LRP rule in module '1' \(.*Hardshrink\)"):
+        PreparedModel.from_module(model, torch.randn(2, 4))
+
+
+def test_a_parameter_used_directly_absorbs_relevance_like_a_bias():
+    class Shift(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(3, dtype=torch.float64))
+            self.fc = nn.Linear(3, 2).double()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x + self.w)
+
+    model, x = Shift(), torch.randn(4, 3, dtype=torch.float64)
+    result = explain(model, x, composite="epsilon", epsilon=0.0, stabilizer=0.0)
+    shifted = x + model.w
+    at_sum = shifted * model.fc.weight[result.targets] * result.target_logits[:, None] / (
+        shifted @ model.fc.weight.T + model.fc.bias).gather(1, result.targets[:, None])
+    torch.testing.assert_close(result.relevance, (x * at_sum / shifted).detach())
+
+
+def test_untraceable_model_gives_a_clear_error():
+    class Branchy(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(ModelPreparationError, match="could not capture Branchy"):
+        PreparedModel.from_module(Branchy(), torch.randn(2, 3))
+
+
+def test_a_model_that_needs_two_inputs_is_refused():
+    with pytest.raises(ModelPreparationError, match="could not capture Bilinear"):
+        graph_from_module(nn.Bilinear(2, 2, 1), torch.randn(2, 2))
+
+
+def test_flatten_over_batch_is_refused():
+    class Bad(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.flatten(x)[None]
+
+    with pytest.raises(UnsupportedLayerError, match="not the batch: a reshape mixes samples"):
+        PreparedModel.from_module(Bad(), torch.randn(2, 3))
+
+
+def test_reused_module_gives_two_nodes_sharing_parameters():
+    from tests.lrp.nets import twice
+
+    graph = graph_from_module(twice(), torch.randn(2, 5, dtype=torch.float64))
+    shared = [node for node in graph.nodes if node.module == "shared"]
+    assert [node.name for node in shared] == ["shared", "shared_1"]
+    assert shared[0].params["weight"] is shared[1].params["weight"]
+
+
+class OneElementKernel(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.max_pool2d(x, [2]), kernel_size=(1,)).flatten(1)
+
+
+def test_a_one_element_kernel_list_means_the_same_size_in_every_dimension():
+    model = OneElementKernel()
+    graph = graph_from_module(model, X)
+    assert [n.attrs["kernel_size"] for n in graph.nodes if n.op in ("maxpool2d", "avgpool2d")] == [[2, 2], [1, 1]]
+    torch.testing.assert_close(PreparedModel.from_graph(graph).predict(X), model(X))
