@@ -336,15 +336,16 @@ def export(module: nn.Module, example: torch.Tensor) -> ExportedProgram:
         return torch.export.export(module, (example,), dynamic_shapes=(sizes,), strict=False)
     except Exception as error:  # export raises many types; all mean "cannot capture"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        tokens = ("An integer input is taken as token ids, of any batch size and length (the model should start "
+                  "with an embedding).")
         for size, what in (("batch", "batch size"), ("tokens", "number of tokens")):
             if f"Constraints violated ({size})" in first:
                 raise ModelPreparationError(
                     f"{type(module).__name__} works for one {what} only: its forward writes the {what} as a "
-                    f"constant (in a view or reshape, use x.size({0 if size == 'batch' else 1}) or -1 instead)"
-                ) from error
-        hint = ("An integer input is taken as token ids, of any batch size and length (the model should start "
-                "with an embedding)." if not example.is_floating_point() else
-                "Models whose forward branches on tensor values cannot be captured; move that logic out of forward.")
+                    f"constant (in a view or reshape, use x.size({0 if size == 'batch' else 1}) or -1 instead)."
+                    + (f" {tokens}" if size == "tokens" else "")) from error
+        hint = tokens if not example.is_floating_point() else (
+            "Models whose forward branches on tensor values cannot be captured; move that logic out of forward.")
         raise ModelPreparationError(f"torch.export could not capture {type(module).__name__}: {first} {hint}") from error
 
 
