@@ -92,7 +92,7 @@ def benchmark(name: str, runs: int, device: torch.device, zennit_composites: lis
     x = torch.randn(batch, *shape, device=device)
     with torch.no_grad():
         targets = model(x).argmax(1)
-    prepared = PreparedModel.from_module(model)
+    prepared = PreparedModel.from_module(model, x)
 
     def forward() -> torch.Tensor:
         with torch.no_grad():

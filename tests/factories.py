@@ -24,8 +24,8 @@ def net() -> nn.Module:
     return Net()
 
 
-def with_layernorm() -> nn.Module:
-    return nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+def with_hardshrink() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 4), nn.Hardshrink(), nn.Linear(4, 2))
 
 
 def not_a_module() -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.lrp.trace import graph_from_module
+from service.lrp.capture import graph_from_module
 from service.store.format import save_model, spec_from_graph
 
 
@@ -28,7 +28,9 @@ TENSOR_FIELDS: dict[str, Any] = {"input": {"kind": "tensor", "shape": [1, 4, 4]}
 
 def write_model(directory: Path, module: nn.Module | None = None, **fields: Any) -> Path:
     """Write `module` (default: tiny_cnn) with TENSOR_FIELDS overridden by `fields`; return the directory."""
-    spec, tensors = spec_from_graph(graph_from_module(module or tiny_cnn()), **{**TENSOR_FIELDS, **fields})
+    merged = {**TENSOR_FIELDS, **fields}
+    shape = merged["input"]["shape"]
+    spec, tensors = spec_from_graph(graph_from_module(module or tiny_cnn(), torch.zeros(2, *shape)), **merged)
     save_model(directory, spec, tensors)
     return directory
 

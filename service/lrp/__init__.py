@@ -4,6 +4,7 @@ Entry point: `explain(model, x, target=None, composite="epsilon_plus_flat", **pa
 are the op table `OPS`; `check_node` validates a node read from a file against it.
 """
 
+from service.lrp.capture import graph_from_module
 from service.lrp.composites import COMPOSITE_NAMES, Composite
 from service.lrp.engine import PreparedModel
 from service.lrp.errors import ExplanationInputError, LRPError, ModelPreparationError, UnsupportedLayerError
@@ -14,7 +15,6 @@ from service.lrp.params import LRPParams
 from service.lrp.precision import use_ieee_float32
 from service.lrp.prepare import explain, prepare
 from service.lrp.rules import RULE_NAMES
-from service.lrp.capture import graph_from_module
 
 __all__ = [
     "COMPOSITE_NAMES",

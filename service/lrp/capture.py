@@ -346,7 +346,8 @@ def export(module: nn.Module, example: torch.Tensor) -> ExportedProgram:
                     + (f" {tokens}" if size == "tokens" else "")) from error
         hint = tokens if not example.is_floating_point() else (
             "Models whose forward branches on tensor values cannot be captured; move that logic out of forward.")
-        raise ModelPreparationError(f"torch.export could not capture {type(module).__name__}: {first} {hint}") from error
+        raise ModelPreparationError(
+            f"torch.export could not capture {type(module).__name__}: {first} {hint}") from error
 
 
 def graph_from_module(module: nn.Module, example: torch.Tensor) -> ir.Graph:

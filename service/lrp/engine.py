@@ -261,7 +261,7 @@ class PreparedModel:
                 op, weights = self._affine[node.name]
                 nonneg = node.inputs[0] in self._nonnegative
                 rule_input = RuleInput(op, weights, args[0], out, incoming, params, nonneg)
-                passed = [RULES[assigned[node.name]](rule_input)]
+                passed: list[torch.Tensor | None] = [RULES[assigned[node.name]](rule_input)]
             else:
                 assert definition.backward is not None, "every op without a layer type has a fixed rule"
                 live = tuple(name in carries for name in node.inputs)

@@ -99,7 +99,7 @@ def test_model_detail_lists_each_layer_with_its_rule(client):
     assert rules["0"] == "flat"  # first layer under epsilon_plus_flat
     assert rules["3.conv1"] == "zplus" and rules["8"] == "epsilon"
     assert rules["3.bn1"] == "folded into 3.conv1"
-    assert any(layer["op"] == "add" and layer["rule"] == "norm" for layer in detail["layers"])
+    assert any(layer["op"] == "add" and layer["rule"] == "norm (epsilon)" for layer in detail["layers"])
 
 
 def test_model_detail_shows_the_serving_limits_in_force(tmp_path):

@@ -7,7 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from service.lrp import ExplanationInputError, ModelPreparationError, PreparedModel, UnsupportedLayerError, explain, prepare
+from service.lrp import (
+    ExplanationInputError,
+    ModelPreparationError,
+    PreparedModel,
+    UnsupportedLayerError,
+    explain,
+    prepare,
+)
 from tests.lrp.nets import batch, cnn, mlp, residual
 
 

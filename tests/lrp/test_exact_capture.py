@@ -30,7 +30,8 @@ def _check_exact(model: nn.Module, x: torch.Tensor) -> None:
 class AddAlpha(nn.Module):
     def __init__(self, method: bool) -> None:
         super().__init__()
-        self.a, self.b, self.head = nn.Linear(4, 6, bias=False), nn.Linear(4, 6, bias=False), nn.Linear(6, 3, bias=False)
+        self.a, self.b = nn.Linear(4, 6, bias=False), nn.Linear(4, 6, bias=False)
+        self.head = nn.Linear(6, 3, bias=False)
         self.method = method
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,7 +76,7 @@ def test_an_in_place_op_on_a_view_is_refused():
             F.relu(y[:, :2], inplace=True)
             return y
 
-    with pytest.raises(UnsupportedLayerError, match="in-place aten.relu_.default on a view"):
+    with pytest.raises(UnsupportedLayerError, match=r"in-place aten\.relu_\.default on a view"):
         prepare(OnView(), torch.randn(2, 4))
 
 
@@ -110,7 +111,7 @@ class Cat(nn.Module):
 
 @pytest.mark.parametrize("dim", [0, -2])
 def test_cat_along_the_batch_is_refused_however_the_dimension_is_written(dim):
-    with pytest.raises(UnsupportedLayerError, match="torch.cat along dimension 0, which is the batch"):
+    with pytest.raises(UnsupportedLayerError, match=r"torch\.cat along dimension 0, which is the batch"):
         prepare(Cat(dim), torch.randn(2, 4))
 
 

@@ -65,13 +65,13 @@ def test_convert_refuses_with_a_reason(tmp_path, trained, capsys, args, message)
 
 
 def test_convert_names_the_unsupported_layer(tmp_path, capsys):
-    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+    module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Hardshrink(), torch.nn.Linear(4, 2))
     torch.save(module.state_dict(), tmp_path / "w.pt")
-    assert main(["convert", "tests.factories:with_layernorm", "--weights", str(tmp_path / "w.pt"), "--name", "ln",
+    assert main(["convert", "tests.factories:with_hardshrink", "--weights", str(tmp_path / "w.pt"), "--name", "hs",
                  "--input-shape", "4", "--models-dir", str(tmp_path)]) == 1
     error = capsys.readouterr().err
-    assert "unsupported" in error.lower() and "LayerNorm" in error
-    assert not (tmp_path / "ln").exists()
+    assert "unsupported" in error.lower() and "hardshrink" in error and "module '1'" in error
+    assert not (tmp_path / "hs").exists()
 
 
 def test_convert_refuses_mismatched_weights_and_existing_models(tmp_path, trained, capsys):

@@ -20,13 +20,24 @@ import torch
 
 from service.lrp import dims
 from service.lrp.graph import Node
-from service.lrp.ops.spec import (ANY_INPUTS, INT, Attr, AttrType, BackwardCall, OpDef, Read, Reader, Ref, Site,
-                                  UnsupportedCallError)
+from service.lrp.ops.spec import (
+    ANY_INPUTS,
+    INT,
+    Attr,
+    AttrType,
+    BackwardCall,
+    OpDef,
+    Read,
+    Reader,
+    Ref,
+    Site,
+    UnsupportedCallError,
+)
 
 # Ops whose output is a linear map of each tensor input that moves, copies or selects elements.
 LAYOUT_TARGETS = frozenset({
     "transpose.int", "permute.default", "unsqueeze.default", "squeeze.dim", "squeeze.dims", "squeeze.default",
-    "expand.default", "slice.Tensor", "select.int", "narrow.default", "t.default", 
+    "expand.default", "slice.Tensor", "select.int", "narrow.default", "t.default",
     "unflatten.int", "movedim.int", "flip.default", "roll.default",
     "repeat.default", "constant_pad_nd.default", "masked_fill.Scalar", "masked_fill.Tensor", "where.self",
     "index.Tensor", "index_select.default", "gather.default", "repeat_interleave.self_int", "tril.default",

@@ -17,8 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import (BOOL, NUMBER, Attr, AttrType, BackwardCall, OpDef, Read, Site,
-                                  UnsupportedCallError, normalize_dim)
+from service.lrp.ops.spec import (
+    BOOL,
+    NUMBER,
+    Attr,
+    AttrType,
+    BackwardCall,
+    OpDef,
+    Read,
+    Site,
+    UnsupportedCallError,
+    normalize_dim,
+)
 from service.lrp.ops.structure import batch_sized
 from service.lrp.stabilize import divide
 
@@ -140,8 +150,9 @@ def _fold_heads(relevance: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Relevance of repeated key/value heads summed back onto the shared head."""
     if relevance.shape == like.shape:
         return relevance
-    groups = relevance.shape[-3] // like.shape[-3]
-    return relevance.unflatten(-3, (like.shape[-3], groups)).sum(-3)
+    heads = like.shape[-3]
+    grouped = relevance.reshape(*relevance.shape[:-3], heads, relevance.shape[-3] // heads, *relevance.shape[-2:])
+    return grouped.sum(-3)
 
 
 def _read_sdpa(site: Site) -> Read:

@@ -13,8 +13,7 @@ from typing import Any
 
 import torch
 
-from service.lrp.ops.spec import (NUMBER, Attr, BackwardCall, OpDef, Read, Ref, Site, UnsupportedCallError,
-                                  choice)
+from service.lrp.ops.spec import NUMBER, Attr, BackwardCall, OpDef, Read, Ref, Site, UnsupportedCallError, choice
 from service.lrp.stabilize import divide
 
 aten = torch.ops.aten

@@ -10,8 +10,20 @@ import torch
 import torch.nn.functional as F
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import (BOOL, INT_LIST, NUMBER, Attr, AttrType, BackwardCall, OpDef, Read, Site,
-                                  UnsupportedCallError, is_int, normalize_dim)
+from service.lrp.ops.spec import (
+    BOOL,
+    INT_LIST,
+    NUMBER,
+    Attr,
+    AttrType,
+    BackwardCall,
+    OpDef,
+    Read,
+    Site,
+    UnsupportedCallError,
+    is_int,
+    normalize_dim,
+)
 from service.lrp.ops.structure import batch_sized, pass_relevance
 from service.lrp.stabilize import divide
 
@@ -42,7 +54,8 @@ BATCHNORM = OpDef("batchnorm", "BatchNorm1d/2d", _forward, pass_relevance, fixed
 
 def _layer_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     p = node.params
-    return F.layer_norm(args[0], node.attrs["normalized_shape"], p.get("weight"), p.get("bias"), node.attrs["eps"]), None
+    shape, eps = node.attrs["normalized_shape"], node.attrs["eps"]
+    return F.layer_norm(args[0], shape, p.get("weight"), p.get("bias"), eps), None
 
 
 def _layer_norm_back(call: BackwardCall) -> list[torch.Tensor | None]:

@@ -9,8 +9,18 @@ import torch
 import torch.nn.functional as F
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import (BOOL, Attr, BackwardCall, OpDef, Read, Reader, Site, UnsupportedCallError, ints,
-                                  ints_of)
+from service.lrp.ops.spec import (
+    BOOL,
+    Attr,
+    BackwardCall,
+    OpDef,
+    Read,
+    Reader,
+    Site,
+    UnsupportedCallError,
+    ints,
+    ints_of,
+)
 from service.lrp.stabilize import divide
 
 aten = torch.ops.aten

@@ -13,8 +13,19 @@ import torch
 import torch.nn.functional as F
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import (BOOL, INT_LIST, Attr, AttrType, BackwardCall, OpDef, Read, Site,
-                                  UnsupportedCallError, choice, normalize_dim)
+from service.lrp.ops.spec import (
+    BOOL,
+    INT_LIST,
+    Attr,
+    AttrType,
+    BackwardCall,
+    OpDef,
+    Read,
+    Site,
+    UnsupportedCallError,
+    choice,
+    normalize_dim,
+)
 from service.lrp.ops.structure import batch_sized
 from service.lrp.stabilize import divide
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from service.lrp import dims
 from service.lrp.graph import Node
 

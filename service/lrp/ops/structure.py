@@ -9,8 +9,20 @@ from typing import Any
 import torch
 
 from service.lrp import dims
-from service.lrp.ops.spec import (INT, NON_BATCH_DIM, SIZES, Attr, AttrType, BackwardCall, OpDef, Read, Ref, Site,
-                                  UnsupportedCallError, normalize_dim)
+from service.lrp.ops.spec import (
+    INT,
+    NON_BATCH_DIM,
+    SIZES,
+    Attr,
+    AttrType,
+    BackwardCall,
+    OpDef,
+    Read,
+    Ref,
+    Site,
+    UnsupportedCallError,
+    normalize_dim,
+)
 
 aten = torch.ops.aten
 
