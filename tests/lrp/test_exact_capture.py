@@ -88,7 +88,7 @@ def test_the_prepared_model_follows_changes_to_modules_not_only_to_weights():
     explain(model, x)
     model[2] = nn.Tanh()
     torch.testing.assert_close(explain(model, x).logits, model(x).detach())
-    setattr(model[1], "eps", 0.5)
+    model[1].eps = 0.5  # type: ignore[assignment]
     torch.testing.assert_close(explain(model, x).logits, model(x).detach())
 
 
