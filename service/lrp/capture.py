@@ -57,6 +57,7 @@ class _Converter:
         self.refs: dict[str, Any] = {}
         self.nodes: list[ir.Node] = []
         self.emitted: set[str] = set()
+        self.ranks: dict[str, int] = {}  # IR node name -> the number of dimensions of its output
         self.call_names = {node.name for node in program.graph.nodes}
         self.unsupported: list[tuple[str, str]] = []
         self.symbols: dict[Any, str] = {}
@@ -231,6 +232,7 @@ class _Converter:
         name = self.fresh(module.replace(".", "_") if module else node.name)
         self.add_node(ir.Node(name, op, self.inputs(read), read.attrs, read.params, module))
         self.refs[node.name] = Ref(name, self.shape(node), live)
+        self.ranks[name] = len(self.refs[node.name].shape)
 
     def fresh(self, base: str) -> str:
         """`base`, or `base_1`, `base_2`, ... when taken (by a node or by a call of the captured graph)."""
@@ -258,7 +260,7 @@ class _Converter:
         final = next((n for n in self.nodes if n.name == output), None)
         activation = "logits"
         if final is not None and final.op in ("softmax", _FINAL):
-            last = len(next(r for r in [self.refs[final.name]] if isinstance(r, Ref)).shape) - 1
+            last = self.ranks[final.name] - 1
             if final.op == _FINAL or final.attrs["dim"] == last:
                 activation = final.attrs.get("kind", "softmax")
         elif final is not None and final.op == "activation" and final.attrs["fn"] == "sigmoid":

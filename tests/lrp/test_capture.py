@@ -49,6 +49,13 @@ def test_final_softmax_is_skipped_and_the_logit_explained():
     torch.testing.assert_close(result.target_logits, logits.gather(1, result.targets[:, None])[:, 0])
 
 
+def test_a_final_softmax_module_is_skipped():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Softmax(dim=-1))
+    graph = graph_from_module(model, torch.randn(2, 3))
+    assert graph.output_activation == "softmax"
+    assert [n.op for n in graph.nodes] == ["input", "linear"]
+
+
 def test_final_sigmoid_is_skipped():
     graph = graph_from_module(nn.Sequential(nn.Linear(3, 1), nn.Sigmoid()), torch.randn(2, 3))
     assert graph.output_activation == "sigmoid"

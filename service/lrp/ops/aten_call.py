@@ -150,11 +150,6 @@ def _overloads(targets: frozenset[str], reader: Reader) -> dict[Any, Reader]:
     return found
 
 
-def _computed_reader(site: Site) -> Read:
-    read = call_reader(site)
-    return Read(read.inputs, {**read.attrs, "item": site.item} if site.item is not None else read.attrs)
-
-
 LAYOUT = OpDef("layout", "transpose/permute/slice/expand/index/masked_fill (relevance follows the data)", _forward,
                _layout_back, fixed_rule="gradient", inputs=None,
                attrs=(Attr("target", _LAYOUT_NAMES), Attr("args", _JSON)), aten=_overloads(LAYOUT_TARGETS, call_reader))

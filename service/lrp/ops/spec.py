@@ -118,7 +118,6 @@ class Site:
     args: Mapping[str, Any]
     out_shape: tuple[Any, ...] = ()
     module: str = ""
-    item: int | None = None  # for a call returning a list (split, chunk): the element this node is
 
     def arg(self, name: str, default: Any = None) -> Any:
         """An argument by schema name, else `default`."""
