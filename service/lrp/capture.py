@@ -1,357 +1,85 @@
 """The front door for nn.Modules: capture the model with torch.export (ATen ops, nothing patched, nothing decomposed)
-and convert the captured graph into the LRP graph IR through the op table, refusing every op without a rule by name
-and by the module it came from.
+and convert the captured graph into the LRP graph IR (service.lrp.convert).
 
-The batch (and, for integer token inputs, the number of tokens) is captured as a symbolic size, so that every size
-that follows it is known exactly: a reshape that mixes samples, a cat or a reduction along the batch is refused.
-Computations that depend on no explained input (position ids, masks, a slice of a parameter) become constants
-or `computed` nodes, which carry no relevance.
+The batch and, for token ids, the number of tokens are left to export as automatic dynamic sizes: export keeps them
+symbolic (or finds their limits, such as the length of a position table) unless the forward fixes them, which the
+conversion refuses. Extra inputs (an attention mask, token type ids) are keyword arguments of the forward, captured
+with the same batch and tokens; they carry no relevance.
 """
 
 from __future__ import annotations
 
-import operator
+import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torch.fx
 from torch import nn
 from torch.export import Dim, ExportedProgram
-from torch.export.graph_signature import InputKind, OutputKind
 
-from service.lrp import dims
 from service.lrp import graph as ir
-from service.lrp.errors import ExplanationInputError, ModelPreparationError, UnsupportedLayerError
-from service.lrp.ops import CONSTANT, IDENTITY_CALLS, OPS, OpDef, Read, Ref, Site, UnsupportedCallError
-from service.lrp.ops.aten_call import COMPUTED, COMPUTED_TARGETS, call_reader
-from service.lrp.ops.spec import Reader
-
-_READERS: dict[Any, tuple[OpDef, Reader]] = {call: (op, read) for op in OPS.values() for call, read in op.aten.items()}
-_SKIPPED = {torch.ops.aten._assert_scalar.default, torch.ops.aten.sym_constrain_range_for_size.default,
-            torch.ops.aten._assert_tensor_metadata.default}
-_LOG_SOFTMAX = {torch.ops.aten.log_softmax.int, torch.ops.aten._log_softmax.default}
-_FINAL = "_final"  # a provisional op: a log_softmax, kept only when it is the model's last operation
+from service.lrp.convert import TOKENS_HINT, Converter
+from service.lrp.errors import ExplanationInputError, ModelPreparationError
 
 
-def _module_of(node: torch.fx.Node) -> str:
-    """The path of the innermost module that made the call ("" for the model's own forward)."""
-    stack = node.meta.get("nn_module_stack") or {}
-    return str(list(stack.values())[-1][0]) if stack else ""
+def _repeated(tensor: torch.Tensor, batch: int, tokens: int) -> torch.Tensor:
+    """The tensor repeated `batch` times along dimension 0 and (when it has one) `tokens` times along dimension 1."""
+    times = [batch] + [tokens if i == 1 else 1 for i in range(1, tensor.dim())]
+    return tensor.repeat(*times) if tensor.dim() else tensor
 
 
-def _where(node: torch.fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return "in the model's forward"
-    path, kind = list(stack.values())[-1]
-    if not path:
-        return "in the model's forward"
-    return f"in module '{path}' ({kind if isinstance(kind, str) else getattr(kind, '__qualname__', kind)})"
+def example_batch(example: torch.Tensor, extra: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The example (and the extra inputs alike) with at least two samples and, for token ids, two tokens, so that
+    export keeps those sizes symbolic."""
+    batch = 2 if example.shape[0] < 2 else 1
+    tokens = 2 if not example.is_floating_point() and example.dim() >= 2 and example.shape[1] < 2 else 1
+    return _repeated(example, batch, tokens), {k: _repeated(v.detach(), batch, tokens) for k, v in extra.items()}
 
 
-class _Converter:
-    """Walks one exported graph and emits IR nodes; collects every unsupported call before raising."""
-
-    def __init__(self, program: ExportedProgram) -> None:
-        self.program = program
-        self.refs: dict[str, Any] = {}
-        self.nodes: list[ir.Node] = []
-        self.emitted: set[str] = set()
-        self.ranks: dict[str, int] = {}  # IR node name -> the number of dimensions of its output
-        self.call_names = {node.name for node in program.graph.nodes}
-        self.unsupported: list[tuple[str, str]] = []
-        self.symbols: dict[Any, str] = {}
-        self.constants: dict[str, torch.Tensor] = {}
-        state = {**program.state_dict, **program.constants}
-        self.user_inputs: list[str] = []
-        for spec in program.graph_signature.input_specs:
-            if spec.kind == InputKind.USER_INPUT:
-                self.user_inputs.append(spec.arg.name)
-            elif spec.target is not None:
-                self.constants[spec.arg.name] = state[spec.target].detach()
-
-    # -- values ------------------------------------------------------------------------------------------
-    def size(self, value: Any) -> Any:
-        """An int, or {"expr": ...} for a size that follows the input's."""
-        if isinstance(value, int):
-            return value
-        expr = value.node.expr
-        if expr.is_number:
-            return int(expr)
-        unknown = expr.free_symbols - set(self.symbols)
-        if unknown:
-            raise UnsupportedCallError(f"a size ({expr}) that does not follow the input's shape")
-        return {dims.EXPR: str(expr.xreplace({s: _symbol(name) for s, name in self.symbols.items()}))}
-
-    def shape(self, node: torch.fx.Node) -> tuple[Any, ...]:
-        val = node.meta.get("val")
-        return tuple(self.size(s) for s in val.shape) if isinstance(val, torch.Tensor) else ()
-
-    def value(self, arg: Any) -> Any:
-        """A call argument: a Ref for a tensor, a size for a symbolic int, lists element-wise."""
-        if isinstance(arg, torch.fx.Node):
-            return self.refs[arg.name]
-        if isinstance(arg, list | tuple):
-            return [self.value(a) for a in arg]
-        return arg
-
-    def site(self, node: torch.fx.Node) -> Site:
-        schema = node.target._schema  # type: ignore[union-attr]
-        args: dict[str, Any] = {}
-        for position, argument in enumerate(schema.arguments):
-            if position < len(node.args):
-                args[argument.name] = self.value(node.args[position])
-            elif argument.name in node.kwargs:
-                args[argument.name] = self.value(node.kwargs[argument.name])
-            elif argument.has_default_value():
-                args[argument.name] = argument.default_value
-        return Site(str(node.target), args, self.shape(node), _module_of(node))
-
-    # -- the walk ----------------------------------------------------------------------------------------
-    def run(self) -> ir.Graph:
-        if len(self.user_inputs) != 1:
-            raise ModelPreparationError(
-                f"the model's forward takes {len(self.user_inputs)} inputs; LRP explains models with exactly one")
-        output = ""
-        for node in self.program.graph.nodes:
-            try:
-                if node.op == "output":
-                    output = self.output(node)
-                else:
-                    self.convert(node)
-            except UnsupportedCallError as problem:
-                self.unsupported.append((node.name, f"{problem} {_where(node)}"))
-                self.refs[node.name] = Ref(node.name, (), True)  # keep going to report every problem at once
-                self.emitted.add(node.name)
-        output, activation = self.strip_output_activation(output)
-        if self.unsupported:
-            raise UnsupportedLayerError(self.unsupported)
-        return ir.Graph(tuple(self.nodes), output, activation)
-
-    def convert(self, node: torch.fx.Node) -> None:
-        if node.op == "placeholder":
-            self.placeholder(node)
-        elif node.op == "call_function":
-            self.call(node)
-        else:
-            raise UnsupportedCallError(f"{node.op} {node.target!s}")
-
-    def placeholder(self, node: torch.fx.Node) -> None:
-        if node.name in self.constants:
-            value = self.constants[node.name]
-            self.refs[node.name] = Ref(node.name, tuple(value.shape), False, value)
-            return
-        val = node.meta["val"]
-        for index, size in enumerate(val.shape):
-            if isinstance(size, torch.SymInt) and size.node.expr.is_symbol:
-                self.symbols.setdefault(size.node.expr, f"d{index}")
-        attrs = {} if val.is_floating_point() else {"dtype": str(val.dtype).removeprefix("torch.")}
-        self.nodes.append(ir.Node(node.name, ir.INPUT, (), attrs))
-        self.emitted.add(node.name)
-        self.refs[node.name] = Ref(node.name, self.shape(node), True)
-
-    def call(self, node: torch.fx.Node) -> None:
-        target = node.target
-        val = node.meta.get("val")
-        if target in _SKIPPED:
-            return
-        if target is operator.getitem:
-            items = self.value(node.args[0])
-            self.refs[node.name] = items if isinstance(items, Ref) else items[node.args[1]]  # a Ref: unsupported
-            return
-        if not isinstance(val, torch.Tensor | list | tuple):  # a size: sym_size, or arithmetic on sizes
-            self.refs[node.name] = self.size(val)
-            return
-        if not isinstance(target, torch._ops.OpOverload):
-            raise UnsupportedCallError(f"call of {getattr(target, '__name__', target)}")
-        site = self.site(node)
-        refs = [r for r in _flatten(list(site.args.values())) if isinstance(r, Ref)]
-        if not any(r.live for r in refs):
-            self.constant_call(node, site, refs)
-        elif target in IDENTITY_CALLS:
-            self.refs[node.name] = IDENTITY_CALLS[target](site)
-        elif target in _LOG_SOFTMAX:
-            self.emit(node, _FINAL, Read([site.tensor("self")], {"kind": "log_softmax"}))
-        elif target in _READERS:
-            op, read = _READERS[target]
-            if target._schema.is_mutable:
-                self.check_in_place(node)
-            found = read(site)
-            self.emit(node, found.op or op.name, found)
-        else:
-            raise UnsupportedCallError(f"{target} has no LRP rule")
-
-    def check_in_place(self, node: torch.fx.Node) -> None:
-        """An in-place op on a view would change the tensor it views, which the graph would not see."""
-        source = node.args[0]
-        if isinstance(source, torch.fx.Node) and _is_view(source):
-            raise UnsupportedCallError(f"in-place {node.target} on a view of another tensor")
-
-    def constant_call(self, node: torch.fx.Node, site: Site, refs: list[Ref]) -> None:
-        """A call that depends on no explained input: computed now when it can be, else at run time."""
-        target = node.target
-        assert isinstance(target, torch._ops.OpOverload)
-        if target._schema.is_mutable:
-            raise UnsupportedCallError(f"in-place {target} on a parameter or buffer (is the model in training "
-                                       "mode? call model.eval() before explaining)")
-        static = not dims.has_exprs(list(site.args.values())) and not dims.has_exprs(list(site.out_shape))
-        if static and all(r.value is not None for r in refs):
-            with torch.no_grad():
-                result = target(*_concrete(list(node.args), self.refs), **_concrete(dict(node.kwargs), self.refs))
-            self.refs[node.name] = _as_refs(node.name, result)
-            return
-        name = str(target).removeprefix("aten.")
-        if name not in COMPUTED_TARGETS:
-            raise UnsupportedCallError(f"{target} on constants whose size follows the input")
-        read = call_reader(site)
-        if isinstance(node.meta.get("val"), list | tuple):
-            self.refs[node.name] = [self.emit_item(node, read, i, v) for i, v in enumerate(node.meta["val"])]
-            return
-        self.emit(node, COMPUTED.name, read, live=False)
-
-    def emit_item(self, node: torch.fx.Node, read: Read, item: int, val: torch.Tensor) -> Ref:
-        name = f"{node.name}_{item}"
-        self.add_node(ir.Node(name, COMPUTED.name, self.inputs(read), {**read.attrs, "item": item}, {},
-                              _module_of(node)))
-        return Ref(name, tuple(self.size(s) for s in val.shape), False)
-
-    def inputs(self, read: Read) -> tuple[str, ...]:
-        for ref in read.inputs:
-            if ref.name not in self.emitted:
-                assert ref.value is not None, "every computed tensor is emitted when it is made"
-                self.add_node(ir.Node(ref.name, CONSTANT.name, (), {}, {"value": ref.value}))
-        return tuple(ref.name for ref in read.inputs)
-
-    def add_node(self, node: ir.Node) -> None:
-        self.nodes.append(node)
-        self.emitted.add(node.name)
-
-    def emit(self, node: torch.fx.Node, op: str, read: Read, live: bool = True) -> None:
-        """Add the IR node of a call, named after its module ("features_0", then "features_0_1") or the call."""
-        module = _module_of(node)
-        name = self.fresh(module.replace(".", "_") if module else node.name)
-        self.add_node(ir.Node(name, op, self.inputs(read), read.attrs, read.params, module))
-        self.refs[node.name] = Ref(name, self.shape(node), live)
-        self.ranks[name] = len(self.refs[node.name].shape)
-
-    def fresh(self, base: str) -> str:
-        """`base`, or `base_1`, `base_2`, ... when taken (by a node or by a call of the captured graph)."""
-        name, count = base, 0
-        while name in self.emitted or (name != base and name in self.call_names):
-            count += 1
-            name = f"{base}_{count}"
-        return name
-
-    def output(self, node: torch.fx.Node) -> str:
-        specs = self.program.graph_signature.output_specs
-        first = next(i for i, spec in enumerate(specs) if spec.kind == OutputKind.USER_OUTPUT)
-        ref = self.value(node.args[0][first])  # type: ignore[index]
-        if not isinstance(ref, Ref) or not ref.live:
-            raise UnsupportedCallError("an output that is not a tensor computed from the input")
-        if ref.shape and ref.shape[0] != {dims.EXPR: "d0"}:
-            raise UnsupportedCallError(
-                f"an output whose first dimension is {ref.shape[0]}, not the batch: a reshape mixes samples "
-                "(write x.view(x.size(0), ...) to keep the batch first)")
-        self.inputs(Read([ref]))
-        return ref.name
-
-    def strip_output_activation(self, output: str) -> tuple[str, str]:
-        """Drop a final softmax, log_softmax or sigmoid over the classes so that the logit is explained."""
-        final = next((n for n in self.nodes if n.name == output), None)
-        activation = "logits"
-        if final is not None and final.op in ("softmax", _FINAL):
-            last = self.ranks[final.name] - 1
-            if final.op == _FINAL or final.attrs["dim"] == last:
-                activation = final.attrs.get("kind", "softmax")
-        elif final is not None and final.op == "activation" and final.attrs["fn"] == "sigmoid":
-            activation = "sigmoid"
-        if final is not None and activation != "logits":
-            if any(final.name in n.inputs for n in self.nodes):
-                raise ModelPreparationError(f"the final activation '{final.name}' is also used inside the model")
-            self.nodes.remove(final)
-            output = final.inputs[0]
-        for node in self.nodes:
-            if node.op == _FINAL:
-                self.unsupported.append((node.name, "log_softmax that is not the model's last operation"))
-        return output, activation
+def _dynamic(tensor: torch.Tensor, tokens: bool) -> dict[int, Any]:
+    return {i: Dim.AUTO for i in range(min(tensor.dim(), 2 if tokens else 1))}
 
 
-def _symbol(name: str) -> Any:
-    import sympy
-
-    return sympy.Symbol(name, integer=True)
-
-
-def _is_view(node: torch.fx.Node) -> bool:
-    schema = getattr(node.target, "_schema", None)
-    return bool(schema and schema.returns and schema.returns[0].alias_info is not None)
-
-
-def _flatten(values: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    for value in values:
-        flat.extend(_flatten(list(value)) if isinstance(value, list | tuple) else [value])
-    return flat
-
-
-def _concrete(value: Any, refs: dict[str, Any]) -> Any:
-    """A call's fx arguments with every constant tensor in place."""
-    if isinstance(value, torch.fx.Node):
-        ref = refs[value.name]
-        return [r.value for r in ref] if isinstance(ref, list) else (ref.value if isinstance(ref, Ref) else ref)
-    if isinstance(value, dict):
-        return {k: _concrete(v, refs) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_concrete(v, refs) for v in value)
-    return value
-
-
-def _as_refs(name: str, result: Any) -> Any:
-    if isinstance(result, torch.Tensor):
-        return Ref(name, tuple(result.shape), False, result)
-    return [Ref(f"{name}_{i}", tuple(t.shape), False, t) for i, t in enumerate(result)]
-
-
-def example_batch(example: torch.Tensor) -> torch.Tensor:
-    """The example with at least two samples (and two tokens), so that export keeps those sizes symbolic."""
-    if example.shape[0] < 2:
-        example = example.repeat(2, *([1] * (example.dim() - 1)))
-    if not example.is_floating_point() and example.dim() >= 2 and example.shape[1] < 2:
-        example = example.repeat(1, 2, *([1] * (example.dim() - 2)))
-    return example
-
-
-def export(module: nn.Module, example: torch.Tensor) -> ExportedProgram:
-    """torch.export of the module at `example`, the batch symbolic (and the tokens, for an integer input)."""
-    if not isinstance(example, torch.Tensor):
-        raise ExplanationInputError(f"x must be a torch.Tensor, got {type(example).__name__}")
+def _check(module: nn.Module, example: Any, extra: Mapping[str, Any]) -> str:
+    """The name of the forward's first parameter, once the inputs are known to be usable."""
+    for name, value in (("x", example), *extra.items()):
+        if not isinstance(value, torch.Tensor):
+            raise ExplanationInputError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if example.dim() < (2 if example.is_floating_point() else 1):
         raise ExplanationInputError(f"x must have a batch dimension first; got shape {tuple(example.shape)}")
-    example = example_batch(example.detach())
+    parameters = list(inspect.signature(module.forward).parameters)
+    unknown = [name for name in extra if name not in parameters]
+    if unknown or not parameters:
+        raise ExplanationInputError(
+            f"extra input(s) {unknown} are not arguments of {type(module).__name__}.forward ({parameters})")
+    bad = [name for name, v in extra.items() if v.dim() < 1 or v.shape[0] != example.shape[0]]
+    if bad:
+        raise ExplanationInputError(f"extra input(s) {bad} must have the batch ({example.shape[0]}) first")
+    return parameters[0]
+
+
+def export(module: nn.Module, example: torch.Tensor,
+           extra: Mapping[str, torch.Tensor] | None = None) -> ExportedProgram:
+    """torch.export of the module at `example` (and the keyword arguments `extra`), batch and tokens dynamic."""
+    extra = dict(extra or {})
+    first = _check(module, example, extra)
+    example, extra = example_batch(example.detach(), extra)
     weight = next((p for p in module.parameters() if p.is_floating_point()), None)
     if weight is not None and example.is_floating_point():
         example = example.to(device=weight.device, dtype=weight.dtype)
-    sizes: dict[int, Any] = {0: Dim("batch")}
-    if not example.is_floating_point() and example.dim() >= 2:
-        sizes[1] = Dim("tokens")
+    tokens = not example.is_floating_point()
+    sizes = {first: _dynamic(example, tokens)} | {name: _dynamic(v, tokens) for name, v in extra.items()}
     try:
-        return torch.export.export(module, (example,), dynamic_shapes=(sizes,), strict=False)
+        return torch.export.export(module, (example,), kwargs=extra, dynamic_shapes=sizes, strict=False)
     except Exception as error:  # export raises many types; all mean "cannot capture"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        tokens = ("An integer input is taken as token ids, of any batch size and length (the model should start "
-                  "with an embedding).")
-        for size, what in (("batch", "batch size"), ("tokens", "number of tokens")):
-            if f"Constraints violated ({size})" in first:
-                raise ModelPreparationError(
-                    f"{type(module).__name__} works for one {what} only: its forward writes the {what} as a "
-                    f"constant (in a view or reshape, use x.size({0 if size == 'batch' else 1}) or -1 instead)."
-                    + (f" {tokens}" if size == "tokens" else "")) from error
-        hint = tokens if not example.is_floating_point() else (
+        said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        hint = TOKENS_HINT if tokens else (
             "Models whose forward branches on tensor values cannot be captured; move that logic out of forward.")
-        raise ModelPreparationError(
-            f"torch.export could not capture {type(module).__name__}: {first} {hint}") from error
+        raise ModelPreparationError(f"torch.export could not capture {type(module).__name__}: {said} {hint}") from error
 
 
-def graph_from_module(module: nn.Module, example: torch.Tensor) -> ir.Graph:
-    """Capture `module` at `example` and convert it; raise UnsupportedLayerError naming every op without a rule."""
-    return _Converter(export(module, example)).run()
+def graph_from_module(module: nn.Module, example: torch.Tensor,
+                      extra: Mapping[str, torch.Tensor] | None = None) -> ir.Graph:
+    """Capture `module` at `example` (with the keyword arguments `extra`, which carry no relevance) and convert it;
+    raise UnsupportedLayerError naming every op without a rule."""
+    return Converter(export(module, example, extra), type(module).__name__, list(extra or {})).run()

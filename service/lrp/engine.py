@@ -19,11 +19,12 @@ from service.lrp.capture import graph_from_module
 from service.lrp.errors import ExplanationInputError
 from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.flow import Flow
-from service.lrp.ops import BATCHNORM, COMPUTED, OPS, AffineOp, BackwardCall, nonnegative_outputs, rule_nodes
+from service.lrp.ops import BATCHNORM, COMPUTED, LAYOUT, OPS, AffineOp, BackwardCall, nonnegative_outputs, rule_nodes
 from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
 
 Target = int | Sequence[int | None] | torch.Tensor | None
+Extra = Mapping[str, torch.Tensor] | None  # other arguments of the forward by name (an attention mask): no relevance
 RESOLVED_KEPT = 1024  # resolved methods remembered per model; past this the memory starts afresh
 
 
@@ -51,7 +52,7 @@ class PreparedModel:
 
     def __init__(self, graph: ir.Graph) -> None:
         self.graph = graph
-        self._steps = [(node, OPS[node.op]) for node in graph.nodes[1:]]
+        self._steps = [(node, OPS[node.op]) for node in graph.steps]
         self._nonnegative = nonnegative_outputs(graph)
         self._flow = Flow(graph)
         variants: dict[int, WeightVariants] = {}
@@ -69,6 +70,7 @@ class PreparedModel:
         self._binders = {node.name: _binder(node, self.device) for node, _ in self._steps
                          if dims.has_exprs(dict(node.attrs)) or (node.op == COMPUTED.name and not node.inputs)}
         self._tokens = "dtype" in graph.input.attrs
+        self._extra = {node.attrs["argument"]: (node, dims.binder(dict(node.attrs))) for node in graph.extra_inputs}
 
     @classmethod
     def from_graph(cls, graph: ir.Graph) -> PreparedModel:
@@ -76,10 +78,11 @@ class PreparedModel:
         return cls(canonize.fold_batchnorm(canonize.copy_params(graph)))
 
     @classmethod
-    def from_module(cls, model: nn.Module, example: torch.Tensor) -> PreparedModel:
+    def from_module(cls, model: nn.Module, example: torch.Tensor, extra: Extra = None) -> PreparedModel:
         """Capture `model` with torch.export at `example` (any input of the model's kind: its batch and, for token
-        ids, its length may differ later); raises UnsupportedLayerError naming any op without a rule."""
-        return cls.from_graph(graph_from_module(model, example))
+        ids, its length may differ later) and the extra inputs (keyword arguments of the forward, such as an
+        attention_mask, shaped [batch, tokens, ...]); raises UnsupportedLayerError naming any op without a rule."""
+        return cls.from_graph(graph_from_module(model, example, extra))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PreparedModel:
         """A copy on another device or with another floating dtype."""
@@ -161,17 +164,36 @@ class PreparedModel:
         if self._tokens:
             if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
                 raise ExplanationInputError(f"x must hold integer token ids, got {x.dtype}")
+            longest = self.graph.input.attrs.get("max_tokens")
+            if longest is not None and x.dim() >= 2 and x.shape[1] > longest:
+                raise ExplanationInputError(f"x has {x.shape[1]} tokens; the model takes at most {longest}")
             return x.detach().to(device=self.device, dtype=torch.long)
         if not x.is_floating_point():
             raise ExplanationInputError(f"x must be a floating-point tensor, got {x.dtype}")
         return x.detach().to(device=self.device, dtype=self.dtype)
 
-    def _forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, ir.Node]]:
+    def _check_extra(self, extra: Extra, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+        """The extra inputs by node name, each of the shape and dtype it was captured with (sizes following x's)."""
+        given = dict(extra or {})
+        if set(given) != set(self._extra):
+            raise ExplanationInputError(f"the model was prepared with the extra input(s) {sorted(self._extra)}; got "
+                                        f"{sorted(given)} (prepare it again to change them)")
+        values = {}
+        for argument, (node, bind) in self._extra.items():
+            value, wanted = given[argument], bind(shape)["shape"]
+            if not isinstance(value, torch.Tensor) or list(value.shape) != wanted:
+                got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise ExplanationInputError(f"extra input '{argument}' must have shape {tuple(wanted)}, got {got}")
+            values[node.name] = value.detach().to(device=self.device, dtype=getattr(torch, node.attrs["dtype"]))
+        return values
+
+    def _forward(self, x: torch.Tensor,
+                 extra: Extra = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, ir.Node]]:
         """Every node's value, what its forward saved, and the nodes whose sizes follow the input, bound to it."""
-        values: dict[str, torch.Tensor] = {self.graph.input.name: x}
+        shape = tuple(x.shape)
+        values: dict[str, torch.Tensor] = {self.graph.input.name: x, **self._check_extra(extra, shape)}
         saved: dict[str, Any] = {}
         bound: dict[str, ir.Node] = {}
-        shape = tuple(x.shape)
         for node, definition in self._steps:
             bind = self._binders.get(node.name)
             if bind is not None:
@@ -184,33 +206,33 @@ class PreparedModel:
         out = values[self.graph.output]
         return out[:, -1] if out.dim() == 3 else out
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, extra: Extra = None) -> torch.Tensor:
         """The logits (the model's output before the final activation that preparation stripped)."""
         with torch.no_grad():
-            return self._logits(self._forward(self._check_input(x))[0])
+            return self._logits(self._forward(self._check_input(x), extra)[0])
 
-    def output(self, x: torch.Tensor) -> torch.Tensor:
+    def output(self, x: torch.Tensor, extra: Extra = None) -> torch.Tensor:
         """The model's output: the logits after its final activation."""
-        return output_from_logits(self.predict(x), self.graph.output_activation)
+        return output_from_logits(self.predict(x, extra), self.graph.output_activation)
 
     def explain(self, x: torch.Tensor, target: Target = None,
                 composite: str | Mapping[str, Any] | composites.Composite = "epsilon_plus_flat",
-                layers: Iterable[str] = (), output_relevance: torch.Tensor | None = None,
+                layers: Iterable[str] = (), output_relevance: torch.Tensor | None = None, extra: Extra = None,
                 **params: Any) -> Explanation:
         """LRP relevance of `target` (None: argmax) for each sample of x; see `service.lrp.explain`.
 
         `output_relevance`, when given, replaces the seed one-hot(target) * logit (same shape as the logits).
         """
-        return self.explain_resolved(x, target, self.resolve(composite, **params), layers, output_relevance)
+        return self.explain_resolved(x, target, self.resolve(composite, **params), layers, output_relevance, extra)
 
     def explain_resolved(self, x: torch.Tensor, target: Target, method: Method, layers: Iterable[str] = (),
-                         output_relevance: torch.Tensor | None = None) -> Explanation:
+                         output_relevance: torch.Tensor | None = None, extra: Extra = None) -> Explanation:
         """`explain` with a Method from `resolve` (checked once, reused for every batch)."""
         assigned = self.rules(method.composite)
         wanted = self._layer_names(layers)
         x = self._check_input(x)
         with torch.no_grad():
-            values, saved, bound = self._forward(x)
+            values, saved, bound = self._forward(x, extra)
             logits = self._logits(values)
             if logits.dim() != 2:
                 raise ExplanationInputError(
@@ -282,11 +304,22 @@ def _binder(node: ir.Node, device: torch.device) -> Any:
 
 
 def _cast_to(node: ir.Node, dtype: torch.dtype | None) -> ir.Node:
-    """A conversion node retargeted to the prepared model's floating dtype (a float64 copy computes in float64)."""
-    if dtype is None or not dtype.is_floating_point or node.op != "cast":
+    """A node converting to a floating dtype retargeted to the prepared model's (a float64 copy computes in float64):
+    a cast, or a replayed call with a floating dtype argument (a mask made with `.to(x.dtype)`)."""
+    if dtype is None or not dtype.is_floating_point or node.op not in ("cast", COMPUTED.name, LAYOUT.name):
         return node
-    return ir.Node(node.name, node.op, node.inputs, {"dtype": str(dtype).removeprefix("torch.")}, node.params,
-                   node.module)
+    name = str(dtype).removeprefix("torch.")
+    if node.op == "cast":
+        return ir.Node(node.name, node.op, node.inputs, {"dtype": name}, node.params, node.module)
+
+    def retarget(value: Any) -> Any:
+        if isinstance(value, dict):
+            floating = isinstance(value.get("dtype"), str) and getattr(torch, value["dtype"]).is_floating_point
+            return {"dtype": name} if floating else {k: retarget(v) for k, v in value.items()}
+        return [retarget(v) for v in value] if isinstance(value, list) else value
+
+    return ir.Node(node.name, node.op, node.inputs, {**node.attrs, "args": retarget(node.attrs["args"])},
+                   node.params, node.module)
 
 
 def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:

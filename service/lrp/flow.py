@@ -3,14 +3,15 @@
 A tensor carries relevance when it depends on the explained input and is not held constant. Held constant are the
 normalising factors of normalisations (sqrt, rsqrt, reciprocal or a vector norm of an activation, and what is
 computed from them alone: AttnLRP Prop. 3.4) and, under CP-LRP, the attention weights (softmax outputs). Parameters,
-buffers, constants and tensors computed from them alone (position ids, masks) carry none.
+buffers, constants, extra inputs (an attention mask) and `computed` tensors (position ids, masks, also when computed
+from token ids) carry none.
 """
 
 from __future__ import annotations
 
 from service.lrp import graph as ir
 from service.lrp.errors import ModelPreparationError
-from service.lrp.ops import CP, OPS, SOFTMAX, normalizing_factor
+from service.lrp.ops import COMPUTED, CP, OPS, SOFTMAX, normalizing_factor
 
 _SCALING_OPS = ("mul", "div")  # where a normalising factor may be used: scaling an activation
 
@@ -21,8 +22,8 @@ class Flow:
     def __init__(self, graph: ir.Graph) -> None:
         self.graph = graph
         self.live: set[str] = {graph.input.name}
-        for node in graph.nodes[1:]:
-            if any(name in self.live for name in node.inputs):
+        for node in graph.steps:
+            if node.op != COMPUTED.name and any(name in self.live for name in node.inputs):
                 self.live.add(node.name)
         self._carrying: dict[str, frozenset[str]] = {}
         self._check_factors()
@@ -30,7 +31,7 @@ class Flow:
     def held(self, attention: str) -> set[str]:
         """Live tensors held constant in this attention mode."""
         held: set[str] = set()
-        for node in self.graph.nodes[1:]:
+        for node in self.graph.steps:
             if node.name not in self.live:
                 continue
             live_inputs = [name for name in node.inputs if name in self.live]
@@ -50,7 +51,7 @@ class Flow:
         """A normalising factor may only scale an activation (x * rsqrt(var + eps)); anywhere else holding it
         constant would drop relevance, so the model is refused."""
         held = self.held("")
-        for node in self.graph.nodes[1:]:
+        for node in self.graph.steps:
             if node.name in held or node.op in _SCALING_OPS:
                 continue
             used = [name for name in node.inputs if name in held]

@@ -1,8 +1,9 @@
-"""The LRP graph IR: a topologically ordered list of nodes, shared by the torch.fx and model.json front doors.
+"""The LRP graph IR: a topologically ordered list of nodes, shared by the torch.export and model.json front doors.
 What each op computes and how its relevance flows is in the op table (service.lrp.ops).
 
 A node's `attrs` hold JSON-serialisable hyperparameters; its `params` hold tensors (a module called twice
-gives two nodes sharing the same tensors). The input is the first node; `output` names the logits node.
+gives two nodes sharing the same tensors). The inputs come first: the explained input, then any extra inputs (an
+attention mask: arguments that carry no relevance); `output` names the logits node.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-INPUT = "input"  # the op of the first node; every other op is in the op table (service.lrp.ops)
+INPUT = "input"  # the op of the input nodes, which come first; every other op is in the op table (service.lrp.ops)
 OUTPUT_ACTIVATIONS = ("logits", "softmax", "log_softmax", "sigmoid")
 
 
@@ -40,7 +41,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Graph:
-    """Nodes in execution order; `nodes[0]` is the single input, `output` the node whose value is the logits."""
+    """Nodes in execution order; `nodes[0]` is the explained input, followed by the extra inputs (if any); `output`
+    is the node whose value is the logits."""
 
     nodes: tuple[Node, ...]
     output: str
@@ -53,6 +55,8 @@ class Graph:
             raise ValueError("graph node names must be unique")
         if not self.nodes or self.nodes[0].op != INPUT:
             raise ValueError("the first graph node must be the input")
+        if any(node.op == INPUT for node in self.steps):
+            raise ValueError("input nodes must come before every other node")
         known: set[str] = set()
         for node in self.nodes:
             missing = [name for name in node.inputs if name not in known]
@@ -66,8 +70,21 @@ class Graph:
 
     @property
     def input(self) -> Node:
-        """The input node."""
+        """The explained input's node."""
         return self.nodes[0]
+
+    @property
+    def extra_inputs(self) -> tuple[Node, ...]:
+        """The other inputs of the model's forward (an attention mask), which carry no relevance."""
+        return self.nodes[1:self._input_count()]
+
+    @property
+    def steps(self) -> tuple[Node, ...]:
+        """The nodes after the inputs, in execution order."""
+        return self.nodes[self._input_count():]
+
+    def _input_count(self) -> int:
+        return next((i for i, node in enumerate(self.nodes) if node.op != INPUT), len(self.nodes))
 
     def consumers(self) -> dict[str, list[str]]:
         """For every node, the names of the nodes that read its output (a node reading twice counts twice)."""

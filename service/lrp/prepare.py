@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.lrp.engine import PreparedModel, Target
+from service.lrp.engine import Extra, PreparedModel, Target
 from service.lrp.errors import ExplanationInputError
 from service.lrp.explanation import Explanation
 
@@ -30,19 +30,21 @@ def _settings(module: nn.Module) -> tuple[Any, ...]:
     return type(module), module.training, id(forward) if forward is not None else None, plain
 
 
-def _fingerprint(model: nn.Module, example: torch.Tensor) -> tuple[Any, ...]:
+def _fingerprint(model: nn.Module, example: torch.Tensor, extra: Extra) -> tuple[Any, ...]:
     """What the capture depends on: every tensor's identity and version (weights replaced or updated in place), every
     module's class and settings (an activation swapped, a BatchNorm's eps changed, train/eval), and the kind of input
-    (floating inputs are captured at their sample shape; token ids at any length)."""
+    (floating inputs are captured at their sample shape; token ids at any length) with the extra inputs' names."""
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     weights = tuple((name, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)) for name, t in tensors)
     modules = tuple((path, _settings(m)) for path, m in model.named_modules())
-    kind = (example.dtype, tuple(example.shape[1:]) if example.is_floating_point() else example.dim())
+    kind = (example.dtype, tuple(example.shape[1:]) if example.is_floating_point() else example.dim(),
+            tuple(sorted((name, value.dtype, value.dim()) for name, value in (extra or {}).items())))
     return weights, modules, kind
 
 
-def prepare(model: nn.Module | PreparedModel, example: torch.Tensor) -> PreparedModel:
-    """The PreparedModel of `model`, captured at `example`, cached while the model and the kind of input are unchanged
+def prepare(model: nn.Module | PreparedModel, example: torch.Tensor, extra: Extra = None) -> PreparedModel:
+    """The PreparedModel of `model`, captured at `example` and the extra inputs (keyword arguments of its forward that
+    carry no relevance, such as an attention mask), cached while the model and the kind of input are unchanged
     (in-place weight updates included; changes made through `.data` bypass the version counter: call
     `PreparedModel.from_module` then)."""
     if isinstance(model, PreparedModel):
@@ -51,12 +53,12 @@ def prepare(model: nn.Module | PreparedModel, example: torch.Tensor) -> Prepared
         raise ExplanationInputError(f"model must be a torch.nn.Module or a PreparedModel, got {type(model).__name__}")
     if not isinstance(example, torch.Tensor):
         raise ExplanationInputError(f"x must be a torch.Tensor, got {type(example).__name__}")
-    fingerprint = _fingerprint(model, example)
+    fingerprint = _fingerprint(model, example, extra)
     with _prepared_lock:
         cached = _prepared.get(model)
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
-    prepared = PreparedModel.from_module(model, example)
+    prepared = PreparedModel.from_module(model, example, extra)
     with _prepared_lock:
         _prepared[model] = (fingerprint, prepared)
     return prepared
@@ -64,11 +66,12 @@ def prepare(model: nn.Module | PreparedModel, example: torch.Tensor) -> Prepared
 
 def explain(model: nn.Module | PreparedModel, x: torch.Tensor, target: Target = None,
             composite: str | Mapping[str, Any] = "epsilon_plus_flat", layers: Iterable[str] = (),
-            **params: Any) -> Explanation:
+            extra: Extra = None, **params: Any) -> Explanation:
     """LRP of `model` at x: `.relevance` shaped like x, `.output` the model's output.
 
     target: an int, one int per sample, or None (the argmax); composite: a name from
     `service.lrp.COMPOSITE_NAMES` or a rule map; params: epsilon, stabilizer, gamma, alpha, beta, low, high;
-    layers: names whose output relevance is returned in `.layers`. The model is never modified.
+    layers: names whose output relevance is returned in `.layers`; extra: other arguments of the forward by name
+    (`{"attention_mask": mask}`), which carry no relevance. The model is never modified.
     """
-    return prepare(model, x).explain(x, target, composite, layers, **params)
+    return prepare(model, x, extra).explain(x, target, composite, layers, extra=extra, **params)

@@ -36,7 +36,7 @@ def normalizing_factor(node: Node) -> bool:
 
 def rule_nodes(graph: Graph) -> list[Node]:
     """The nodes whose rule the composite chooses (Linear, Conv), in execution order."""
-    return [node for node in graph.nodes[1:] if OPS[node.op].layer_type]
+    return [node for node in graph.steps if OPS[node.op].layer_type]
 
 
 def check_node(name: str, op: str, inputs: int, attrs: Mapping[str, Any], params: Sequence[str]) -> None:
@@ -50,7 +50,7 @@ def check_node(name: str, op: str, inputs: int, attrs: Mapping[str, Any], params
 def nonnegative_outputs(graph: Graph) -> set[str]:
     """Names of nodes whose output is >= 0 for every input: ReLU-like ops, then sign-keeping ops of those."""
     found: set[str] = set()
-    for node in graph.nodes[1:]:
+    for node in graph.steps:
         definition = OPS[node.op]
         if definition.nonnegative(node) or (definition.keeps_sign and all(name in found for name in node.inputs)):
             found.add(node.name)

@@ -73,6 +73,14 @@ def _linear(site: Site) -> Read:
     return Read([site.tensor("input")], {}, _weights(site))
 
 
+def _addmm(site: Site) -> Read:
+    """addmm(bias, x, W) = x @ W + bias: a Linear with weight W^T (Hugging Face's Conv1D, GPT-2's projections)."""
+    weight, bias = site.parameter("mat2"), site.parameter("self")
+    if weight is None or bias is None or bias.dim() != 1 or site.arg("beta", 1) != 1 or site.arg("alpha", 1) != 1:
+        raise UnsupportedCallError("addmm other than x @ W + b with parameters W and b")
+    return Read([site.tensor("mat1")], {}, {"weight": weight.t(), "bias": bias})
+
+
 def _weights(site: Site) -> dict[str, torch.Tensor]:
     weight, bias = site.parameter("weight"), site.parameter("bias")
     if weight is None:
@@ -108,7 +116,7 @@ def _conv_def(dims: int, calls: tuple[Any, ...]) -> OpDef:
 
 
 LINEAR = OpDef("linear", "Linear", _forward, layer_type="linear", params=("weight",), optional_params=("bias",),
-               aten={aten.linear.default: _linear})
+               aten={aten.linear.default: _linear, aten.addmm.default: _addmm})
 CONV1D = _conv_def(1, (aten.conv1d.default, aten.conv1d.padding))
 CONV2D = _conv_def(2, (aten.conv2d.default, aten.conv2d.padding))
 AFFINE = (LINEAR, CONV1D, CONV2D)

@@ -42,7 +42,7 @@ LAYOUT_TARGETS = frozenset({
     "repeat.default", "constant_pad_nd.default", "masked_fill.Scalar", "masked_fill.Tensor", "where.self",
     "index.Tensor", "index_select.default", "gather.default", "repeat_interleave.self_int", "tril.default",
     "triu.default", "diagonal.default", "expand_as.default", "view_as.default", "reshape_as.default",
-    "unfold.default", "pad.default"})
+    "unfold.default", "pad.default", "split.Tensor", "split_with_sizes.default", "chunk.default", "unbind.int"})
 # Ops a `computed` node may replay besides those: factories, comparisons, arithmetic and casts on constants.
 COMPUTED_TARGETS = LAYOUT_TARGETS | frozenset({
     "arange.default", "arange.start", "arange.start_step", "full.default", "ones.default", "zeros.default",
@@ -58,7 +58,10 @@ COMPUTED_TARGETS = LAYOUT_TARGETS | frozenset({
     "contiguous.default", "alias.default", "lift_fresh_copy.default", "_to_copy.default", "to.dtype", "to.device",
     "to.dtype_layout", "type_as.default", "float.default", "long.default", "bool.default", "embedding.default",
     "floor_divide.default", "remainder.Scalar", "minimum.default", "maximum.default", "clamp.default",
-    "clamp_min.default", "detach.default", "outer.default", "einsum.default", "split.Tensor", "chunk.default"})
+    "clamp_min.default", "detach.default", "outer.default", "einsum.default", "split.Tensor", "chunk.default",
+    "diff.default", "new_ones.default", "new_zeros.default", "new_full.default", "__and__.Tensor", "__or__.Tensor",
+    "__invert__.default", "argmax.default", "max.dim", "min.dim", "floor.default", "ceil.default", "view.default",
+    "reshape.default", "_unsafe_view.default", "flatten.using_ints", "baddbmm.default", "softmax.int"})
 
 _JSON = AttrType("JSON arguments", lambda v: isinstance(v, Mapping))
 _TARGET_NAMES = AttrType("an ATen op name", lambda v: isinstance(v, str) and v in COMPUTED_TARGETS)
@@ -116,16 +119,17 @@ def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     device = _device(args, node)
     kwargs = {k: decode(v, args, device) for k, v in node.attrs["args"].items()}
     result = overload(node.attrs["target"])(**kwargs)
-    if isinstance(result, list | tuple):  # split/chunk on constants: one item, chosen by the capture
+    if isinstance(result, list | tuple):  # split/chunk/unbind: one item, chosen by the capture
         result = result[node.attrs["item"]]
     return result, None
 
 
 def _layout_back(call: BackwardCall) -> list[torch.Tensor | None]:
-    """R_in = vjp(op, R_out) for each live input: relevance goes where the data came from."""
+    """R_in = vjp(op, R_out) for each live input: relevance goes where the data came from (token ids are moved as
+    floating-point values, so that their relevance can follow them)."""
     with torch.enable_grad():
-        leaves = [a.detach().requires_grad_(live and a.is_floating_point()) for a, live in zip(call.args, call.live,
-                                                                                               strict=True)]
+        leaves = [(a.to(call.relevance.dtype) if live and not a.is_floating_point() else a).detach()
+                  .requires_grad_(live) for a, live in zip(call.args, call.live, strict=True)]
         out, _ = _forward(call.node, leaves)
         wanted = [leaf for leaf in leaves if leaf.requires_grad]
         grads = iter(torch.autograd.grad(out, wanted, call.relevance, allow_unused=True) if wanted else ())
@@ -152,7 +156,8 @@ def _overloads(targets: frozenset[str], reader: Reader) -> dict[Any, Reader]:
 
 LAYOUT = OpDef("layout", "transpose/permute/slice/expand/index/masked_fill (relevance follows the data)", _forward,
                _layout_back, fixed_rule="gradient", inputs=None,
-               attrs=(Attr("target", _LAYOUT_NAMES), Attr("args", _JSON)), aten=_overloads(LAYOUT_TARGETS, call_reader))
+               attrs=(Attr("target", _LAYOUT_NAMES), Attr("args", _JSON), Attr("item", INT, required=False)),
+               aten=_overloads(LAYOUT_TARGETS, call_reader))
 COMPUTED = OpDef("computed", "tensors computed from constants and sizes (position ids, masks)", _forward,
                  fixed_rule="none (depends on no explained input)", inputs=ANY_INPUTS,
                  attrs=(Attr("target", _TARGET_NAMES), Attr("args", _JSON), Attr("item", INT, required=False)))

@@ -75,12 +75,20 @@ def _read_softmax(site: Site) -> Read:
 
 
 def _matmul(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-    return torch.matmul(args[0], args[1]), None
+    product = torch.matmul(args[0], args[1])
+    return (product + args[2], product) if len(args) == 3 else (product, None)
 
 
 def _matmul_back(call: BackwardCall) -> list[torch.Tensor | None]:
+    """The product rule; with an addend M (a mask: baddbmm = M + A @ B), M absorbs its share like a bias first:
+    R_AB = AB * R / stab(AB + M)."""
     live = (call.live[0], call.live[1])
-    return list(product_relevance(call.args[0], call.args[1], call.out, call.relevance, call.stabilizer, live))
+    product, relevance = call.out, call.relevance
+    if len(call.args) == 3:
+        product = call.saved
+        relevance = product * divide(relevance, call.out, call.stabilizer)
+    parts = product_relevance(call.args[0], call.args[1], product, relevance, call.stabilizer, live)
+    return [*parts, None] if len(call.args) == 3 else list(parts)
 
 
 def _read_matmul(site: Site) -> Read:
@@ -90,6 +98,17 @@ def _read_matmul(site: Site) -> Read:
     if batch_sized(a, a.rank - 1):
         raise UnsupportedCallError("matmul that sums over the batch dimension")
     return Read([a, b])
+
+
+def _read_baddbmm(site: Site) -> Read:
+    """baddbmm(M, A, B) = M + A @ B (nn.MultiheadAttention adds its mask so), M carrying no relevance."""
+    addend = site.tensor("self")
+    if addend.live or site.arg("beta", 1) != 1 or site.arg("alpha", 1) != 1:
+        raise UnsupportedCallError("baddbmm other than mask + A @ B with a mask computed from no activation")
+    a, b = site.tensor("batch1"), site.tensor("batch2")
+    if batch_sized(a, a.rank - 1):
+        raise UnsupportedCallError("matmul that sums over the batch dimension")
+    return Read([a, b, addend])
 
 
 def _attention_weights(node: Node, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
@@ -173,9 +192,9 @@ _NON_NEGATIVE_DIM = AttrType("a non-negative int", lambda v: isinstance(v, int) 
 SOFTMAX = OpDef("softmax", "softmax", _softmax, _softmax_back, fixed_rule="AttnLRP softmax (Taylor at x)",
                 attrs=(Attr("dim", _NON_NEGATIVE_DIM),),
                 aten={aten.softmax.int: _read_softmax, aten._softmax.default: _read_softmax})
-MATMUL = OpDef("matmul", "A @ B", _matmul, _matmul_back, fixed_rule="AttnLRP product (epsilon, halved)", inputs=2,
-               aten={aten.matmul.default: _read_matmul, aten.bmm.default: _read_matmul,
-                     aten.mm.default: _read_matmul})
+MATMUL = OpDef("matmul", "A @ B (+ a mask)", _matmul, _matmul_back, fixed_rule="AttnLRP product (epsilon, halved)",
+               arity=(2, 3), aten={aten.matmul.default: _read_matmul, aten.bmm.default: _read_matmul,
+                                   aten.mm.default: _read_matmul, aten.baddbmm.default: _read_baddbmm})
 SDPA = OpDef("sdpa", "scaled_dot_product_attention", _sdpa, _sdpa_back,
              fixed_rule="AttnLRP attention (CP-LRP: values only)", arity=(3, 4),
              attrs=(Attr("is_causal", BOOL), Attr("scale", NUMBER, required=False),

@@ -95,13 +95,15 @@ class Attr:
 @dataclass(frozen=True)
 class Ref:
     """A tensor argument of a captured call: the graph node that computes it, its shape (ints, or {"expr": ...} for
-    sizes that follow the input's, see service.lrp.dims), and whether it depends on the explained input (`live`).
-    `value` is the tensor itself when it is a parameter, a buffer or a constant the capture could compute."""
+    sizes that follow the input's, see service.lrp.dims), and whether it carries relevance from the explained input
+    (`live`). `value` is the tensor itself when it is a parameter, a buffer or a constant the capture could compute.
+    `discrete`: integer or bool values (token ids and what moves them: relevance reaches them through an embedding)."""
 
     name: str
     shape: tuple[Any, ...]
     live: bool
     value: torch.Tensor | None = None
+    discrete: bool = False
 
     @property
     def rank(self) -> int:

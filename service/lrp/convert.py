@@ -1,0 +1,427 @@
+"""Convert a graph captured by torch.export into the LRP graph IR through the op table, refusing every op without a
+rule by name and by the module it came from.
+
+Sizes that follow the explained input's batch (d0) and, for token ids, its length (d1) are stored as expressions, so
+that a reshape that mixes samples, a cat or a reduction along the batch is refused. What carries relevance: the
+explained input and what is computed from it, except integer or bool values other than the token ids themselves
+(comparisons, counts, masks: no relevance can flow through them). Computations that carry none (position ids, masks,
+a slice of a parameter, anything computed from an extra input) become constants or `computed` nodes.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import sympy
+import torch
+import torch.fx
+from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+
+from service.lrp import dims
+from service.lrp import graph as ir
+from service.lrp.errors import ModelPreparationError, UnsupportedLayerError
+from service.lrp.ops import (
+    CONSTANT,
+    EMBEDDING,
+    IDENTITY_CALLS,
+    LAYOUT,
+    OPS,
+    OpDef,
+    Read,
+    Ref,
+    Site,
+    UnsupportedCallError,
+)
+from service.lrp.ops.aten_call import COMPUTED, COMPUTED_TARGETS, call_reader
+from service.lrp.ops.spec import Reader
+from service.lrp.ops.structure import CAT, FLATTEN, RESHAPE
+
+_READERS: dict[Any, tuple[OpDef, Reader]] = {call: (op, read) for op in OPS.values() for call, read in op.aten.items()}
+# ops that move token ids as they are (a view, a cat with a class token's id) or look them up (an embedding)
+_MOVES_TOKENS = {call for op in (EMBEDDING, LAYOUT, RESHAPE, FLATTEN, CAT) for call in op.aten} | set(IDENTITY_CALLS)
+_SKIPPED = {torch.ops.aten._assert_scalar.default, torch.ops.aten.sym_constrain_range_for_size.default,
+            torch.ops.aten._assert_tensor_metadata.default}
+_LOG_SOFTMAX = {torch.ops.aten.log_softmax.int, torch.ops.aten._log_softmax.default}
+TOKENS_HINT = ("An integer input is taken as token ids, of any batch size and length (the model should start with an "
+               "embedding).")
+_FINAL = "_final"  # a provisional op: a log_softmax, kept only when it is the model's last operation
+
+
+def _module_of(node: torch.fx.Node) -> str:
+    """The path of the innermost module that made the call ("" for the model's own forward)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return str(list(stack.values())[-1][0]) if stack else ""
+
+
+def _where(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "in the model's forward"
+    path, kind = list(stack.values())[-1]
+    if not path:
+        return "in the model's forward"
+    return f"in module '{path}' ({kind if isinstance(kind, str) else getattr(kind, '__qualname__', kind)})"
+
+
+_WRAPPERS = (torch.ops.higher_order.wrap_with_set_grad_enabled, torch.ops.higher_order.wrap_with_autocast)
+
+
+def inline_wrappers(graph: torch.fx.Graph) -> None:
+    """Inline the bodies of `torch.no_grad()` / `torch.autocast(...)` blocks (export wraps them in a call of a
+    submodule; a rotary embedding computes its tables so): the explanation runs without autograd and in the model's
+    dtype anyway."""
+    module = graph.owning_module
+    for call in [n for n in graph.nodes if n.op == "call_function" and n.target in _WRAPPERS]:
+        position = next(i for i, a in enumerate(call.args) if isinstance(a, torch.fx.Node) and a.op == "get_attr")
+        body = getattr(module, str(call.args[position].target)).graph
+        values = iter(call.args[position + 1:])
+        env: dict[torch.fx.Node, Any] = {}
+        with graph.inserting_before(call):
+            for node in body.nodes:
+                if node.op == "placeholder":
+                    env[node] = next(values)
+                elif node.op == "output":
+                    results = node.args[0]
+                else:
+                    env[node] = graph.node_copy(node, env.__getitem__)
+        for user in list(call.users):
+            assert user.target is operator.getitem, "a wrapped block's results are read by index"
+            user.replace_all_uses_with(env[results[user.args[1]]])
+            graph.erase_node(user)
+        wrapped = call.args[position]
+        graph.erase_node(call)
+        if isinstance(wrapped, torch.fx.Node) and not wrapped.users:
+            graph.erase_node(wrapped)
+
+
+class Converter:
+    """Walks one exported graph and emits IR nodes; collects every unsupported call before raising."""
+
+    def __init__(self, program: ExportedProgram, model: str, extra: Sequence[str] = ()) -> None:
+        self.program = program
+        self.model = model
+        inline_wrappers(program.graph)
+        self.refs: dict[str, Any] = {}
+        self.nodes: list[ir.Node] = []
+        self.emitted: set[str] = set()
+        self.ranks: dict[str, int] = {}  # IR node name -> the number of dimensions of its output
+        self.call_names = {node.name for node in program.graph.nodes}
+        self.unsupported: list[tuple[str, str]] = []
+        self.symbols: dict[Any, str] = {}
+        self.constants: dict[str, torch.Tensor] = {}
+        state = {**program.state_dict, **program.constants}
+        user_inputs: list[str] = []
+        for spec in program.graph_signature.input_specs:
+            if spec.kind == InputKind.USER_INPUT:
+                user_inputs.append(spec.arg.name)
+            elif spec.target is not None:
+                self.constants[spec.arg.name] = state[spec.target].detach()
+        if len(user_inputs) != 1 + len(extra):
+            raise ModelPreparationError(
+                f"the model's forward takes {len(user_inputs)} tensor inputs; LRP explains one, and the others must "
+                f"be given by name as extra inputs (given: {list(extra) or 'none'})")
+        self.explained = user_inputs[0]
+        self.extra = dict(zip(user_inputs[1:], extra, strict=True))  # placeholder -> the forward's argument name
+
+    # -- values ------------------------------------------------------------------------------------------
+    def size(self, value: Any) -> Any:
+        """An int, or {"expr": ...} for a size that follows the input's."""
+        if isinstance(value, int):
+            return value
+        expr = value.node.expr
+        if expr.is_number:
+            return int(expr)
+        unknown = expr.free_symbols - set(self.symbols)
+        if unknown:
+            raise UnsupportedCallError(f"a size ({expr}) that does not follow the input's shape")
+        return {dims.EXPR: str(expr.xreplace({s: _symbol(name) for s, name in self.symbols.items()}))}
+
+    def shape(self, node: torch.fx.Node) -> tuple[Any, ...]:
+        val = node.meta.get("val")
+        return tuple(self.size(s) for s in val.shape) if isinstance(val, torch.Tensor) else ()
+
+    def shape_or_none(self, node: torch.fx.Node) -> tuple[Any, ...]:
+        """The shape, or () when it does not follow the input (only to keep reading past an unsupported call)."""
+        try:
+            return self.shape(node)
+        except UnsupportedCallError:
+            return ()
+
+    def value(self, arg: Any) -> Any:
+        """A call argument: a Ref for a tensor, a size for a symbolic int, lists element-wise."""
+        if isinstance(arg, torch.fx.Node):
+            return self.refs[arg.name]
+        if isinstance(arg, list | tuple):
+            return [self.value(a) for a in arg]
+        return arg
+
+    def site(self, node: torch.fx.Node) -> Site:
+        schema = node.target._schema  # type: ignore[union-attr]
+        args: dict[str, Any] = {}
+        for position, argument in enumerate(schema.arguments):
+            if position < len(node.args):
+                args[argument.name] = self.value(node.args[position])
+            elif argument.name in node.kwargs:
+                args[argument.name] = self.value(node.kwargs[argument.name])
+            elif argument.has_default_value():
+                args[argument.name] = argument.default_value
+        return Site(str(node.target), args, self.shape(node), _module_of(node))
+
+    # -- the walk ----------------------------------------------------------------------------------------
+    def run(self) -> ir.Graph:
+        output = ""
+        for node in self.program.graph.nodes:
+            try:
+                if node.op == "output":
+                    output = self.output(node)
+                else:
+                    self.convert(node)
+            except UnsupportedCallError as problem:
+                self.unsupported.append((node.name, f"{problem} {_where(node)}"))
+                self.refs[node.name] = Ref(node.name, self.shape_or_none(node), True)  # report every problem at once
+                self.emitted.add(node.name)
+        output, activation = self.strip_output_activation(output)
+        if self.unsupported:
+            raise UnsupportedLayerError(self.unsupported)
+        return ir.Graph(tuple(self.nodes), output, activation)
+
+    def convert(self, node: torch.fx.Node) -> None:
+        if node.op == "placeholder":
+            self.placeholder(node)
+        elif node.op == "call_function":
+            self.call(node)
+        else:
+            raise UnsupportedCallError(f"{node.op} {node.target!s}")
+
+    def placeholder(self, node: torch.fx.Node) -> None:
+        if node.name in self.constants:
+            value = self.constants[node.name]
+            self.refs[node.name] = Ref(node.name, tuple(value.shape), False, value)
+            return
+        val = node.meta["val"]
+        explained = node.name == self.explained
+        self.bind_symbols(val, explained)
+        attrs: dict[str, Any] = {} if val.is_floating_point() else {"dtype": str(val.dtype).removeprefix("torch.")}
+        if explained and "dtype" in attrs and val.dim() >= 2:
+            longest = self.longest(val.shape[1])
+            attrs.update({} if longest is None else {"max_tokens": longest})
+        elif not explained:
+            attrs.update({"argument": self.extra[node.name], "shape": list(self.shape(node)),
+                          "dtype": str(val.dtype).removeprefix("torch.")})
+        self.add_node(ir.Node(node.name, ir.INPUT, (), attrs))
+        self.refs[node.name] = Ref(node.name, self.shape(node), explained, discrete=not val.is_floating_point())
+
+    def bind_symbols(self, val: torch.Tensor, explained: bool) -> None:
+        """Name the explained input's symbolic sizes d0 (batch) and d1 (tokens); an extra input's first dimensions are
+        the same (an attention mask is [batch, tokens]). A fixed batch or length means a forward that wrote it."""
+        tokens = not val.is_floating_point() and val.dim() >= 2
+        for index, size in enumerate(val.shape[:2 if tokens else 1]):
+            if isinstance(size, torch.SymInt) and size.node.expr.is_symbol:
+                self.symbols.setdefault(size.node.expr, f"d{index}")
+            elif explained:
+                what = "batch size" if index == 0 else "number of tokens"
+                raise ModelPreparationError(
+                    f"{self.model} works for one {what} only: its forward writes the {what} as a constant (in a view "
+                    f"or reshape, use x.size({index}) or -1 instead)." + (f" {TOKENS_HINT}" if index else ""))
+
+    def longest(self, tokens: Any) -> int | None:
+        """The most tokens the model takes (a position table's length), None when it takes any number."""
+        found = self.program.range_constraints.get(tokens.node.expr)
+        upper = getattr(found, "upper", None)
+        return int(upper) if isinstance(upper, sympy.Integer) else None  # torch's int_oo for no limit
+
+    def call(self, node: torch.fx.Node) -> None:
+        target = node.target
+        val = node.meta.get("val")
+        if target in _SKIPPED:
+            return
+        if target is operator.getitem:
+            items = self.value(node.args[0])
+            self.refs[node.name] = items if isinstance(items, Ref) else items[node.args[1]]  # a Ref: unsupported
+            return
+        if not isinstance(val, torch.Tensor | list | tuple):  # a size: sym_size, or arithmetic on sizes
+            self.refs[node.name] = self.size(val)
+            return
+        if not isinstance(target, torch._ops.OpOverload):
+            raise UnsupportedCallError(f"call of {getattr(target, '__name__', target)}")
+        site = self.site(node)
+        refs = [r for r in _flatten(list(site.args.values())) if isinstance(r, Ref)]
+        if not _carries(target, refs, val):
+            self.constant_call(node, site, refs)
+        elif target in IDENTITY_CALLS:
+            self.refs[node.name] = IDENTITY_CALLS[target](site)
+        elif target in _LOG_SOFTMAX:
+            self.emit(node, _FINAL, Read([site.tensor("self")], {"kind": "log_softmax"}))
+        elif target in _READERS:
+            op, read = _READERS[target]
+            if target._schema.is_mutable:
+                self.check_in_place(node)
+            found = read(site)
+            if isinstance(val, list | tuple):  # split, chunk, unbind: one node per piece
+                self.refs[node.name] = [self.emit_item(node, found.op or op.name, found, i, v, True)
+                                        for i, v in enumerate(val)]
+            else:
+                self.emit(node, found.op or op.name, found)
+        else:
+            raise UnsupportedCallError(f"{target} has no LRP rule")
+
+    def check_in_place(self, node: torch.fx.Node) -> None:
+        """An in-place op on a view would change the tensor it views, which the graph would not see."""
+        source = node.args[0]
+        if isinstance(source, torch.fx.Node) and _is_view(source):
+            raise UnsupportedCallError(f"in-place {node.target} on a view of another tensor")
+
+    def constant_call(self, node: torch.fx.Node, site: Site, refs: list[Ref]) -> None:
+        """A call that depends on no explained input: computed now when it can be, else at run time."""
+        target = node.target
+        assert isinstance(target, torch._ops.OpOverload)
+        if target._schema.is_mutable:  # later uses read the call's result: replayed out of place
+            mutated = site.args.get(target._schema.arguments[0].name)
+            if isinstance(mutated, Ref) and mutated.name in self.constants:
+                raise UnsupportedCallError(f"in-place {target} on a parameter or buffer (is the model in training "
+                                           "mode? call model.eval() before explaining)")
+            self.check_in_place(node)
+            target = _out_of_place(target)
+            site = Site(str(target), site.args, site.out_shape, site.module)
+        static = not dims.has_exprs(list(site.args.values())) and not dims.has_exprs(list(site.out_shape))
+        if static and all(r.value is not None for r in refs):
+            with torch.no_grad():
+                result = target(*_concrete(list(node.args), self.refs), **_concrete(dict(node.kwargs), self.refs))
+            self.refs[node.name] = _as_refs(node.name, result)
+            return
+        name = str(target).removeprefix("aten.")
+        if name not in COMPUTED_TARGETS:
+            raise UnsupportedCallError(f"{target} on constants whose size follows the input")
+        read = call_reader(site)
+        if isinstance(node.meta.get("val"), list | tuple):
+            self.refs[node.name] = [self.emit_item(node, COMPUTED.name, read, i, v, False)
+                                    for i, v in enumerate(node.meta["val"])]
+            return
+        self.emit(node, COMPUTED.name, read, live=False)
+
+    def emit_item(self, node: torch.fx.Node, op: str, read: Read, item: int, val: torch.Tensor, live: bool) -> Ref:
+        """The node of one piece of a call that returns several tensors (a split)."""
+        name = self.fresh(f"{node.name}_{item}")
+        self.add_node(ir.Node(name, op, self.inputs(read), {**read.attrs, "item": item}, {}, _module_of(node)))
+        shape = tuple(self.size(s) for s in val.shape)
+        self.ranks[name] = len(shape)
+        return Ref(name, shape, live, discrete=not val.is_floating_point())
+
+    def inputs(self, read: Read) -> tuple[str, ...]:
+        for ref in read.inputs:
+            if ref.name not in self.emitted:
+                assert ref.value is not None, "every computed tensor is emitted when it is made"
+                self.add_node(ir.Node(ref.name, CONSTANT.name, (), {}, {"value": ref.value}))
+        return tuple(ref.name for ref in read.inputs)
+
+    def add_node(self, node: ir.Node) -> None:
+        self.nodes.append(node)
+        self.emitted.add(node.name)
+
+    def emit(self, node: torch.fx.Node, op: str, read: Read, live: bool = True) -> None:
+        """Add the IR node of a call, named after its module ("features_0", then "features_0_1") or the call."""
+        module = _module_of(node)
+        name = self.fresh(module.replace(".", "_") if module else node.name)
+        self.add_node(ir.Node(name, op, self.inputs(read), read.attrs, read.params, module))
+        val = node.meta.get("val")
+        discrete = isinstance(val, torch.Tensor) and not val.is_floating_point()
+        self.refs[node.name] = Ref(name, self.shape(node), live, discrete=discrete)
+        self.ranks[name] = len(self.refs[node.name].shape)
+
+    def fresh(self, base: str) -> str:
+        """`base`, or `base_1`, `base_2`, ... when taken (by a node or by a call of the captured graph)."""
+        name, count = base, 0
+        while name in self.emitted or (name != base and name in self.call_names):
+            count += 1
+            name = f"{base}_{count}"
+        return name
+
+    def output(self, node: torch.fx.Node) -> str:
+        specs = self.program.graph_signature.output_specs
+        first = next(i for i, spec in enumerate(specs) if spec.kind == OutputKind.USER_OUTPUT)
+        ref = self.value(node.args[0][first])  # type: ignore[index]
+        if not isinstance(ref, Ref) or not ref.live:
+            raise UnsupportedCallError("an output that is not a tensor computed from the input")
+        if ref.shape and ref.shape[0] != {dims.EXPR: "d0"}:
+            raise UnsupportedCallError(
+                f"an output whose first dimension is {ref.shape[0]}, not the batch: a reshape mixes samples "
+                "(write x.view(x.size(0), ...) to keep the batch first)")
+        self.inputs(Read([ref]))
+        return ref.name
+
+    def strip_output_activation(self, output: str) -> tuple[str, str]:
+        """Drop a final softmax, log_softmax or sigmoid over the classes so that the logit is explained."""
+        final = next((n for n in self.nodes if n.name == output), None)
+        activation = "logits"
+        if final is not None and final.op in ("softmax", _FINAL):
+            last = self.ranks[final.name] - 1
+            if final.op == _FINAL or final.attrs["dim"] == last:
+                activation = final.attrs.get("kind", "softmax")
+        elif final is not None and final.op == "activation" and final.attrs["fn"] == "sigmoid":
+            activation = "sigmoid"
+        if final is not None and activation != "logits":
+            if any(final.name in n.inputs for n in self.nodes):
+                raise ModelPreparationError(f"the final activation '{final.name}' is also used inside the model")
+            self.nodes.remove(final)
+            output = final.inputs[0]
+        for node in self.nodes:
+            if node.op == _FINAL:
+                self.unsupported.append((node.name, "log_softmax that is not the model's last operation"))
+        return output, activation
+
+
+def _carries(target: Any, refs: list[Ref], val: Any) -> bool:
+    """Whether a call's output carries relevance: it reads a live tensor, and either moves token ids as they are or
+    computes a floating-point value from a live floating-point tensor (comparisons and counts carry none)."""
+    live = [r for r in refs if r.live]
+    if not live or target in _MOVES_TOKENS:
+        return bool(live)
+    values = list(val) if isinstance(val, list | tuple) else [val]
+    floating = any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in values)
+    return floating and any(not r.discrete for r in live)
+
+
+def _symbol(name: str) -> Any:
+    return sympy.Symbol(name, integer=True)
+
+
+def _out_of_place(target: torch._ops.OpOverload) -> torch._ops.OpOverload:
+    """The functional overload of an in-place call (masked_fill_.Scalar -> masked_fill.Scalar)."""
+    packet = getattr(torch.ops.aten, target._schema.name.removeprefix("aten::").rstrip("_"), None)
+    found = getattr(packet, target._overloadname, None)
+    if found is None:
+        raise UnsupportedCallError(f"in-place {target} without an out-of-place form")
+    return found  # type: ignore[no-any-return]
+
+
+def _is_view(node: torch.fx.Node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return bool(schema and schema.returns and schema.returns[0].alias_info is not None)
+
+
+def _flatten(values: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for value in values:
+        flat.extend(_flatten(list(value)) if isinstance(value, list | tuple) else [value])
+    return flat
+
+
+def _concrete(value: Any, refs: dict[str, Any]) -> Any:
+    """A call's fx arguments with every constant tensor in place."""
+    if isinstance(value, torch.fx.Node):
+        ref = refs[value.name]
+        return [r.value for r in ref] if isinstance(ref, list) else (ref.value if isinstance(ref, Ref) else ref)
+    if isinstance(value, dict):
+        return {k: _concrete(v, refs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_concrete(v, refs) for v in value)
+    return value
+
+
+def _as_refs(name: str, result: Any) -> Any:
+    if isinstance(result, torch.Tensor):
+        return Ref(name, tuple(result.shape), False, result)
+    return [Ref(f"{name}_{i}", tuple(t.shape), False, t) for i, t in enumerate(result)]

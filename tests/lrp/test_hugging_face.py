@@ -1,0 +1,96 @@
+"""Hugging Face transformers from tiny random configurations (the classes that load real checkpoints), captured from
+the model objects and never patched, explained with `attnlrp` and compared with lxt 2.1's rules applied by
+torch-function dispatch (tests/lrp/lxt_dispatch.py) in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from service.lrp import PreparedModel
+
+T = pytest.importorskip("transformers")
+pytest.importorskip("lxt.explicit.functional")
+from tests.lrp.lxt_dispatch import LxtRules  # noqa: E402  (needs lxt)
+
+EPS = 1e-12
+F64 = torch.float64
+torch.manual_seed(0)
+
+
+def _frozen(model: nn.Module) -> nn.Module:
+    """float64, eval mode, parameters constants (what they are to LRP; lxt's reference needs it)."""
+    model = model.to(F64).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _seed(logits: torch.Tensor) -> torch.Tensor:
+    seed = torch.zeros_like(logits)
+    seed[:, 1] = logits[:, 1]
+    return seed
+
+
+def _close(ours: torch.Tensor, reference: torch.Tensor | None, rtol: float = 1e-6) -> None:
+    assert reference is not None and reference.abs().max() > 0
+    torch.testing.assert_close(ours, reference, rtol=0, atol=rtol * float(reference.abs().max()))
+
+
+def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = None, last: bool = False) -> torch.Tensor:
+    """Ours against lxt at the token ids; the logits at the last token for a language model."""
+    def logits(**kwargs):
+        out = model(input_ids=ids, **(extra or {}), **kwargs).logits
+        return out[:, -1] if last else out
+
+    expected = logits()
+    seed = _seed(expected)
+    prepared = PreparedModel.from_module(model, ids, extra)
+    ours = prepared.explain(ids, composite="attnlrp", output_relevance=seed, extra=extra, epsilon=EPS)
+    torch.testing.assert_close(ours.logits, expected)
+    with LxtRules(EPS, model.get_input_embeddings().weight) as rules:
+        out = logits()
+    out.backward(seed)
+    assert len(rules.leaves) == 1, "one word-embedding lookup"
+    _close(ours.relevance, rules.leaves[0].grad.sum(-1))
+    return ours.relevance
+
+
+def test_bert_sequence_classification_with_padding():
+    config = T.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=64, num_labels=3, max_position_embeddings=16)
+    model = _frozen(T.BertForSequenceClassification(config))
+    ids = torch.randint(1, 50, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    relevance = _compare_tokens(model, ids, {"attention_mask": mask})
+    assert torch.equal(relevance[1, 5:], torch.zeros(2, dtype=F64))
+
+
+def test_vit_image_classification():
+    config = T.ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, intermediate_size=64, num_labels=5)
+    model = _frozen(T.ViTForImageClassification(config))
+    x = torch.randn(2, 3, 16, 16, dtype=F64)
+    expected = model(pixel_values=x).logits
+    seed = _seed(expected)
+    ours = PreparedModel.from_module(model, x).explain(x, composite="attnlrp", output_relevance=seed, epsilon=EPS)
+    torch.testing.assert_close(ours.logits, expected)
+    leaf = x.clone().requires_grad_()
+    with LxtRules(EPS):
+        out = model(pixel_values=leaf).logits
+    out.backward(seed)
+    _close(ours.relevance, leaf.grad)
+
+
+def test_llama_causal_lm_at_the_last_token():
+    config = T.LlamaConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64, use_cache=False)
+    _compare_tokens(_frozen(T.LlamaForCausalLM(config)), torch.randint(0, 50, (2, 7)), last=True)
+
+
+def test_gpt2_sequence_classification():
+    config = T.GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=16, use_cache=False,
+                          num_labels=2, pad_token_id=0, bos_token_id=1, eos_token_id=1)
+    _compare_tokens(_frozen(T.GPT2ForSequenceClassification(config)), torch.randint(1, 50, (2, 7)))
