@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: serve test lint models bench-engine bench-load clean
+.PHONY: serve test lint models bench-engine bench-transformer bench-load clean
 
 # What serving needs, every package pinned (requirements.txt holds torch's and FastAPI's dependencies too).
 $(RUNTIME): requirements-torch.txt requirements.txt
@@ -36,6 +36,9 @@ test: lint
 
 bench-engine: $(DEV)
 	$(BIN)/python -m bench.engine
+
+bench-transformer: $(DEV)
+	$(BIN)/python -m bench.transformer
 
 bench-load: $(DEV)
 	$(BIN)/python -m bench.load

@@ -10,16 +10,48 @@ with the same batch and tokens; they carry no relevance.
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.fx
 from torch import nn
 from torch.export import Dim, ExportedProgram
 
 from service.lrp import graph as ir
 from service.lrp.convert import TOKENS_HINT, Converter
 from service.lrp.errors import ExplanationInputError, ModelPreparationError
+
+_WRAPPERS = (torch.ops.higher_order.wrap_with_set_grad_enabled, torch.ops.higher_order.wrap_with_autocast)
+
+
+def inline_wrappers(graph: torch.fx.Graph) -> None:
+    """Inline the bodies of `torch.no_grad()` / `torch.autocast(...)` blocks (export wraps them in a call of a
+    submodule; a rotary embedding computes its tables so): the explanation runs without autograd and in the model's
+    dtype anyway."""
+    module = graph.owning_module
+    for call in [n for n in graph.nodes if n.op == "call_function" and n.target in _WRAPPERS]:
+        position = next(i for i, a in enumerate(call.args) if isinstance(a, torch.fx.Node) and a.op == "get_attr")
+        body = getattr(module, str(call.args[position].target)).graph
+        values = iter(call.args[position + 1:])
+        env: dict[torch.fx.Node, Any] = {}
+        with graph.inserting_before(call):
+            for node in body.nodes:
+                if node.op == "placeholder":
+                    env[node] = next(values)
+                elif node.op == "output":
+                    results = node.args[0]
+                else:
+                    env[node] = graph.node_copy(node, env.__getitem__)
+        for user in list(call.users):
+            assert user.target is operator.getitem, "a wrapped block's results are read by index"
+            user.replace_all_uses_with(env[results[user.args[1]]])
+            graph.erase_node(user)
+        wrapped = call.args[position]
+        graph.erase_node(call)
+        if isinstance(wrapped, torch.fx.Node) and not wrapped.users:
+            graph.erase_node(wrapped)
 
 
 def _repeated(tensor: torch.Tensor, batch: int, tokens: int) -> torch.Tensor:
@@ -82,4 +114,6 @@ def graph_from_module(module: nn.Module, example: torch.Tensor,
                       extra: Mapping[str, torch.Tensor] | None = None) -> ir.Graph:
     """Capture `module` at `example` (with the keyword arguments `extra`, which carry no relevance) and convert it;
     raise UnsupportedLayerError naming every op without a rule."""
-    return Converter(export(module, example, extra), type(module).__name__, list(extra or {})).run()
+    program = export(module, example, extra)
+    inline_wrappers(program.graph)
+    return Converter(program, type(module).__name__, list(extra or {})).run()

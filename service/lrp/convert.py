@@ -20,14 +20,12 @@ import torch.fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 
-from service.lrp import dims
+from service.lrp import calls, dims
 from service.lrp import graph as ir
 from service.lrp.errors import ModelPreparationError, UnsupportedLayerError
 from service.lrp.ops import (
     CONSTANT,
-    EMBEDDING,
     IDENTITY_CALLS,
-    LAYOUT,
     OPS,
     OpDef,
     Read,
@@ -37,11 +35,8 @@ from service.lrp.ops import (
 )
 from service.lrp.ops.aten_call import COMPUTED, COMPUTED_TARGETS, call_reader
 from service.lrp.ops.spec import Reader
-from service.lrp.ops.structure import CAT, FLATTEN, RESHAPE
 
 _READERS: dict[Any, tuple[OpDef, Reader]] = {call: (op, read) for op in OPS.values() for call, read in op.aten.items()}
-# ops that move token ids as they are (a view, a cat with a class token's id) or look them up (an embedding)
-_MOVES_TOKENS = {call for op in (EMBEDDING, LAYOUT, RESHAPE, FLATTEN, CAT) for call in op.aten} | set(IDENTITY_CALLS)
 _SKIPPED = {torch.ops.aten._assert_scalar.default, torch.ops.aten.sym_constrain_range_for_size.default,
             torch.ops.aten._assert_tensor_metadata.default}
 _LOG_SOFTMAX = {torch.ops.aten.log_softmax.int, torch.ops.aten._log_softmax.default}
@@ -50,60 +45,12 @@ TOKENS_HINT = ("An integer input is taken as token ids, of any batch size and le
 _FINAL = "_final"  # a provisional op: a log_softmax, kept only when it is the model's last operation
 
 
-def _module_of(node: torch.fx.Node) -> str:
-    """The path of the innermost module that made the call ("" for the model's own forward)."""
-    stack = node.meta.get("nn_module_stack") or {}
-    return str(list(stack.values())[-1][0]) if stack else ""
-
-
-def _where(node: torch.fx.Node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return "in the model's forward"
-    path, kind = list(stack.values())[-1]
-    if not path:
-        return "in the model's forward"
-    return f"in module '{path}' ({kind if isinstance(kind, str) else getattr(kind, '__qualname__', kind)})"
-
-
-_WRAPPERS = (torch.ops.higher_order.wrap_with_set_grad_enabled, torch.ops.higher_order.wrap_with_autocast)
-
-
-def inline_wrappers(graph: torch.fx.Graph) -> None:
-    """Inline the bodies of `torch.no_grad()` / `torch.autocast(...)` blocks (export wraps them in a call of a
-    submodule; a rotary embedding computes its tables so): the explanation runs without autograd and in the model's
-    dtype anyway."""
-    module = graph.owning_module
-    for call in [n for n in graph.nodes if n.op == "call_function" and n.target in _WRAPPERS]:
-        position = next(i for i, a in enumerate(call.args) if isinstance(a, torch.fx.Node) and a.op == "get_attr")
-        body = getattr(module, str(call.args[position].target)).graph
-        values = iter(call.args[position + 1:])
-        env: dict[torch.fx.Node, Any] = {}
-        with graph.inserting_before(call):
-            for node in body.nodes:
-                if node.op == "placeholder":
-                    env[node] = next(values)
-                elif node.op == "output":
-                    results = node.args[0]
-                else:
-                    env[node] = graph.node_copy(node, env.__getitem__)
-        for user in list(call.users):
-            assert user.target is operator.getitem, "a wrapped block's results are read by index"
-            user.replace_all_uses_with(env[results[user.args[1]]])
-            graph.erase_node(user)
-        wrapped = call.args[position]
-        graph.erase_node(call)
-        if isinstance(wrapped, torch.fx.Node) and not wrapped.users:
-            graph.erase_node(wrapped)
-
-
 class Converter:
     """Walks one exported graph and emits IR nodes; collects every unsupported call before raising."""
 
     def __init__(self, program: ExportedProgram, model: str, extra: Sequence[str] = ()) -> None:
         self.program = program
         self.model = model
-        inline_wrappers(program.graph)
         self.refs: dict[str, Any] = {}
         self.nodes: list[ir.Node] = []
         self.emitted: set[str] = set()
@@ -168,7 +115,7 @@ class Converter:
                 args[argument.name] = self.value(node.kwargs[argument.name])
             elif argument.has_default_value():
                 args[argument.name] = argument.default_value
-        return Site(str(node.target), args, self.shape(node), _module_of(node))
+        return Site(str(node.target), args, self.shape(node), calls.module_of(node))
 
     # -- the walk ----------------------------------------------------------------------------------------
     def run(self) -> ir.Graph:
@@ -180,7 +127,7 @@ class Converter:
                 else:
                     self.convert(node)
             except UnsupportedCallError as problem:
-                self.unsupported.append((node.name, f"{problem} {_where(node)}"))
+                self.unsupported.append((node.name, f"{problem} {calls.where(node)}"))
                 self.refs[node.name] = Ref(node.name, self.shape_or_none(node), True)  # report every problem at once
                 self.emitted.add(node.name)
         output, activation = self.strip_output_activation(output)
@@ -248,8 +195,8 @@ class Converter:
         if not isinstance(target, torch._ops.OpOverload):
             raise UnsupportedCallError(f"call of {getattr(target, '__name__', target)}")
         site = self.site(node)
-        refs = [r for r in _flatten(list(site.args.values())) if isinstance(r, Ref)]
-        if not _carries(target, refs, val):
+        refs = [r for r in calls.flatten(list(site.args.values())) if isinstance(r, Ref)]
+        if not calls.carries(target, refs, val):
             self.constant_call(node, site, refs)
         elif target in IDENTITY_CALLS:
             self.refs[node.name] = IDENTITY_CALLS[target](site)
@@ -271,7 +218,7 @@ class Converter:
     def check_in_place(self, node: torch.fx.Node) -> None:
         """An in-place op on a view would change the tensor it views, which the graph would not see."""
         source = node.args[0]
-        if isinstance(source, torch.fx.Node) and _is_view(source):
+        if isinstance(source, torch.fx.Node) and calls.is_view(source):
             raise UnsupportedCallError(f"in-place {node.target} on a view of another tensor")
 
     def constant_call(self, node: torch.fx.Node, site: Site, refs: list[Ref]) -> None:
@@ -284,13 +231,14 @@ class Converter:
                 raise UnsupportedCallError(f"in-place {target} on a parameter or buffer (is the model in training "
                                            "mode? call model.eval() before explaining)")
             self.check_in_place(node)
-            target = _out_of_place(target)
+            target = calls.out_of_place(target)
             site = Site(str(target), site.args, site.out_shape, site.module)
         static = not dims.has_exprs(list(site.args.values())) and not dims.has_exprs(list(site.out_shape))
         if static and all(r.value is not None for r in refs):
             with torch.no_grad():
-                result = target(*_concrete(list(node.args), self.refs), **_concrete(dict(node.kwargs), self.refs))
-            self.refs[node.name] = _as_refs(node.name, result)
+                args, kwargs = calls.concrete(list(node.args), self.refs), calls.concrete(dict(node.kwargs), self.refs)
+                result = target(*args, **kwargs)
+            self.refs[node.name] = calls.as_refs(node.name, result)
             return
         name = str(target).removeprefix("aten.")
         if name not in COMPUTED_TARGETS:
@@ -305,7 +253,7 @@ class Converter:
     def emit_item(self, node: torch.fx.Node, op: str, read: Read, item: int, val: torch.Tensor, live: bool) -> Ref:
         """The node of one piece of a call that returns several tensors (a split)."""
         name = self.fresh(f"{node.name}_{item}")
-        self.add_node(ir.Node(name, op, self.inputs(read), {**read.attrs, "item": item}, {}, _module_of(node)))
+        self.add_node(ir.Node(name, op, self.inputs(read), {**read.attrs, "item": item}, {}, calls.module_of(node)))
         shape = tuple(self.size(s) for s in val.shape)
         self.ranks[name] = len(shape)
         return Ref(name, shape, live, discrete=not val.is_floating_point())
@@ -323,7 +271,7 @@ class Converter:
 
     def emit(self, node: torch.fx.Node, op: str, read: Read, live: bool = True) -> None:
         """Add the IR node of a call, named after its module ("features_0", then "features_0_1") or the call."""
-        module = _module_of(node)
+        module = calls.module_of(node)
         name = self.fresh(module.replace(".", "_") if module else node.name)
         self.add_node(ir.Node(name, op, self.inputs(read), read.attrs, read.params, module))
         val = node.meta.get("val")
@@ -373,55 +321,5 @@ class Converter:
         return output, activation
 
 
-def _carries(target: Any, refs: list[Ref], val: Any) -> bool:
-    """Whether a call's output carries relevance: it reads a live tensor, and either moves token ids as they are or
-    computes a floating-point value from a live floating-point tensor (comparisons and counts carry none)."""
-    live = [r for r in refs if r.live]
-    if not live or target in _MOVES_TOKENS:
-        return bool(live)
-    values = list(val) if isinstance(val, list | tuple) else [val]
-    floating = any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in values)
-    return floating and any(not r.discrete for r in live)
-
-
 def _symbol(name: str) -> Any:
     return sympy.Symbol(name, integer=True)
-
-
-def _out_of_place(target: torch._ops.OpOverload) -> torch._ops.OpOverload:
-    """The functional overload of an in-place call (masked_fill_.Scalar -> masked_fill.Scalar)."""
-    packet = getattr(torch.ops.aten, target._schema.name.removeprefix("aten::").rstrip("_"), None)
-    found = getattr(packet, target._overloadname, None)
-    if found is None:
-        raise UnsupportedCallError(f"in-place {target} without an out-of-place form")
-    return found  # type: ignore[no-any-return]
-
-
-def _is_view(node: torch.fx.Node) -> bool:
-    schema = getattr(node.target, "_schema", None)
-    return bool(schema and schema.returns and schema.returns[0].alias_info is not None)
-
-
-def _flatten(values: list[Any]) -> list[Any]:
-    flat: list[Any] = []
-    for value in values:
-        flat.extend(_flatten(list(value)) if isinstance(value, list | tuple) else [value])
-    return flat
-
-
-def _concrete(value: Any, refs: dict[str, Any]) -> Any:
-    """A call's fx arguments with every constant tensor in place."""
-    if isinstance(value, torch.fx.Node):
-        ref = refs[value.name]
-        return [r.value for r in ref] if isinstance(ref, list) else (ref.value if isinstance(ref, Ref) else ref)
-    if isinstance(value, dict):
-        return {k: _concrete(v, refs) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_concrete(v, refs) for v in value)
-    return value
-
-
-def _as_refs(name: str, result: Any) -> Any:
-    if isinstance(result, torch.Tensor):
-        return Ref(name, tuple(result.shape), False, result)
-    return [Ref(f"{name}_{i}", tuple(t.shape), False, t) for i, t in enumerate(result)]

@@ -1,0 +1,81 @@
+"""What the conversion needs to know about one call of a graph captured by torch.export: the module it came from,
+whether its output carries relevance, its out-of-place form, and its arguments with constants in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.fx
+
+from service.lrp.ops import EMBEDDING, IDENTITY_CALLS, LAYOUT, Ref, UnsupportedCallError
+from service.lrp.ops.structure import CAT, FLATTEN, RESHAPE
+
+# ops that move token ids as they are (a view, a cat with a class token's id) or look them up (an embedding)
+_MOVES_TOKENS = {call for op in (EMBEDDING, LAYOUT, RESHAPE, FLATTEN, CAT) for call in op.aten} | set(IDENTITY_CALLS)
+
+
+def module_of(node: torch.fx.Node) -> str:
+    """The path of the innermost module that made the call ("" for the model's own forward)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return str(list(stack.values())[-1][0]) if stack else ""
+
+
+def where(node: torch.fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return "in the model's forward"
+    path, kind = list(stack.values())[-1]
+    if not path:
+        return "in the model's forward"
+    return f"in module '{path}' ({kind if isinstance(kind, str) else getattr(kind, '__qualname__', kind)})"
+
+
+def carries(target: Any, refs: list[Ref], val: Any) -> bool:
+    """Whether a call's output carries relevance: it reads a live tensor, and either moves token ids as they are or
+    computes a floating-point value from a live floating-point tensor (comparisons and counts carry none)."""
+    live = [r for r in refs if r.live]
+    if not live or target in _MOVES_TOKENS:
+        return bool(live)
+    values = list(val) if isinstance(val, list | tuple) else [val]
+    floating = any(isinstance(v, torch.Tensor) and v.is_floating_point() for v in values)
+    return floating and any(not r.discrete for r in live)
+
+
+def out_of_place(target: torch._ops.OpOverload) -> torch._ops.OpOverload:
+    """The functional overload of an in-place call (masked_fill_.Scalar -> masked_fill.Scalar)."""
+    packet = getattr(torch.ops.aten, target._schema.name.removeprefix("aten::").rstrip("_"), None)
+    found = getattr(packet, target._overloadname, None)
+    if found is None:
+        raise UnsupportedCallError(f"in-place {target} without an out-of-place form")
+    return found  # type: ignore[no-any-return]
+
+
+def is_view(node: torch.fx.Node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return bool(schema and schema.returns and schema.returns[0].alias_info is not None)
+
+
+def flatten(values: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    for value in values:
+        flat.extend(flatten(list(value)) if isinstance(value, list | tuple) else [value])
+    return flat
+
+
+def concrete(value: Any, refs: dict[str, Any]) -> Any:
+    """A call's fx arguments with every constant tensor in place."""
+    if isinstance(value, torch.fx.Node):
+        ref = refs[value.name]
+        return [r.value for r in ref] if isinstance(ref, list) else (ref.value if isinstance(ref, Ref) else ref)
+    if isinstance(value, dict):
+        return {k: concrete(v, refs) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(concrete(v, refs) for v in value)
+    return value
+
+
+def as_refs(name: str, result: Any) -> Any:
+    if isinstance(result, torch.Tensor):
+        return Ref(name, tuple(result.shape), False, result)
+    return [Ref(f"{name}_{i}", tuple(t.shape), False, t) for i, t in enumerate(result)]
