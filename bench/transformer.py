@@ -28,13 +28,17 @@ EPSILON = 1e-6
 def vit(layers: int) -> nn.Module:
     import transformers as hf
 
-    return hf.ViTForImageClassification(hf.ViTConfig(num_hidden_layers=layers, num_labels=1000))
+    config = hf.ViTConfig(num_hidden_layers=layers)
+    config.num_labels = 1000
+    return hf.ViTForImageClassification(config)
 
 
 def bert(layers: int) -> nn.Module:
     import transformers as hf
 
-    return hf.BertForSequenceClassification(hf.BertConfig(num_hidden_layers=layers, num_labels=2))
+    config = hf.BertConfig(num_hidden_layers=layers)
+    config.num_labels = 2
+    return hf.BertForSequenceClassification(config)
 
 
 def _frozen(model: nn.Module, device: torch.device) -> nn.Module:
@@ -46,7 +50,7 @@ def _frozen(model: nn.Module, device: torch.device) -> nn.Module:
 
 def _logits(model: nn.Module, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
     key = "input_ids" if not x.is_floating_point() else "pixel_values"
-    return model(**{key: x}, **kwargs).logits  # type: ignore[no-any-return]
+    return model(**{key: x}, **kwargs).logits
 
 
 def variants(model: nn.Module, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
@@ -55,7 +59,7 @@ def variants(model: nn.Module, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
     prepared = PreparedModel.from_module(model, x)
     with torch.no_grad():
         targets = _logits(model, x).argmax(1)
-    words = model.get_input_embeddings().weight if tokens else None  # type: ignore[operator]
+    words = model.get_input_embeddings().weight if tokens else None
 
     def forward() -> Any:
         with torch.no_grad():
@@ -63,7 +67,7 @@ def variants(model: nn.Module, x: torch.Tensor) -> dict[str, Callable[[], Any]]:
 
     def gradient() -> Any:
         if tokens:
-            leaf = model.get_input_embeddings()(x).detach().requires_grad_()  # type: ignore[operator]
+            leaf = model.get_input_embeddings()(x).detach().requires_grad_()
             out = model(inputs_embeds=leaf).logits
         else:
             leaf = x.detach().requires_grad_()

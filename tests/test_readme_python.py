@@ -16,9 +16,9 @@ def test_the_readme_python_examples_run_and_padding_gets_zero():
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
     assert len(blocks) == 2, "the engine example and the transformer example"
     namespace: dict = {}
-    exec(blocks[0], namespace)  # noqa: S102 - the README's own code
+    exec(blocks[0], namespace)  # the README's own code
     assert namespace["result"].relevance.shape == namespace["x"].shape
-    exec(blocks[1], namespace)  # noqa: S102
+    exec(blocks[1], namespace)
     relevance = namespace["result"].relevance
     assert relevance.shape == (2, 16)
     assert torch.equal(relevance[1, 10:], torch.zeros(6))
