@@ -151,13 +151,13 @@ class Converter:
         val = node.meta["val"]
         explained = node.name == self.explained
         self.bind_symbols(val, explained)
-        attrs: dict[str, Any] = {} if val.is_floating_point() else {"dtype": str(val.dtype).removeprefix("torch.")}
+        dtype = str(val.dtype).removeprefix("torch.")
+        attrs: dict[str, Any] = {} if val.is_floating_point() else {"dtype": dtype}
         if explained and "dtype" in attrs and val.dim() >= 2:
             longest = self.longest(val.shape[1])
             attrs.update({} if longest is None else {"max_tokens": longest})
         elif not explained:
-            attrs.update({"argument": self.extra[node.name], "shape": list(self.shape(node)),
-                          "dtype": str(val.dtype).removeprefix("torch.")})
+            attrs.update({"argument": self.extra[node.name], "shape": list(self.shape(node)), "dtype": dtype})
         self.add_node(ir.Node(node.name, ir.INPUT, (), attrs))
         self.refs[node.name] = Ref(node.name, self.shape(node), explained, discrete=not val.is_floating_point())
 

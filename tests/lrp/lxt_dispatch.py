@@ -92,8 +92,7 @@ class LxtRules(TorchFunctionMode):
         return lr.epsilon_lrp(lambda t: torch.add(a, t, alpha=alpha), self.eps, b)
 
     def _sub(self, a: Any, b: Any, alpha: float = 1) -> Tensor:
-        return self._add(a, -b if not isinstance(b, Tensor) else lr.identity(torch.neg, b) if _grad(b) else -b,
-                         alpha)
+        return self._add(a, self._identity(torch.neg, b) if isinstance(b, Tensor) else -b, alpha)
 
     def _mul(self, a: Any, b: Any) -> Tensor:
         return lf.mul2(a, b)

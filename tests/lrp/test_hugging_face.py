@@ -13,8 +13,8 @@ from service.lrp import PreparedModel
 T = pytest.importorskip("transformers")
 pytest.importorskip("lxt.explicit.functional")
 from tests.lrp.lxt_dispatch import LxtRules  # noqa: E402  (needs lxt)
+from tests.lrp.transformer_nets import EPS, assert_relevance_close, target_seed  # noqa: E402
 
-EPS = 1e-12
 F64 = torch.float64
 torch.manual_seed(0)
 
@@ -27,17 +27,6 @@ def _frozen(model: nn.Module) -> nn.Module:
     return model
 
 
-def _seed(logits: torch.Tensor) -> torch.Tensor:
-    seed = torch.zeros_like(logits)
-    seed[:, 1] = logits[:, 1]
-    return seed
-
-
-def _close(ours: torch.Tensor, reference: torch.Tensor | None, rtol: float = 1e-6) -> None:
-    assert reference is not None and reference.abs().max() > 0
-    torch.testing.assert_close(ours, reference, rtol=0, atol=rtol * float(reference.abs().max()))
-
-
 def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = None, last: bool = False) -> torch.Tensor:
     """Ours against lxt at the token ids; the logits at the last token for a language model."""
     def logits(**kwargs):
@@ -45,7 +34,7 @@ def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = No
         return out[:, -1] if last else out
 
     expected = logits()
-    seed = _seed(expected)
+    seed = target_seed(expected)
     prepared = PreparedModel.from_module(model, ids, extra)
     ours = prepared.explain(ids, composite="attnlrp", output_relevance=seed, extra=extra, epsilon=EPS)
     torch.testing.assert_close(ours.logits, expected)
@@ -53,7 +42,7 @@ def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = No
         out = logits()
     out.backward(seed)
     assert len(rules.leaves) == 1, "one word-embedding lookup"
-    _close(ours.relevance, rules.leaves[0].grad.sum(-1))
+    assert_relevance_close(ours.relevance, rules.leaves[0].grad.sum(-1))
     return ours.relevance
 
 
@@ -74,14 +63,14 @@ def test_vit_image_classification():
     model = _frozen(T.ViTForImageClassification(config))
     x = torch.randn(2, 3, 16, 16, dtype=F64)
     expected = model(pixel_values=x).logits
-    seed = _seed(expected)
+    seed = target_seed(expected)
     ours = PreparedModel.from_module(model, x).explain(x, composite="attnlrp", output_relevance=seed, epsilon=EPS)
     torch.testing.assert_close(ours.logits, expected)
     leaf = x.clone().requires_grad_()
     with LxtRules(EPS):
         out = model(pixel_values=leaf).logits
     out.backward(seed)
-    _close(ours.relevance, leaf.grad)
+    assert_relevance_close(ours.relevance, leaf.grad)
 
 
 def test_llama_causal_lm_at_the_last_token():

@@ -16,8 +16,10 @@ from tests.lrp.transformer_nets import (
     LxtOps,
     TorchOps,
     ViTLike,
+    assert_relevance_close,
     encoder_layer,
     multihead_attention,
+    target_seed,
 )
 
 pytest.importorskip("lxt.explicit.functional")
@@ -25,21 +27,9 @@ torch.manual_seed(0)
 F64 = torch.float64
 
 
-def _seed(logits: torch.Tensor, target: int = 1) -> torch.Tensor:
-    seed = torch.zeros_like(logits)
-    seed[:, target] = logits[:, target]
-    return seed
-
-
 def _ours(model: nn.Module, x: torch.Tensor, seed: torch.Tensor, extra: dict | None = None) -> torch.Tensor:
     prepared = PreparedModel.from_module(model, x, extra)
     return prepared.explain(x, composite="attnlrp", output_relevance=seed, extra=extra, epsilon=EPS).relevance
-
-
-def _close(ours: torch.Tensor, reference: torch.Tensor | None, rtol: float = 1e-6) -> None:
-    """Equal to `rtol` of the largest relevance (element-wise relative error is meaningless near zero)."""
-    assert reference is not None and reference.abs().max() > 0
-    torch.testing.assert_close(ours, reference, rtol=0, atol=rtol * float(reference.abs().max()))
 
 
 def _reference_tokens(model, ids: torch.Tensor, seed: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -66,9 +56,9 @@ def _padded_ids() -> tuple[torch.Tensor, torch.Tensor]:
 def test_bert_like_with_an_attention_mask_equals_lxt_and_padding_gets_zero():
     model = BertLike().to(F64).eval()
     ids, mask = _padded_ids()
-    seed = _seed(model(ids, mask))
+    seed = target_seed(model(ids, mask))
     ours = _ours(model, ids, seed, {"attention_mask": mask})
-    _close(ours, _reference_tokens(model, ids, seed, attention_mask=mask))
+    assert_relevance_close(ours, _reference_tokens(model, ids, seed, attention_mask=mask))
     assert torch.equal(ours[mask == 0], torch.zeros(int((mask == 0).sum()), dtype=F64))
     assert (ours[mask == 1] != 0).all()
 
@@ -76,29 +66,29 @@ def test_bert_like_with_an_attention_mask_equals_lxt_and_padding_gets_zero():
 def test_vit_like_equals_lxt():
     model = ViTLike().to(F64).eval()
     x = torch.randn(2, 3, 8, 8, dtype=F64)
-    seed = _seed(model(x))
+    seed = target_seed(model(x))
     model.use(LxtOps)
     leaf = x.clone().requires_grad_()
     model(leaf).backward(seed)
     model.use(TorchOps)
-    _close(_ours(model, x, seed), leaf.grad)
+    assert_relevance_close(_ours(model, x, seed), leaf.grad)
 
 
 @pytest.mark.parametrize("sdpa", [False, True], ids=["masked_fill", "sdpa_is_causal"])
 def test_llama_like_decoder_at_the_last_token_equals_lxt(sdpa):
     model = LlamaLike(sdpa=sdpa).to(F64).eval()
     ids = torch.randint(0, 30, (2, 7))
-    seed = _seed(model(ids)[:, -1])
-    _close(_ours(model, ids, seed), _reference_tokens(model, ids, seed))
+    seed = target_seed(model(ids)[:, -1])
+    assert_relevance_close(_ours(model, ids, seed), _reference_tokens(model, ids, seed))
 
 
 def test_a_longer_input_than_the_model_was_captured_with_gives_the_same_relevance_as_a_fresh_capture():
     model = LlamaLike().to(F64).eval()
     prepared = PreparedModel.from_module(model, torch.randint(0, 30, (2, 4)))
     ids = torch.randint(0, 30, (3, 9))
-    seed = _seed(model(ids)[:, -1])
+    seed = target_seed(model(ids)[:, -1])
     ours = prepared.explain(ids, composite="attnlrp", output_relevance=seed, epsilon=EPS).relevance
-    _close(ours, _reference_tokens(model, ids, seed))
+    assert_relevance_close(ours, _reference_tokens(model, ids, seed))
 
 
 class _Attend(nn.Module):
@@ -125,7 +115,7 @@ def test_multihead_attention_equals_lxt(batch_first, need_weights, masked):
     padding = torch.zeros(3, 5, dtype=torch.bool)
     padding[1, 3:] = True
     extra = {"key_padding_mask": padding} if masked else None
-    seed = _seed(model(x, padding if masked else None))
+    seed = target_seed(model(x, padding if masked else None))
     torch.testing.assert_close(TorchOps.linear(multihead_attention(TorchOps, model.attention, x,
                                                                    padding if masked else None)[:, 0], model.head),
                                model(x, padding if masked else None))
@@ -133,7 +123,7 @@ def test_multihead_attention_equals_lxt(batch_first, need_weights, masked):
     LxtOps.linear(multihead_attention(LxtOps, model.attention, leaf, padding if masked else None)[:, 0],
                   model.head).backward(seed)
     ours = _ours(model, x, seed, extra)
-    _close(ours, leaf.grad)
+    assert_relevance_close(ours, leaf.grad)
     if masked:
         assert torch.equal(ours[1, 3:], torch.zeros(2, 16, dtype=F64))
 
@@ -156,12 +146,12 @@ def test_transformer_encoder_layer_equals_lxt(norm_first, activation):
     x = torch.randn(3, 5, 16, dtype=F64)
     padding = torch.zeros(3, 5, dtype=torch.bool)
     padding[2, 2:] = True
-    seed = _seed(model(x, padding))
+    seed = target_seed(model(x, padding))
     torch.testing.assert_close(TorchOps.linear(encoder_layer(TorchOps, model.layer, x, padding)[:, 0], model.head),
                                model(x, padding))
     leaf = x.clone().requires_grad_()
     LxtOps.linear(encoder_layer(LxtOps, model.layer, leaf, padding)[:, 0], model.head).backward(seed)
-    _close(_ours(model, x, seed, {"src_key_padding_mask": padding}), leaf.grad)
+    assert_relevance_close(_ours(model, x, seed, {"src_key_padding_mask": padding}), leaf.grad)
 
 
 def test_a_padded_batch_gives_each_sample_the_relevance_it_gets_alone():
@@ -200,9 +190,9 @@ def test_float32_agrees_with_float64(net):
     converted = PreparedModel.from_module(model, ids, extra).to(dtype=F64)
     exact = PreparedModel.from_module(model.to(F64), ids, extra).explain(ids, composite="attnlrp", extra=extra)
     assert single.relevance.dtype == torch.float32 and exact.relevance.dtype == F64
-    _close(single.relevance.double(), exact.relevance, rtol=1e-4)
+    assert_relevance_close(single.relevance.double(), exact.relevance, rtol=1e-4)
     if net is LlamaLike:  # its forward writes no dtype-dependent constant, so a converted copy computes the same
-        _close(converted.explain(ids, composite="attnlrp").relevance, exact.relevance, rtol=1e-9)
+        assert_relevance_close(converted.explain(ids, composite="attnlrp").relevance, exact.relevance, rtol=1e-9)
 
 
 def test_two_threads_explaining_one_prepared_model_get_the_lone_answers():
@@ -215,7 +205,7 @@ def test_two_threads_explaining_one_prepared_model_get_the_lone_answers():
     with ThreadPoolExecutor(2) as pool:
         together = list(pool.map(lambda ids: prepared.explain(ids, composite="attnlrp").relevance, batches))
     for a, b in zip(alone, together, strict=True):  # intra-op threads may sum in another order: ulps, not a race
-        _close(b, a, rtol=1e-12)
+        assert_relevance_close(b, a, rtol=1e-12)
 
 
 def test_relevance_is_finite_on_zero_inputs():

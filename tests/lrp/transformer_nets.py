@@ -17,6 +17,19 @@ from torch import nn
 EPS = 1e-12
 
 
+def target_seed(logits: torch.Tensor, target: int = 1) -> torch.Tensor:
+    """The output relevance one-hot(target) * logit."""
+    seed = torch.zeros_like(logits)
+    seed[:, target] = logits[:, target]
+    return seed
+
+
+def assert_relevance_close(ours: torch.Tensor, reference: torch.Tensor | None, rtol: float = 1e-6) -> None:
+    """Equal to `rtol` of the largest relevance (element-wise relative error is meaningless near zero)."""
+    assert reference is not None and reference.abs().max() > 0
+    torch.testing.assert_close(ours, reference, rtol=0, atol=rtol * float(reference.abs().max()))
+
+
 class TorchOps:
     """Plain PyTorch: the model as a user writes it."""
 
