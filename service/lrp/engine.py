@@ -19,7 +19,17 @@ from service.lrp.capture import graph_from_module
 from service.lrp.errors import ExplanationInputError
 from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.flow import Flow
-from service.lrp.ops import BATCHNORM, COMPUTED, LAYOUT, OPS, AffineOp, BackwardCall, nonnegative_outputs, rule_nodes
+from service.lrp.ops import (
+    BATCHNORM,
+    COMPUTED,
+    LAYOUT,
+    OPS,
+    AffineOp,
+    BackwardCall,
+    Forward,
+    nonnegative_outputs,
+    rule_nodes,
+)
 from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
 
@@ -53,6 +63,10 @@ class PreparedModel:
     def __init__(self, graph: ir.Graph) -> None:
         self.graph = graph
         self._steps = [(node, OPS[node.op]) for node in graph.steps]
+        self._saving: dict[str, Forward] = {}
+        for node, definition in self._steps:
+            if definition.saving_forward is not None:
+                self._saving[node.name] = definition.saving_forward
         self._nonnegative = nonnegative_outputs(graph)
         self._flow = Flow(graph)
         variants: dict[int, WeightVariants] = {}
@@ -187,9 +201,10 @@ class PreparedModel:
             values[node.name] = value.detach().to(device=self.device, dtype=getattr(torch, node.attrs["dtype"]))
         return values
 
-    def _forward(self, x: torch.Tensor,
-                 extra: Extra = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, ir.Node]]:
-        """Every node's value, what its forward saved, and the nodes whose sizes follow the input, bound to it."""
+    def _forward(self, x: torch.Tensor, extra: Extra = None, explaining: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, ir.Node]]:
+        """Every node's value, what its forward saved (for a backward when `explaining`), and the nodes whose sizes
+        follow the input, bound to it."""
         shape = tuple(x.shape)
         values: dict[str, torch.Tensor] = {self.graph.input.name: x, **self._check_extra(extra, shape)}
         saved: dict[str, Any] = {}
@@ -198,7 +213,8 @@ class PreparedModel:
             bind = self._binders.get(node.name)
             if bind is not None:
                 node = bound[node.name] = bind(shape)
-            values[node.name], saved[node.name] = definition.forward(node, [values[name] for name in node.inputs])
+            run = self._saving.get(node.name, definition.forward) if explaining else definition.forward
+            values[node.name], saved[node.name] = run(node, [values[name] for name in node.inputs])
         return values, saved, bound
 
     def _logits(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -232,7 +248,7 @@ class PreparedModel:
         wanted = self._layer_names(layers)
         x = self._check_input(x)
         with torch.no_grad():
-            values, saved, bound = self._forward(x, extra)
+            values, saved, bound = self._forward(x, extra, explaining=True)
             logits = self._logits(values)
             if logits.dim() != 2:
                 raise ExplanationInputError(

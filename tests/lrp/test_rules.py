@@ -141,6 +141,12 @@ def test_stabilizer_treats_zero_as_positive():
     assert torch.equal(stabilize(z, 0.5), torch.tensor([0.5, 0.5, 2.5, -2.5], dtype=torch.float64))
 
 
+def test_stabilizer_equals_adding_or_subtracting_eps_bit_for_bit():
+    z = torch.randn(4096, generator=torch.Generator().manual_seed(3))
+    z[:8] = torch.tensor([0.0, -0.0] * 4)
+    assert torch.equal(stabilize(z, 1e-6), torch.where(z >= 0, z + 1e-6, z - 1e-6))
+
+
 def test_lrp0_division_by_zero_gives_zero():
     relevance = torch.tensor([1.0, 2.0, 3.0])
     z = torch.tensor([0.0, 4.0, -1.0])

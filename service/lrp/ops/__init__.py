@@ -18,7 +18,7 @@ from service.lrp.ops.elementwise import ELEMENTWISE
 from service.lrp.ops.normalization import BATCHNORM, NORMALIZATION, VECTOR_NORM
 from service.lrp.ops.pooling import POOLING
 from service.lrp.ops.reduce import EMBEDDING, REDUCE
-from service.lrp.ops.spec import BackwardCall, OpDef, Read, Ref, Site, UnsupportedCallError
+from service.lrp.ops.spec import BackwardCall, Forward, OpDef, Read, Ref, Site, UnsupportedCallError
 from service.lrp.ops.structure import CONSTANT, IDENTITY_CALLS, IDENTITY_LABEL, STRUCTURE
 
 OPS: dict[str, OpDef] = {op.name: op for op in (*AFFINE, *NORMALIZATION, ACTIVATION, *POOLING, *STRUCTURE,
@@ -59,5 +59,5 @@ def nonnegative_outputs(graph: Graph) -> set[str]:
 
 __all__ = ["ACTIVATIONS", "BATCHNORM", "COMPUTED", "CONSTANT", "CONV1D", "CONV2D", "CP", "EMBEDDING",
            "IDENTITY_CALLS", "LAYER_TYPES", "LAYOUT", "LINEAR", "OPS", "RULE_MAP_TYPES", "SDPA", "SOFTMAX", "SUPPORTED",
-           "AffineOp", "BackwardCall", "OpDef", "Read", "Ref", "Site", "UnsupportedCallError", "check_node",
+           "AffineOp", "BackwardCall", "Forward", "OpDef", "Read", "Ref", "Site", "UnsupportedCallError", "check_node",
            "nonnegative_outputs", "normalizing_factor", "rule_nodes"]

@@ -50,9 +50,11 @@ def product_relevance(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, relev
     return r_a, r_b
 
 
-def softmax_relevance(x: torch.Tensor, y: torch.Tensor, relevance: torch.Tensor, dim: int) -> torch.Tensor:
-    """R_in = x * (R - y * sum(R)), -inf entries of x (masks) taken as 0."""
-    x = torch.where(torch.isneginf(x), torch.zeros((), dtype=x.dtype, device=x.device), x)
+def softmax_relevance(x: torch.Tensor, y: torch.Tensor, relevance: torch.Tensor, dim: int,
+                      masked: bool = True) -> torch.Tensor:
+    """R_in = x * (R - y * sum(R)), -inf entries of x (masks) taken as 0; `masked`: x may hold -inf."""
+    if masked:
+        x = x.masked_fill(torch.isneginf(x), 0)
     return x * (relevance - y * relevance.sum(dim, keepdim=True))
 
 
@@ -141,21 +143,27 @@ def _sdpa(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     return out, None
 
 
+def _sdpa_saving(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    """softmax(q k^T * scale + mask) @ v written out, saving (k and v repeated for grouped queries, q k^T, the
+    scaled scores, the scores after the mask, the attention weights) for the backward."""
+    q, k, v, *rest = args
+    k_full, v_full = _repeat_heads(node, q, k), _repeat_heads(node, q, v)
+    raw, scaled, scores, weights = _attention_weights(node, q, k_full, rest[0] if rest else None)
+    return torch.matmul(weights, v_full), (k_full, v_full, raw, scaled, scores, weights)
+
+
 def _sdpa_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """v <- the product rule on weights @ v; weights <- softmax rule; scores <- the mask as a bias; q, k <- the
     product rule on q @ k^T. Under CP-LRP the weights are constant and only v receives relevance."""
-    node, (q, k, v, *rest) = call.node, call.args
-    mask = rest[0] if rest else None
-    k_full, v_full = _repeat_heads(node, q, k), _repeat_heads(node, q, v)
-    raw, scaled, scores, weights = _attention_weights(node, q, k_full, mask)
+    (q, k, v, *rest), (k_full, v_full, raw, scaled, scores, weights) = call.args, call.saved
     weights_live = call.attention != CP and (call.live[0] or call.live[1])
-    out = torch.matmul(weights, v_full)
-    r_weights, r_v = product_relevance(weights, v_full, out, call.relevance, call.stabilizer,
+    r_weights, r_v = product_relevance(weights, v_full, call.out, call.relevance, call.stabilizer,
                                        (weights_live, call.live[2]))
     r_q = r_k = None
     if r_weights is not None:
-        r_scores = softmax_relevance(scores, weights, r_weights, -1)
-        if mask is not None and mask.dtype != torch.bool:
+        masked = bool(rest) or call.node.attrs["is_causal"]
+        r_scores = softmax_relevance(scores, weights, r_weights, -1, masked)
+        if rest and rest[0].dtype != torch.bool:
             r_scores = scaled * divide(r_scores, scores, call.stabilizer)
         r_q, r_k = product_relevance(q, _t(k_full), raw, r_scores, call.stabilizer, (call.live[0], call.live[1]))
         if r_k is not None:
@@ -196,7 +204,7 @@ MATMUL = OpDef("matmul", "A @ B (+ a mask)", _matmul, _matmul_back, fixed_rule="
                arity=(2, 3), aten={aten.matmul.default: _read_matmul, aten.bmm.default: _read_matmul,
                                    aten.mm.default: _read_matmul, aten.baddbmm.default: _read_baddbmm})
 SDPA = OpDef("sdpa", "scaled_dot_product_attention", _sdpa, _sdpa_back,
-             fixed_rule="AttnLRP attention (CP-LRP: values only)", arity=(3, 4),
+             fixed_rule="AttnLRP attention (CP-LRP: values only)", saving_forward=_sdpa_saving, arity=(3, 4),
              attrs=(Attr("is_causal", BOOL), Attr("scale", NUMBER, required=False),
                     Attr("enable_gqa", BOOL, required=False)),
              aten={aten.scaled_dot_product_attention.default: _read_sdpa})

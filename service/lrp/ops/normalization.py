@@ -53,9 +53,11 @@ BATCHNORM = OpDef("batchnorm", "BatchNorm1d/2d", _forward, pass_relevance, fixed
 
 
 def _layer_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+    """The output, saving 1/sigma (native_layer_norm computes it anyway)."""
     p = node.params
     shape, eps = node.attrs["normalized_shape"], node.attrs["eps"]
-    return F.layer_norm(args[0], shape, p.get("weight"), p.get("bias"), eps), None
+    out, _, inverse_sigma = torch.native_layer_norm(args[0], shape, p.get("weight"), p.get("bias"), eps)
+    return out, inverse_sigma
 
 
 def _layer_norm_back(call: BackwardCall) -> list[torch.Tensor | None]:
@@ -63,11 +65,10 @@ def _layer_norm_back(call: BackwardCall) -> list[torch.Tensor | None]:
     g = w * R / stab(y) / sigma; R_in = x * (g - mean(g)), the means over the normalised dimensions."""
     x, node = call.args[0], call.node
     reduced = tuple(range(x.dim() - len(node.attrs["normalized_shape"]), x.dim()))
-    sigma = torch.sqrt(x.var(reduced, unbiased=False, keepdim=True) + node.attrs["eps"])
-    g = divide(call.relevance, call.out, call.stabilizer) / sigma
+    g = divide(call.relevance, call.out, call.stabilizer).mul_(call.saved)
     weight = node.params.get("weight")
     if weight is not None:
-        g = g * weight
+        g = g.mul_(weight)
     return [x * (g - g.mean(reduced, keepdim=True))]
 
 

@@ -176,7 +176,9 @@ class OpDef:
     """One op of the engine.
 
     A rule-chosen op (`layer_type` set: "linear", "conv") gets its rule from the composite; every other op has a
-    fixed `backward`, shown under `fixed_rule`. `keeps_sign`: non-negative inputs give a non-negative output;
+    fixed `backward`, shown under `fixed_rule`. `saving_forward`, when set, replaces `forward` when a backward
+    follows and saves what the backward would otherwise recompute (attention weights that a fused kernel never
+    materialises). `keeps_sign`: non-negative inputs give a non-negative output;
     `nonnegative(node)`: the output is non-negative whatever the input (ReLU). Captured from the ATen calls in
     `aten` (torch.export's graph), each with the reader that turns the call into a node.
     """
@@ -186,6 +188,7 @@ class OpDef:
     forward: Forward
     backward: Backward | None = None
     fixed_rule: str = ""
+    saving_forward: Forward | None = None
     layer_type: str = ""
     inputs: int | None = 1  # None: one or more; ANY_INPUTS: any number, none included
     arity: tuple[int, ...] = ()  # the input counts allowed when there is a choice (a product of 1 or 2 tensors)
