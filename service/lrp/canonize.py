@@ -1,11 +1,14 @@
-"""Graph canonicalisation: private parameter copies and BatchNorm folded into the affine node before it."""
+"""Graph canonicalisation: private parameter copies, BatchNorm folded into the affine node before it, and nodes
+retargeted to another floating dtype."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
 from service.lrp import graph as ir
-from service.lrp.ops import BATCHNORM, OPS
+from service.lrp.ops import BATCHNORM, COMPUTED, LAYOUT, OPS
 
 
 def copy_params(graph: ir.Graph) -> ir.Graph:
@@ -71,3 +74,22 @@ def _folded_params(layer: ir.Node, batchnorm: ir.Node) -> dict[str, torch.Tensor
     new_weight = weight.to(torch.float64) * scale.reshape(-1, *([1] * (weight.dim() - 1)))
     new_bias = (old_bias - mean) * scale + shift
     return {"weight": new_weight.to(dtype), "bias": new_bias.to(dtype)}
+
+
+def cast_node(node: ir.Node, dtype: torch.dtype | None) -> ir.Node:
+    """A node converting to a floating dtype retargeted to the prepared model's (a float64 copy computes in float64):
+    a cast, or a replayed call with a floating dtype argument (a mask made with `.to(x.dtype)`)."""
+    if dtype is None or not dtype.is_floating_point or node.op not in ("cast", COMPUTED.name, LAYOUT.name):
+        return node
+    name = str(dtype).removeprefix("torch.")
+    if node.op == "cast":
+        return ir.Node(node.name, node.op, node.inputs, {"dtype": name}, node.params, node.module)
+
+    def retarget(value: Any) -> Any:
+        if isinstance(value, dict):
+            floating = isinstance(value.get("dtype"), str) and getattr(torch, value["dtype"]).is_floating_point
+            return {"dtype": name} if floating else {k: retarget(v) for k, v in value.items()}
+        return [retarget(v) for v in value] if isinstance(value, list) else value
+
+    return ir.Node(node.name, node.op, node.inputs, {**node.attrs, "args": retarget(node.attrs["args"])},
+                   node.params, node.module)

@@ -7,7 +7,7 @@ its relevance to its inputs by its rule, and relevance arriving at a tensor from
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -22,7 +22,6 @@ from service.lrp.flow import Flow
 from service.lrp.ops import (
     BATCHNORM,
     COMPUTED,
-    LAYOUT,
     OPS,
     AffineOp,
     BackwardCall,
@@ -32,8 +31,8 @@ from service.lrp.ops import (
 )
 from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
+from service.lrp.targets import Target, targets_for
 
-Target = int | Sequence[int | None] | torch.Tensor | None
 Extra = Mapping[str, torch.Tensor] | None  # other arguments of the forward by name (an attention mask): no relevance
 RESOLVED_KEPT = 1024  # resolved methods remembered per model; past this the memory starts afresh
 
@@ -105,7 +104,7 @@ class PreparedModel:
         def move(t: torch.Tensor) -> torch.Tensor:
             return moved.setdefault(id(t), t.to(device=device, dtype=dtype if t.is_floating_point() else None))
 
-        nodes = tuple(_cast_to(n, dtype).with_params({k: move(v) for k, v in n.params.items()})
+        nodes = tuple(canonize.cast_node(n, dtype).with_params({k: move(v) for k, v in n.params.items()})
                       for n in self.graph.nodes)
         return PreparedModel(ir.Graph(nodes, self.graph.output, self.graph.output_activation, self.graph.folded))
 
@@ -253,7 +252,7 @@ class PreparedModel:
             if logits.dim() != 2:
                 raise ExplanationInputError(
                     f"the model's output has shape {tuple(logits.shape)}; LRP explains (batch, classes) outputs")
-            targets = _targets(target, logits)
+            targets = targets_for(target, logits)
             seed = torch.zeros_like(logits).scatter_(1, targets[:, None], logits.gather(1, targets[:, None]))
             if output_relevance is not None:
                 if output_relevance.shape != logits.shape:
@@ -317,46 +316,3 @@ def _binder(node: ir.Node, device: torch.device) -> Any:
     """A function of the input's shape giving the node with its sizes evaluated (and a factory's device)."""
     bind_attrs = dims.binder(dict(node.attrs) | ({"device": str(device)} if node.op == COMPUTED.name else {}))
     return lambda shape: ir.Node(node.name, node.op, node.inputs, bind_attrs(shape), node.params, node.module)
-
-
-def _cast_to(node: ir.Node, dtype: torch.dtype | None) -> ir.Node:
-    """A node converting to a floating dtype retargeted to the prepared model's (a float64 copy computes in float64):
-    a cast, or a replayed call with a floating dtype argument (a mask made with `.to(x.dtype)`)."""
-    if dtype is None or not dtype.is_floating_point or node.op not in ("cast", COMPUTED.name, LAYOUT.name):
-        return node
-    name = str(dtype).removeprefix("torch.")
-    if node.op == "cast":
-        return ir.Node(node.name, node.op, node.inputs, {"dtype": name}, node.params, node.module)
-
-    def retarget(value: Any) -> Any:
-        if isinstance(value, dict):
-            floating = isinstance(value.get("dtype"), str) and getattr(torch, value["dtype"]).is_floating_point
-            return {"dtype": name} if floating else {k: retarget(v) for k, v in value.items()}
-        return [retarget(v) for v in value] if isinstance(value, list) else value
-
-    return ir.Node(node.name, node.op, node.inputs, {**node.attrs, "args": retarget(node.attrs["args"])},
-                   node.params, node.module)
-
-
-def _targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
-    """One class index per sample: argmax for None, one int for all, or one per sample; range-checked."""
-    batch, classes = logits.shape
-    if target is None:
-        return logits.argmax(dim=1)
-    if isinstance(target, bool):
-        raise ExplanationInputError("target must be an int class index, not a bool")
-    if isinstance(target, int):
-        chosen = torch.full((batch,), target, dtype=torch.long, device=logits.device)
-    else:
-        values = target.tolist() if isinstance(target, torch.Tensor) else list(target)
-        if len(values) != batch or any(isinstance(v, bool) or not isinstance(v, int | None) for v in values):
-            raise ExplanationInputError(
-                f"target must be one int (or None for the argmax) per sample ({batch} samples), got {values!r}")
-        argmax = logits.argmax(dim=1).tolist()
-        chosen = torch.tensor([a if v is None else v for v, a in zip(values, argmax, strict=True)],
-                              dtype=torch.long, device=logits.device)
-    bad = chosen[(chosen < 0) | (chosen >= classes)]
-    if bad.numel():
-        raise ExplanationInputError(
-            f"target {bad[0].item()} is out of range; the model has {classes} classes (0..{classes - 1})")
-    return chosen

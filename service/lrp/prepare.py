@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.lrp.engine import Extra, PreparedModel, Target
+from service.lrp.engine import Extra, PreparedModel
 from service.lrp.errors import ExplanationInputError
 from service.lrp.explanation import Explanation
+from service.lrp.targets import Target
 
 _prepared: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], PreparedModel]] = weakref.WeakKeyDictionary()
 _prepared_lock = threading.Lock()
