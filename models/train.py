@@ -2,7 +2,9 @@
 
 walkthrough: the 3-3-1 network of the LRP walkthrough with its exact weights (not trained).
 digits, residual: CNNs on scikit-learn's bundled 8x8 digits. breast-cancer: an MLP on its breast-cancer set.
-Each trained model records its accuracy on a held-out, stratified 20% test split in model.json.
+digits-vit: a Vision Transformer on the same digits. sentiment: a transformer text classifier on sentences built
+from the VADER lexicon and labelled by VADER (models/sentiment.py says how).
+Each trained model records its accuracy on a held-out test split in model.json.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
+from tokenizers import Tokenizer
 from torch import nn
 
+from models import sentiment
+from models.nets import DigitsViT
 from service.store.convert import convert_module
+from service.text import TextModel
 
 SEED = 0
 HERE = Path(__file__).resolve().parent
@@ -156,6 +162,40 @@ def make_residual() -> tuple[nn.Module, dict[str, Any]]:
                          "epsilon_plus_flat")
 
 
+def make_digits_vit() -> tuple[nn.Module, dict[str, Any]]:
+    return _train_digits(DigitsViT, 60, "A small Vision Transformer on scikit-learn's 8x8 digits: 2x2 patches embedded "
+                         "by a convolution, a class token, learned positions, two pre-norm attention blocks "
+                         "(LayerNorm, GELU).", "attnlrp")
+
+
+SENTIMENT_EPOCHS, SENTIMENT_SENTENCES, SENTIMENT_TEST, SENTIMENT_EXPLAINED = 16, 40_000, 4_000, 500
+
+
+def make_sentiment() -> tuple[nn.Module, dict[str, Any], Tokenizer]:
+    vocab = sentiment.vocabulary()
+    test_texts, test_labels = sentiment.sentences(vocab, SENTIMENT_TEST, sentiment.TEST_SEED)
+    corpus = [sentiment.sentences(vocab, SENTIMENT_SENTENCES, SEED + 100 + epoch) for epoch in range(SENTIMENT_EPOCHS)]
+    made = sentiment.tokenizer(vocab, corpus[0][0])
+    model = TextModel.build(made, sentiment.INPUT)
+    net = sentiment.train(model, corpus, SEED)
+    truth = sentiment.ground_truth(sentiment.prepare(net, model), model, vocab, test_texts[:SENTIMENT_EXPLAINED],
+                                   "attnlrp")
+    fields = {
+        "description": "A small transformer sentiment classifier (token and position embeddings, two pre-norm "
+                       "attention blocks with LayerNorm and GELU, the [CLS] token to the classes), trained on "
+                       "sentences built from VADER lexicon words and everyday English words, labelled by VADER's "
+                       "analyser. "
+                       "Ground truth: relevance_valence_spearman and top_word_in_lexicon (models/sentiment.py).",
+        "input": {**sentiment.INPUT.model_dump(exclude_none=True), "example": sentiment.EXAMPLE},
+        "classes": sentiment.CLASSES,
+        "default_composite": "attnlrp",
+        "metrics": {"test_accuracy": sentiment.accuracy(net, model, test_texts, test_labels),
+                    "test_samples": len(test_texts), "train_samples": SENTIMENT_EPOCHS * SENTIMENT_SENTENCES,
+                    "seed": SEED, **truth},
+    }
+    return net, fields, made
+
+
 def make_breast_cancer() -> tuple[nn.Module, dict[str, Any]]:
     data = load_breast_cancer()
     x_train, x_test, y_train, y_test = split(data.data, data.target)
@@ -183,9 +223,9 @@ def make_breast_cancer() -> tuple[nn.Module, dict[str, Any]]:
 # the HTTP side (bench/RESULTS.md, "CPU threads per pass").
 SERVING = {"cpu_threads": 1}
 
-BUILDERS: dict[str, Callable[[], tuple[nn.Module, dict[str, Any]]]] = {
+BUILDERS: dict[str, Callable[[], tuple[Any, ...]]] = {
     "walkthrough": make_walkthrough, "digits": make_digits, "breast-cancer": make_breast_cancer,
-    "residual": make_residual,
+    "residual": make_residual, "digits-vit": make_digits_vit, "sentiment": make_sentiment,
 }
 
 
@@ -197,8 +237,8 @@ def main() -> None:
     torch.set_num_threads(1)  # a fixed summation order: the same seed gives the same weights
     for name in args.names or list(BUILDERS):
         torch.manual_seed(SEED)
-        model, fields = BUILDERS[name]()
-        convert_module(model, args.out / name, {**fields, "batching": SERVING})
+        model, fields, *tokenizer = BUILDERS[name]()
+        convert_module(model, args.out / name, {**fields, "batching": SERVING}, tokenizer=next(iter(tokenizer), None))
         print(f"{name}: {fields.get('metrics') or 'hand-set weights'} -> {args.out / name}")
 
 

@@ -1,6 +1,6 @@
-"""Request instances to model-input tensors, per input kind (tensor, image, tabular), with checks that say
+"""Request instances to model-input tensors, per input kind (tensor, image, tabular, text), with checks that say
 what was expected. Images (decoded by service.images): convert to the model's mode, resize to its (H, W), scale to
-its range, normalise."""
+its range, normalise. Texts: tokenized by the model's tokenizer (service.text)."""
 
 from __future__ import annotations
 
@@ -14,21 +14,42 @@ import numpy as np
 import torch
 from PIL import Image
 
-from service.errors import InvalidImageError, InvalidInputError
+from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
 from service.images import decode_image
 from service.store.spec import InputSpec
+from service.text import TextModel, TokenizedText
 
 Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """A request's instances as a float32 batch in model space; tabular models: each instance's raw feature values;
-    uploads: the uploaded image as uint8 RGB at its own size, for overlays."""
+    """A request's instances as a batch in model space (float32; text: token ids padded to the longest); tabular
+    models: each instance's raw feature values; uploads: the uploaded image as uint8 RGB at its own size, for
+    overlays; text: each instance's tokens."""
 
     x: torch.Tensor
     features: tuple[tuple[float, ...], ...] | None = None
     images: tuple[np.ndarray, ...] | None = None
+    texts: tuple[TokenizedText, ...] | None = None
+
+    @property
+    def rows(self) -> list[torch.Tensor]:
+        """One model-space tensor per instance (a text: its own token ids, unpadded)."""
+        if self.texts is None:
+            return list(self.x)
+        return [torch.tensor(text.ids, dtype=torch.long) for text in self.texts]
+
+
+def decode_texts(model: TextModel, instances: Sequence[Any], max_tokens: int) -> Decoded:
+    """Tokenize a text model's instances; more than `max_tokens` tokens in all (LRP_MAX_REQUEST_TOKENS) is a 413."""
+    texts = tuple(model.encode(instance, f"inputs[{i}]") for i, instance in enumerate(instances))
+    total = sum(len(text.ids) for text in texts)
+    if total > max_tokens:
+        raise PayloadTooLargeError(f"the texts have {total} tokens in all; the limit per request is {max_tokens} "
+                                   "(LRP_MAX_REQUEST_TOKENS): split the request")
+    ids, _, _ = model.pad([torch.tensor(text.ids, dtype=torch.long) for text in texts])
+    return Decoded(ids, texts=texts)
 
 
 def decode_instances(spec: InputSpec, instances: Sequence[Any], max_pixels: int) -> Decoded:

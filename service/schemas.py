@@ -52,8 +52,9 @@ class ExplainRequest(_Body):
         None, description="A composite name (GET /models/{model} lists them) or a rule map "
         "{\"base\": name, \"types\": {\"linear\"|\"conv\": rule}, \"layers\": {layer: rule}}; default: the model's.")
     params: LRPParamsBody = LRPParamsBody()
-    format: Literal["json", "png"] = Field(default="json", description="png: a heatmap (a grid for several instances); "
-                                           "the same as sending Accept: image/png.")
+    format: Literal["json", "png", "html"] = Field(
+        default="json", description="png: a heatmap (a grid for several instances), the same as sending Accept: "
+        "image/png; html (text models): a page of the text coloured by relevance, the same as Accept: text/html.")
     overlay: bool = Field(default=False, description="PNG of an image model: blend the heatmap over the input image.")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -90,6 +91,36 @@ class FeatureRelevance(BaseModel):
     relevance: float
 
 
+class TokenRelevance(BaseModel):
+    """One token of a text as the model read it: its text, its [start, end) character offsets in the input, whether
+    the tokenizer added it (special: [CLS], [SEP]) and its relevance."""
+
+    token: str
+    start: int
+    end: int
+    special: bool
+    relevance: float
+
+
+class WordRelevance(BaseModel):
+    """A word of the input text (its word pieces merged), its offsets and its summed relevance."""
+
+    word: str
+    start: int
+    end: int
+    relevance: float
+
+
+class TextExplanation(BaseModel):
+    """A text's tokens with their relevance, and the words that pushed most for and against the target."""
+
+    tokens: list[TokenRelevance]
+    top_positive: list[WordRelevance] = Field(description="most relevant for the target first (at most 10)")
+    top_negative: list[WordRelevance] = Field(description="most relevant against the target first (at most 10)")
+    truncated: bool = Field(description="the text had more tokens than the model takes and was cut to them "
+                            "(models whose model.json says truncate; others refuse such a text)")
+
+
 class InstanceExplanation(BaseModel):
     """One instance's explanation: relevance has the shape of one input instance (in model space)."""
 
@@ -101,6 +132,7 @@ class InstanceExplanation(BaseModel):
     relevance_sum: float
     conservation_delta: float = Field(description="logit - relevance_sum (0 for conservative rules without bias)")
     features: list[FeatureRelevance] | None = Field(default=None, description="tabular models: features ranked by |R|")
+    text: TextExplanation | None = Field(default=None, description="text models: tokens and top words")
 
 
 class ExplainResponse(BaseModel):

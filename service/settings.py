@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     device: Annotated[str, Field(description=DEVICE_FORMS)] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_instances: Annotated[Positive, Field(description="most instances in one request (more: 413)")] = 64
+    max_request_tokens: Annotated[Positive, Field(
+        description="most tokens in one request to a text model, all texts together (more: 413)")] = 8192
     max_upload_bytes: Annotated[Positive, Field(description="largest image upload")] = 10 * 1024 * 1024
     max_body_bytes: Annotated[Positive, Field(description="largest request body, counted as it streams in")] = (
         16 * 1024 * 1024)

@@ -7,9 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
+from models.nets import TextClassifier
 from service.lrp.capture import graph_from_module
+from service.store.convert import convert_module
 from service.store.format import save_model, spec_from_graph
 
 
@@ -41,3 +44,32 @@ def edit_json(directory: Path, change: Any) -> None:
     document = json.loads(path.read_text())
     change(document)
     path.write_text(json.dumps(document))
+
+
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "film", "was", "not", "good", "bad", "great", "plot", "a",
+              "wonder", "##ful", "##ly", "!", ",", "acting", "but"]
+
+
+def tiny_tokenizer() -> Tokenizer:
+    """A lower-casing WordPiece tokenizer over VOCABULARY that wraps each text in [CLS] ... [SEP]."""
+    made = Tokenizer(models.WordPiece({token: i for i, token in enumerate(VOCABULARY)}, unk_token="[UNK]"))
+    made.normalizer = normalizers.BertNormalizer(lowercase=True)
+    made.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    made.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", VOCABULARY.index("[CLS]")),
+                                                 ("[SEP]", VOCABULARY.index("[SEP]"))])
+    return made
+
+
+def text_fields(max_tokens: int = 12, **text: Any) -> dict[str, Any]:
+    """model.json fields of a two-class text model taking at most `max_tokens` tokens; `text` overrides settings."""
+    return {"input": {"kind": "text", "shape": [max_tokens], "text": {"pad_token": "[PAD]", **text}},
+            "classes": ["negative", "positive"], "default_composite": "attnlrp"}
+
+
+def write_text_model(directory: Path, max_tokens: int = 12, **text: Any) -> Path:
+    """A seeded one-block TextClassifier over tiny_tokenizer, converted into `directory`."""
+    torch.manual_seed(0)
+    module = TextClassifier(len(VOCABULARY), 2, max_tokens, width=16, heads=2, blocks=1)
+    convert_module(module, directory, text_fields(max_tokens, **text), tokenizer=tiny_tokenizer())
+    return directory

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
+from models import sentiment, train
 from models.train import SEED, main
 from service.inputs import decode_instances
 from service.store.format import load_model
@@ -22,7 +23,7 @@ def _test_split(data):
     return x_test, y_test
 
 
-@pytest.mark.parametrize("name", ["digits", "residual"])
+@pytest.mark.parametrize("name", ["digits", "residual", "digits-vit"])
 def test_digit_models_reach_their_recorded_accuracy_through_the_api(client, name):
     digits = load_digits()
     images, labels = _test_split((digits.images, digits.target))
@@ -55,12 +56,13 @@ def test_training_script_recreates_the_shipped_models(tmp_path, monkeypatch):
     BatchNorm statistics differ by 0.09 on an AMD EPYC against the shipped Intel build), so the rebuilt models must
     agree with the shipped ones on every held-out prediction instead."""
     threads = torch.get_num_threads()
-    monkeypatch.setattr("sys.argv", ["train", "--out", str(tmp_path)])
+    quick = ["walkthrough", "digits", "breast-cancer", "residual", "digits-vit"]  # sentiment: the tests below
+    monkeypatch.setattr("sys.argv", ["train", "--out", str(tmp_path), *quick])
     try:
         main()
     finally:
         torch.set_num_threads(threads)
-    for name in ("walkthrough", "digits", "breast-cancer", "residual"):
+    for name in quick:
         assert json.loads((tmp_path / name / "model.json").read_text()) == model_json(name)
         shipped = load_file(str(MODELS / name / "weights.safetensors"))
         rebuilt = load_file(str(tmp_path / name / "weights.safetensors"))
@@ -83,3 +85,53 @@ def _held_out_classes(directory) -> list[int]:
         images, _ = _test_split((digits.images, digits.target))
         x = decode_instances(entry.spec.input, images.tolist(), max_pixels=1).x
     return entry.prepared.predict(x).argmax(dim=1).tolist()
+
+
+@pytest.fixture(scope="module")
+def held_out_sentences() -> tuple[list[str], list[int]]:
+    """The sentiment model's held-out sentences, drawn again from the seed model.json records."""
+    return sentiment.sentences(sentiment.vocabulary(), model_json("sentiment")["metrics"]["test_samples"],
+                               sentiment.TEST_SEED)
+
+
+def test_sentiment_reaches_its_recorded_accuracy_through_the_api(client, held_out_sentences):
+    texts, labels = held_out_sentences
+    predicted = []
+    for start in range(0, len(texts), 16):
+        answer = client.post("/predict/sentiment", json={"inputs": texts[start:start + 16]})
+        assert answer.status_code == 200, answer.text
+        predicted += [["negative", "positive"].index(p["label"]) for p in answer.json()["predictions"]]
+    accuracy = float(np.mean(np.asarray(predicted) == np.asarray(labels)))
+    assert accuracy == pytest.approx(model_json("sentiment")["metrics"]["test_accuracy"], abs=1e-4)
+    assert accuracy > 0.85
+
+
+def test_sentiment_explanations_agree_with_the_lexicon_as_recorded(registry, held_out_sentences):
+    """The ground-truth figures in model.json hold for the shipped files: word relevance rises with lexicon valence,
+    and the most relevant word is mostly a lexicon word (neutral words are most of every sentence)."""
+    entry = registry.get("sentiment")
+    recorded = model_json("sentiment")["metrics"]
+    assert entry.text is not None
+    found = sentiment.ground_truth(entry.prepared, entry.text, sentiment.vocabulary(),
+                                   held_out_sentences[0][:recorded["explained_sentences"]], "attnlrp")
+    for key in ("relevance_valence_spearman", "top_word_in_lexicon"):
+        assert found[key] == pytest.approx(recorded[key], abs=2e-3)
+    assert found["relevance_valence_spearman"] > 0.5 and found["top_word_in_lexicon"] > 0.6
+
+
+def test_the_sentiment_training_script_writes_a_servable_model(tmp_path, monkeypatch):
+    """The whole recipe at a small size (the full one trains for minutes): a loadable text model with its
+    tokenizer and every recorded figure."""
+    for name, value in {"SENTIMENT_EPOCHS": 1, "SENTIMENT_SENTENCES": 1500, "SENTIMENT_TEST": 200,
+                        "SENTIMENT_EXPLAINED": 20}.items():
+        monkeypatch.setattr(train, name, value)
+    threads = torch.get_num_threads()
+    monkeypatch.setattr("sys.argv", ["train", "--out", str(tmp_path), "sentiment"])
+    try:
+        main()
+    finally:
+        torch.set_num_threads(threads)
+    loaded = load_model(tmp_path / "sentiment")
+    assert loaded.text is not None and loaded.spec.classes == ["negative", "positive"]
+    assert set(loaded.spec.metrics) == set(model_json("sentiment")["metrics"])
+    assert loaded.spec.metrics["train_samples"] == 1500

@@ -22,11 +22,17 @@ class FastJSONResponse(JSONResponse):
 
 def parse_json(body: bytes) -> Any:
     """The body as parsed by orjson; a body orjson refuses goes to the standard parser, which accepts NaN and
-    Infinity (refused later by a message that names them) and reports malformed JSON as FastAPI expects."""
+    Infinity (refused later by a message that names them) and reports malformed JSON as FastAPI expects, bytes that
+    are not UTF-8 included."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        return json.loads(body)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as problem:
+            raise json.JSONDecodeError(f"byte 0x{body[problem.start]:02x} is not UTF-8; JSON is sent as UTF-8",
+                                       body.decode("utf-8", "replace"), problem.start) from None
+        return json.loads(text)
 
 
 class FastJSONRequest(Request):

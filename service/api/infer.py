@@ -28,9 +28,10 @@ async def _answer(request: Request, state: State, job: Job) -> Response:
     return respond(await unless_disconnected(request, inference.answer(state, job)))
 
 
-def prefers_png(accept: str | None) -> bool:
-    """True when the Accept header ranks image/png above application/json (wildcards do not count)."""
-    quality = {"image/png": 0.0, "application/json": 0.0}
+def preferred_output(accept: str | None) -> Output:
+    """The format the Accept header ranks highest among application/json, image/png and text/html (json on a tie;
+    wildcards do not count)."""
+    quality = {"application/json": 0.0, "image/png": 0.0, "text/html": 0.0}
     for part in (accept or "").split(","):
         media, *options = (piece.strip() for piece in part.split(";"))
         if media in quality:
@@ -39,7 +40,8 @@ def prefers_png(accept: str | None) -> bool:
                 quality[media] = float(q)
             except ValueError:
                 continue
-    return quality["image/png"] > quality["application/json"]
+    best = max(quality, key=lambda media: quality[media])
+    return "json" if quality[best] <= quality["application/json"] else "png" if best == "image/png" else "html"
 
 
 @router.post("/predict/{model}", response_model=PredictResponse, tags=["predict"], responses=JSON_ERRORS)
@@ -52,9 +54,10 @@ async def predict(request: Request, state: State, entry: Entry, body: PredictReq
 @router.post("/explain/{model}", response_model=ExplainResponse, tags=["explain"],
              responses={**JSON_ERRORS, **PNG_RESPONSE})
 async def explain(request: Request, state: State, entry: Entry, body: ExplainRequest) -> Response:
-    """LRP relevance of each instance for its target class, as JSON or (Accept: image/png) a PNG heatmap."""
+    """LRP relevance of each instance for its target class, as JSON, a PNG heatmap (Accept: image/png) or, for a
+    text model, an HTML page of the coloured text (Accept: text/html)."""
     decoded = await inference.decode_instances(state, entry, body.inputs)
-    output: Output = "png" if body.format == "png" or prefers_png(request.headers.get("accept")) else "json"
+    output: Output = body.format if body.format != "json" else preferred_output(request.headers.get("accept"))
     job = inference.explain_job(entry, decoded, body.target, body.composite,
                                 body.params.model_dump(exclude_none=True), output, body.overlay and output == "png")
     return await _answer(request, state, job)

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi.responses import Response
 
 from service.api.fast_json import FastJSONResponse
+from service.inference.encode import Media
 from service.schemas import ErrorResponse, ExplainResponse, PredictResponse
 
 Documented = dict[int | str, dict[str, Any]]
@@ -56,11 +57,13 @@ UPLOAD_ERRORS: Documented = {
                "invalid_image", "file: could not decode the image; send a PNG or JPEG file"),
 }
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {}}, "description": "JSON explanations, or a PNG heatmap"}}
+    200: {"content": {"image/png": {}, "text/html": {}},
+          "description": "JSON explanations, a PNG heatmap, or (text models) an HTML page of the coloured text"}}
 
 
-def respond(answer: PredictResponse | ExplainResponse | bytes) -> Response:
-    """A PNG answer as image/png; a response model as JSON through orjson (`features` only where present)."""
-    if isinstance(answer, bytes):
-        return Response(answer, media_type="image/png")
+def respond(answer: PredictResponse | ExplainResponse | Media) -> Response:
+    """A drawn answer (PNG, HTML) with its media type; a response model as JSON through orjson (`features`, `text`
+    only where present)."""
+    if isinstance(answer, Media):
+        return Response(answer.body, media_type=answer.media_type)
     return FastJSONResponse(answer.model_dump(by_alias=True, exclude_none=True))

@@ -4,12 +4,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from service import inputs, render
+from service import inputs, render, text, text_render
 from service.inference.job import Job
-from service.schemas import ExplainResponse, FeatureRelevance, InstanceExplanation, Prediction, PredictResponse
+from service.schemas import (
+    ExplainResponse,
+    FeatureRelevance,
+    InstanceExplanation,
+    Prediction,
+    PredictResponse,
+    TextExplanation,
+    TokenRelevance,
+    WordRelevance,
+)
+
+
+@dataclass(frozen=True)
+class Media:
+    """A drawn answer: its bytes and media type (a PNG, an HTML page)."""
+
+    body: bytes
+    media_type: str
 
 
 def predict_answer(job: Job, results: Sequence[Prediction]) -> PredictResponse:
@@ -17,15 +35,21 @@ def predict_answer(job: Job, results: Sequence[Prediction]) -> PredictResponse:
     return PredictResponse(model=job.entry.name, predictions=list(results))
 
 
-def explain_answer(job: Job, results: Sequence[InstanceExplanation]) -> ExplainResponse | bytes:
-    """The explanations as a response model (tabular models: with ranked features), or the PNG the job asks for."""
+def explain_answer(job: Job, results: Sequence[InstanceExplanation]) -> ExplainResponse | Media:
+    """The explanations as a response model (tabular models: with ranked features; text: tokens and top words), or
+    the PNG or (text) HTML page the job asks for."""
+    if job.decoded.texts is not None and job.output != "json":
+        return _drawn_text(job, results)
     if job.output == "png":
-        return _png(job, results)
+        return Media(_png(job, results), "image/png")
     explanations = list(results)
     names, values = job.entry.spec.input.features, job.decoded.features
     if names is not None and values is not None:
         explanations = [result.model_copy(update={"features": ranked_features(names, result.relevance, row)})
                         for result, row in zip(results, values, strict=True)]
+    if job.decoded.texts is not None:
+        explanations = [result.model_copy(update={"text": text_explanation(tokens, result.relevance)})
+                        for result, tokens in zip(results, job.decoded.texts, strict=True)]
     assert job.composite is not None and job.params is not None, "explain jobs name their composite and params"
     return ExplainResponse(model=job.entry.name, composite=job.composite, params=job.params,
                            explanations=explanations)
@@ -35,6 +59,34 @@ def ranked_features(names: Sequence[str], relevance: np.ndarray, values: Sequenc
     """Tabular features with their raw value and relevance, most relevant (largest |R|) first."""
     order = np.argsort(-np.abs(relevance), kind="stable")
     return [FeatureRelevance(name=names[i], value=float(values[i]), relevance=float(relevance[i])) for i in order]
+
+
+def text_explanation(tokens: text.TokenizedText, relevance: np.ndarray) -> TextExplanation:
+    """A text's tokens with their relevance and its top words for and against the target."""
+    values = [float(v) for v in relevance]
+    positive, negative = text.top_words(text.words(tokens, values))
+    return TextExplanation(
+        tokens=[TokenRelevance(token=token, start=start, end=end, special=special, relevance=value)
+                for token, (start, end), special, value in zip(tokens.tokens, tokens.offsets, tokens.special, values,
+                                                               strict=True)],
+        top_positive=[WordRelevance(word=w.text, start=w.start, end=w.end, relevance=w.relevance) for w in positive],
+        top_negative=[WordRelevance(word=w.text, start=w.start, end=w.end, relevance=w.relevance) for w in negative],
+        truncated=tokens.truncated)
+
+
+def _drawn_text(job: Job, results: Sequence[InstanceExplanation]) -> Media:
+    """Text explanations as the HTML page or the PNG of service.text_render."""
+    assert job.decoded.texts is not None
+    shown = []
+    for i, (result, tokens) in enumerate(zip(results, job.decoded.texts, strict=True)):
+        positive, negative = text.top_words(text.words(tokens, [float(v) for v in result.relevance]))
+        shown.append(text_render.Shown(_title(i, result, len(results)), tokens, [float(v) for v in result.relevance],
+                                       positive, negative))
+    if job.output == "html":
+        heading = f"LRP explanation: model {job.entry.name}, composite {job.key.method.composite.name}" \
+            if job.key.method is not None else f"model {job.entry.name}"
+        return Media(text_render.text_html(heading, shown).encode("utf-8"), "text/html; charset=utf-8")
+    return Media(text_render.text_png(shown), "image/png")
 
 
 def _png(job: Job, results: Sequence[InstanceExplanation]) -> bytes:

@@ -16,7 +16,7 @@ from service.lrp import ExplanationInputError, Method
 from service.store.registry import ModelEntry
 
 Verb = Literal["predict", "explain"]
-Output = Literal["json", "png"]
+Output = Literal["json", "png", "html"]
 TargetValue = int | str | None
 Target = TargetValue | Sequence[TargetValue]
 
@@ -59,13 +59,16 @@ class Job:
 
 def predict_job(entry: ModelEntry, decoded: Decoded) -> Job:
     """The job of a /predict request."""
-    return Job(entry, PREDICT, tuple(Sample(row, i) for i, row in enumerate(decoded.x)), decoded)
+    return Job(entry, PREDICT, tuple(Sample(row, i) for i, row in enumerate(decoded.rows)), decoded)
 
 
 def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: str | dict[str, Any] | None,
                 params: dict[str, Any], output: Output = "json", overlay: bool = False) -> Job:
     """The job of an /explain request: the model's default composite when none is named; its parameters are the
     model's defaults (see ModelEntry.default_params) with the request's own values on top."""
+    if output == "html" and entry.text is None:
+        raise InvalidInputError(f"format html draws text explanations, and model '{entry.name}' takes "
+                                f"{entry.spec.input.kind} input; ask for json or png")
     chosen = entry.spec.default_composite if composite is None else composite
     merged = {**entry.default_params(chosen), **{k: v for k, v in params.items() if v is not None}}
     targets = resolve_targets(entry, target, len(decoded.x))
@@ -73,7 +76,7 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: 
         method = entry.prepared.resolve(chosen, **merged)
     except ExplanationInputError as problem:
         raise InvalidInputError(str(problem)) from None
-    samples = tuple(Sample(row, i, t) for i, (row, t) in enumerate(zip(decoded.x, targets, strict=True)))
+    samples = tuple(Sample(row, i, t) for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
     return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged, output, overlay)
 
 

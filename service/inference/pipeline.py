@@ -10,7 +10,7 @@ from typing import Any
 
 from service import inputs
 from service.errors import InvalidImageError, OverloadedError, PayloadTooLargeError, QueueTimeoutError
-from service.inference.encode import explain_answer, predict_answer
+from service.inference.encode import Media, explain_answer, predict_answer
 from service.inference.job import Job
 from service.inputs import Decoded
 from service.schemas import ExplainResponse, PredictResponse
@@ -29,6 +29,10 @@ async def decode_instances(state: ServiceState, entry: ModelEntry, instances: Se
         raise PayloadTooLargeError(f"{len(instances)} inputs in one request; the limit is {settings.max_instances} "
                                    "(LRP_MAX_INSTANCES): split the request")
     spec = entry.spec.input
+    if entry.text is not None:
+        if sum(len(i) if isinstance(i, str) else 0 for i in instances) <= INLINE_VALUES:
+            return inputs.decode_texts(entry.text, instances, settings.max_request_tokens)
+        return await asyncio.to_thread(inputs.decode_texts, entry.text, instances, settings.max_request_tokens)
     images = any(isinstance(i, str) for i in instances)
     if len(instances) * math.prod(spec.shape) <= INLINE_VALUES and not images:
         return inputs.decode_instances(spec, instances, settings.max_image_pixels)
@@ -49,7 +53,7 @@ async def decode_upload(state: ServiceState, entry: ModelEntry, data: bytes) -> 
         return await asyncio.to_thread(inputs.decode_upload, entry.spec.input, data, state.settings.max_image_pixels)
 
 
-async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResponse | bytes:
+async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResponse | Media:
     """Run the job through the model's micro-batcher and encode its answer (a PNG is drawn in a worker thread).
     Full queue: 503 with Retry-After; past the deadline while queued: 504."""
     batcher = state.batcher(job.entry)
@@ -63,7 +67,7 @@ async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResp
                                 f"model '{job.entry.name}' and was not run; retry later") from None
     if job.key.method is None:
         return predict_answer(job, results)
-    if job.output == "png":
+    if job.output != "json":
         async with state.image_work:  # drawing over an upload is image work too
             return await asyncio.to_thread(explain_answer, job, results)
     return explain_answer(job, results)

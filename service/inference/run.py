@@ -45,10 +45,10 @@ def run_batch(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
 def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[Result]:
     """The pass itself. A sample whose logits overflow fails alone (InvalidInputError: its input is far out of
     scale); one whose relevance is not finite fails alone (NumericalError)."""
-    x = torch.stack([sample.x for sample in samples])
+    x, extra, own = model_inputs(entry, samples)
     if key.method is None:
-        return _predictions(entry, entry.prepared.predict(x), samples)
-    result = entry.prepared.explain_resolved(x, [s.target for s in samples], key.method)
+        return _predictions(entry, entry.prepared.predict(x, extra), samples)
+    result = entry.prepared.explain_resolved(x, [s.target for s in samples], key.method, extra=extra)
     targets = result.targets[:, None]
     chosen = probabilities(entry, result.logits).gather(1, targets)[:, 0].cpu().tolist()
     relevance = result.relevance.cpu().numpy()
@@ -56,17 +56,27 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
     for i, (sample, target, logit, probability, total, delta) in enumerate(zip(
             samples, result.targets.cpu().tolist(), result.target_logits.cpu().tolist(), chosen,
             result.relevance_sum.cpu().tolist(), result.conservation_delta.cpu().tolist(), strict=True)):
+        relevance_i = relevance[i] if own is None else relevance[i][own[i]]
         if not math.isfinite(logit):
             answers.append(_overflow(entry, sample))
-        elif not np.isfinite(relevance[i]).all():
+        elif not np.isfinite(relevance_i).all():
             answers.append(NumericalError(
                 f"inputs[{sample.position}]: its relevance is not finite under composite "
                 f"{key.method.composite.name}; try a larger epsilon or stabilizer"))
         else:
             answers.append(InstanceExplanation(
                 target=target, label=entry.classes[target], logit=logit, probability=probability,
-                relevance=relevance[i], relevance_sum=total, conservation_delta=delta))
+                relevance=relevance_i, relevance_sum=total, conservation_delta=delta))
     return answers
+
+
+def model_inputs(entry: ModelEntry, samples: list[Sample]
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[slice] | None]:
+    """The batch of the samples: stacked, or (text) padded to the longest with the attention mask as an extra input
+    and each sample's own positions, at which its relevance is read."""
+    if entry.text is None:
+        return torch.stack([sample.x for sample in samples]), {}, None
+    return entry.text.pad([sample.x for sample in samples])
 
 
 def _predictions(entry: ModelEntry, logits: torch.Tensor, samples: list[Sample]) -> list[Result]:

@@ -9,7 +9,7 @@ from service.lrp.composites import COMPOSITE_NAMES, Composite
 from service.lrp.engine import PreparedModel
 from service.lrp.errors import ExplanationInputError, LRPError, ModelPreparationError, UnsupportedLayerError
 from service.lrp.explanation import Explanation, Method, output_from_logits
-from service.lrp.graph import INPUT, OUTPUT_ACTIVATIONS, Graph, Node
+from service.lrp.graph import INPUT, OUTPUT_ACTIVATIONS, Graph, Node, check_input
 from service.lrp.ops import OPS, check_node
 from service.lrp.params import LRPParams
 from service.lrp.precision import use_ieee_float32
@@ -33,6 +33,7 @@ __all__ = [
     "Node",
     "PreparedModel",
     "UnsupportedLayerError",
+    "check_input",
     "check_node",
     "explain",
     "graph_from_module",

@@ -14,8 +14,48 @@ from typing import Any
 
 import torch
 
+from service.lrp import dims
+
 INPUT = "input"  # the op of the input nodes, which come first; every other op is in the op table (service.lrp.ops)
 OUTPUT_ACTIVATIONS = ("logits", "softmax", "log_softmax", "sigmoid")
+TOKEN_DTYPES = ("int64", "int32")  # the explained input's "dtype" when it holds token ids
+EXTRA_DTYPES = ("int64", "int32", "bool", "float32", "float64")  # an extra input's "dtype"
+
+
+def check_input(node: str, attrs: Mapping[str, Any], explained: bool) -> None:
+    """Raise ValueError saying what is wrong with an input node's attributes read from a file.
+
+    The explained input: none (a floating-point input), or "dtype" (token ids) with an optional "max_tokens" (the
+    longest input the model takes). An extra input: "argument" (its keyword in the forward), "shape" (sizes, the
+    first ones following the explained input's as {"expr": "d0"}) and "dtype"."""
+    allowed = {"dtype", "max_tokens"} if explained else {"argument", "shape", "dtype"}
+    unknown = sorted(set(attrs) - allowed)
+    if unknown:
+        raise ValueError(f"node '{node}': unknown attribute(s) {unknown} for an input; it takes {sorted(allowed)}")
+    dtype = attrs.get("dtype")
+    if explained:
+        if dtype is not None and dtype not in TOKEN_DTYPES:
+            raise ValueError(f"node '{node}': the input's dtype must be one of {list(TOKEN_DTYPES)} (token ids), or "
+                             "left out for a floating-point input")
+        longest = attrs.get("max_tokens")
+        if longest is not None and (dtype is None or not _positive_int(longest)):
+            raise ValueError(f"node '{node}': max_tokens must be a positive int, on an input of token ids")
+        return
+    missing = sorted({"argument", "shape", "dtype"} - set(attrs))
+    if missing:
+        raise ValueError(f"node '{node}': an extra input needs the attribute(s) {missing}")
+    if not isinstance(attrs["argument"], str) or not attrs["argument"].isidentifier():
+        raise ValueError(f"node '{node}': argument must be the forward's keyword (an identifier)")
+    if dtype not in EXTRA_DTYPES:
+        raise ValueError(f"node '{node}': an extra input's dtype must be one of {list(EXTRA_DTYPES)}")
+    shape = attrs["shape"]
+    if not isinstance(shape, list) or not all(_positive_int(size) or dims.is_expr(size) for size in shape):
+        raise ValueError(f"node '{node}': shape must be a list of positive ints or {{\"expr\": ...}} sizes")
+    dims.check(shape)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file
+from tokenizers import Tokenizer
 from torch import nn
 
 from service.lrp import graph_from_module
 from service.store.format import LoadedModel, load_model, save_model, spec_from_graph
-from service.store.spec import ModelSpec
+from service.store.spec import InputSpec, ModelSpec
+from service.text import TOKENIZER_FILE
 
 OUTPUT_TOLERANCE = 1e-4
 
@@ -28,18 +30,24 @@ class ConversionError(Exception):
     """The module, its weights or its description cannot be converted; the message says why."""
 
 
-def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any], seed: int = 0) -> LoadedModel:
-    """Write `module` (in eval mode) as a model directory, replacing it only once the written pair is checked;
-    `fields` are the ModelSpec fields besides the graph."""
+def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any], seed: int = 0,
+                   tokenizer: Tokenizer | None = None) -> LoadedModel:
+    """Write `module` (in eval mode) as a model directory, replacing it only once the written files are checked;
+    `fields` are the ModelSpec fields besides the graph. A text model (input kind "text") takes token ids and the
+    attention mask as the keyword model.json names, and its `tokenizer` is written beside it."""
     module = module.eval()
-    described = fields["input"]
-    shape = described["shape"] if isinstance(described, Mapping) else described.shape
-    graph = graph_from_module(module, torch.zeros(2, *shape, dtype=_dtype(module)))
+    described = InputSpec.model_validate(fields["input"])
+    if (described.kind == "text") != (tokenizer is not None):
+        raise ConversionError("a text model needs its tokenizer, and only a text model takes one")
+    x, extra = _example(module, described, 2, min(8, described.shape[0]), torch.Generator().manual_seed(seed))
+    graph = graph_from_module(module, x, extra)
     spec, tensors = spec_from_graph(graph, **fields)
     staging = directory.with_name(f".{directory.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         save_model(staging, spec, tensors)
+        if tokenizer is not None:
+            tokenizer.save(str(staging / TOKENIZER_FILE))
         loaded = load_model(staging)
         _check_round_trip(module, loaded, spec, seed)
         shutil.rmtree(directory, ignore_errors=True)
@@ -49,13 +57,27 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
     return dataclasses.replace(loaded, name=directory.name)
 
 
+def _example(module: nn.Module, spec: InputSpec, batch: int, tokens: int,
+             generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Random inputs of the model's kind: normal values, or (text) token ids below the embedding's size, each row
+    but the first with its last positions masked as padding."""
+    if spec.text is None:
+        return torch.randn(batch, *spec.shape, generator=generator).to(_dtype(module)), {}
+    vocabulary = next(m.num_embeddings for m in module.modules() if isinstance(m, nn.Embedding))
+    ids = torch.randint(0, vocabulary, (batch, tokens), generator=generator)
+    mask = torch.ones(batch, tokens, dtype=torch.long)
+    for row in range(1, batch):
+        mask[row, tokens - row % tokens:] = 0
+    return ids, ({} if spec.text.mask_argument is None else {spec.text.mask_argument: mask})
+
+
 def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, seed: int) -> None:
     """The written model must reproduce the module's logits on random inputs (float32)."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(4, *spec.input.shape, generator=generator)
+    x, extra = _example(module, spec.input, 4, spec.input.shape[0] if spec.input.text else 0,
+                        torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
-        reference = module(x.to(_dtype(module))).float()
-    output = loaded.prepared.output(x)
+        reference = module(x, **extra).float()
+    output = loaded.prepared.output(x, extra)
     if not torch.allclose(output, reference, rtol=OUTPUT_TOLERANCE, atol=OUTPUT_TOLERANCE):
         worst = (output - reference).abs().max().item()
         raise ConversionError(f"the written model's outputs differ from the module's by up to {worst:g}")

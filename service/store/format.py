@@ -18,22 +18,26 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from service.errors import ModelFileError, describe_validation_errors
-from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel
-from service.store.spec import GraphSpec, ModelSpec, NodeSpec
+from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel, check_input
+from service.store.spec import GraphSpec, InputSpec, ModelSpec, NodeSpec
+from service.text import TextModel
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
+INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A parsed, checked model directory: its spec, the graph holding float32 weights, and that graph
-    prepared for LRP (BatchNorm folded) by the dry run that checked it."""
+    """A parsed, checked model directory: its spec, the graph holding float32 weights (constants keep their integer
+    dtype), that graph prepared for LRP (BatchNorm folded) by the dry run that checked it, and a text model's
+    tokenizer."""
 
     name: str
     spec: ModelSpec
     graph: Graph
     prepared: PreparedModel
+    text: TextModel | None = None
 
 
 # -- reading ---------------------------------------------------------------------------------------------
@@ -44,9 +48,27 @@ def load_model(directory: Path) -> LoadedModel:
     tensors = _read_weights(directory / WEIGHTS_FILE, name)
     try:
         graph = graph_from_spec(spec, tensors)
+        _check_inputs_fit(spec.input, graph)
     except ValueError as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: graph: {problem}") from None
-    return LoadedModel(name, spec, graph, _dry_run(graph, spec, name))
+    text = TextModel.load(directory, spec.input, name) if spec.input.kind == "text" else None
+    return LoadedModel(name, spec, graph, _dry_run(graph, spec, name, text), text)
+
+
+def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:
+    """Token ids in the graph exactly for a text input, whose T fits the graph's longest input; a text model's only
+    extra input is its attention mask (under the argument model.json names), and other models take none."""
+    tokens = graph.input.attrs.get("dtype") is not None
+    if tokens != (spec.kind == "text"):
+        raise ValueError("the graph's input takes token ids (it has a dtype) exactly when the input kind is text")
+    longest = graph.input.attrs.get("max_tokens")
+    if longest is not None and spec.shape[0] > longest:
+        raise ValueError(f"the input's shape [{spec.shape[0]}] has more tokens than the graph takes ({longest})")
+    arguments = sorted(node.attrs["argument"] for node in graph.extra_inputs)
+    wanted = [spec.text.mask_argument] if spec.text is not None and spec.text.mask_argument is not None else []
+    if arguments != wanted:
+        raise ValueError(f"the graph's extra inputs are {arguments}, but the input spec passes {wanted} (a text "
+                         "model's attention mask, named by text.mask_argument)")
 
 
 def _read_spec(directory: Path, name: str) -> ModelSpec:
@@ -72,12 +94,12 @@ def _read_weights(path: Path, name: str) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError, ValueError) as problem:
         raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} is not a valid safetensors file: {problem}") from None
     for key, tensor in tensors.items():
-        if not tensor.is_floating_point():
+        if tensor.is_complex() or not (tensor.is_floating_point() or tensor.dtype in INTEGER_DTYPES):
             raise ModelFileError(f"model '{name}': {WEIGHTS_FILE}: tensor '{key}' has dtype {tensor.dtype}; "
-                                 "weights must be floating point")
-        if not bool(torch.isfinite(tensor).all()):
+                                 "tensors must be floating point (weights) or integer/bool (constants: position ids)")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelFileError(f"model '{name}': {WEIGHTS_FILE}: tensor '{key}' contains NaN or Inf")
-    return {key: tensor.to(torch.float32) for key, tensor in tensors.items()}
+    return {key: tensor.to(torch.float32) if tensor.is_floating_point() else tensor for key, tensor in tensors.items()}
 
 
 def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Graph:
@@ -85,8 +107,9 @@ def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Gra
     first, *rest = spec.graph.nodes
     if first.op != INPUT or first.inputs or first.params:
         raise ValueError(f"the first node must be {{\"name\": ..., \"op\": \"input\"}}, got op '{first.op}'")
+    check_input(first.name, first.attrs, explained=True)
     used: set[str] = set()
-    nodes = [Node(first.name, INPUT)]
+    nodes = [Node(first.name, INPUT, (), dict(first.attrs))]
     for node in rest:
         node.check()
         missing = {p: key for p, key in node.params.items() if key not in tensors}
@@ -101,11 +124,19 @@ def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Gra
     return Graph(tuple(nodes), spec.graph.output, spec.output_activation)
 
 
-def _dry_run(graph: Graph, spec: ModelSpec, name: str) -> PreparedModel:
-    """Prepare the graph and run one zero input through it: weights that do not fit the graph fail here."""
+def probe_inputs(spec: InputSpec, text: TextModel | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One input of the model's kind to check and warm it up with: zeros, or a text of one pad token."""
+    if text is None:
+        return torch.zeros(1, *spec.shape), {}
+    ids, extra, _ = text.pad([torch.tensor([text.pad_id])])
+    return ids, extra
+
+
+def _dry_run(graph: Graph, spec: ModelSpec, name: str, text: TextModel | None) -> PreparedModel:
+    """Prepare the graph and run one input through it: weights that do not fit the graph fail here."""
     try:
         prepared = PreparedModel.from_graph(graph)
-        logits = prepared.predict(torch.zeros(1, *spec.input.shape))
+        logits = prepared.predict(*probe_inputs(spec.input, text))
     except (LRPError, RuntimeError, ValueError, TypeError, IndexError, KeyError) as problem:
         raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} does not fit the graph in {MODEL_FILE}: "
                              f"{str(problem).splitlines()[0]}") from None
@@ -125,7 +156,8 @@ def spec_from_graph(graph: Graph, **fields: Any) -> tuple[ModelSpec, dict[str, t
         params = {}
         for param, tensor in node.params.items():
             key = keys.setdefault(id(tensor), f"{node.name}.{param}")
-            tensors[key] = tensor.detach().to(torch.float32).contiguous().clone()
+            kept = tensor.detach().to(torch.float32) if tensor.is_floating_point() else tensor.detach()
+            tensors[key] = kept.contiguous().clone()
             params[param] = key
         nodes.append(NodeSpec(name=node.name, op=node.op, inputs=list(node.inputs), attrs=dict(node.attrs),
                               params=params, module=node.module))

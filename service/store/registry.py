@@ -18,22 +18,24 @@ from service.inputs import Bounds, model_space_bounds
 from service.lrp import LRPError, PreparedModel
 from service.serving.config import ServingConfig
 from service.settings import Settings
-from service.store.format import MODEL_FILE, load_model
+from service.store.format import MODEL_FILE, load_model, probe_inputs
 from service.store.spec import ModelSpec
+from service.text import TextModel
 
 log = logging.getLogger("service.registry")
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One servable model: its spec, the prepared graph on the serving device, its zbox bounds and the serving
-    limits in force for it."""
+    """One servable model: its spec, the prepared graph on the serving device, its zbox bounds, the serving
+    limits in force for it and, for a text model, its tokenizer."""
 
     name: str
     spec: ModelSpec
     prepared: PreparedModel
     bounds: Bounds | None
     serving: ServingConfig
+    text: TextModel | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -98,11 +100,12 @@ def load_entry(path: Path, device: torch.device, settings: Settings) -> ModelEnt
     serving = ServingConfig.resolve(settings) if own is None else ServingConfig.resolve(
         settings, own.max_batch_size, own.max_delay_ms, own.timeout_s, own.cpu_threads)
     entry = ModelEntry(loaded.name, loaded.spec, loaded.prepared.to(device), model_space_bounds(loaded.spec.input),
-                       serving)
+                       serving, loaded.text)
     composite = entry.spec.default_composite
     try:
         method = entry.prepared.resolve(composite, **entry.default_params(composite))
-        entry.prepared.explain_resolved(torch.zeros(1, *loaded.spec.input.shape, device=device), None, method)
+        x, extra = probe_inputs(loaded.spec.input, loaded.text)
+        entry.prepared.explain_resolved(x, None, method, extra=extra)
     except LRPError as problem:
         raise ModelFileError(f"model '{loaded.name}': {MODEL_FILE}: default_composite/default_params: "
                              f"{problem}") from None

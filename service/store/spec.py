@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.lrp import INPUT, OUTPUT_ACTIVATIONS, check_node
+from service.lrp import INPUT, OUTPUT_ACTIVATIONS, check_input, check_node
 
 Bound = float | list[float]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -33,15 +33,29 @@ class Standardization(_Strict):
     std: list[Annotated[float, Field(gt=0)]]
 
 
-class InputSpec(_Strict):
-    """One instance: its kind, shape (no batch dimension) and raw value range (scalar or per channel)."""
+class TextSpec(_Strict):
+    """How a string becomes token ids: the model folder's tokenizer.json (Hugging Face tokenizers), its special
+    tokens added or not, texts longer than the input's shape [T] truncated or refused, and texts of a batch padded
+    to the longest with `pad_token` on `padding_side`, with a 0/1 mask passed as the forward's `mask_argument`."""
 
-    kind: Literal["tensor", "image", "tabular"]
+    pad_token: str = Field(min_length=1)
+    truncation: Literal["refuse", "truncate"] = "refuse"
+    padding_side: Literal["right", "left"] = "right"
+    add_special_tokens: bool = True
+    mask_argument: str | None = "attention_mask"
+
+
+class InputSpec(_Strict):
+    """One instance: its kind, shape (no batch dimension; text: [T], the most tokens per text, special tokens
+    included) and raw value range (scalar or per channel)."""
+
+    kind: Literal["tensor", "image", "tabular", "text"]
     shape: list[PositiveInt] = Field(min_length=1)
     range: tuple[Bound, Bound] | None = None
     image: ImageSpec | None = None
     features: list[str] | None = None
     standardization: Standardization | None = None
+    text: TextSpec | None = None
     example: Any = None
 
     @model_validator(mode="after")
@@ -55,6 +69,10 @@ class InputSpec(_Strict):
                                  "must agree with it")
             if self.range is None:
                 raise ValueError("an image input needs \"range\": the values pixels 0 and 255 map to, e.g. [0, 1]")
+        if (self.kind == "text") != (self.text is not None):
+            raise ValueError("a text input needs \"text\": {pad_token, ...}, and only a text input takes it")
+        if self.kind == "text" and (len(self.shape) != 1 or self.range is not None):
+            raise ValueError("a text input has a shape [T] (the most tokens per text) and no range")
         if self.kind == "tabular":
             if self.features is None or len(self.shape) != 1 or len(self.features) != self.shape[0]:
                 raise ValueError("a tabular input needs a shape [N] and N feature names in \"features\"")
@@ -78,9 +96,12 @@ class NodeSpec(_Strict):
 
     def check(self) -> None:
         """Raise ValueError saying what is wrong with this node's op, inputs, attrs or params (the op table's
-        checks); the input op is checked by the graph, as only the first node may have it."""
+        checks). An input after the first is an extra input (an attention mask); the first is checked by the graph."""
         if self.op == INPUT:
-            raise ValueError(f"node '{self.name}': only the first node may be the input")
+            if self.inputs or self.params:
+                raise ValueError(f"node '{self.name}': an input reads no node and holds no params")
+            check_input(self.name, self.attrs, explained=False)
+            return
         check_node(self.name, self.op, len(self.inputs), self.attrs, list(self.params))
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-MODEL_NAMES = ["breast-cancer", "digits", "residual", "walkthrough"]
+MODEL_NAMES = ["breast-cancer", "digits", "digits-vit", "residual", "sentiment", "walkthrough"]
 
 
 @pytest.fixture(scope="module")

@@ -60,8 +60,8 @@ def test_live_and_ready(client):
     assert client.get("/health/live").json() == {"status": "live", "models": [], "failed": {}}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "models": ["breast-cancer", "digits", "residual", "walkthrough"],
-                            "failed": {}}
+    shipped = ["breast-cancer", "digits", "digits-vit", "residual", "sentiment", "walkthrough"]
+    assert ready.json() == {"status": "ready", "models": shipped, "failed": {}}
 
 
 def test_not_ready_until_models_are_loaded():
@@ -78,13 +78,13 @@ def test_start_up_loads_models_in_the_background(tmp_path):
             if started.get("/health/ready").status_code == 200:
                 break
             threading.Event().wait(0.05)
-        assert started.get("/health/ready").json()["models"] == ["breast-cancer", "digits", "residual",
-                                                                 "walkthrough"]
+        assert started.get("/health/ready").json()["models"] == ["breast-cancer", "digits", "digits-vit", "residual",
+                                                                 "sentiment", "walkthrough"]
 
 
 def test_models_list_inputs_classes_defaults_and_accuracy(client):
     models = {m["name"]: m for m in client.get("/models").json()}
-    assert sorted(models) == ["breast-cancer", "digits", "residual", "walkthrough"]
+    assert sorted(models) == ["breast-cancer", "digits", "digits-vit", "residual", "sentiment", "walkthrough"]
     assert models["digits"]["input"]["kind"] == "image" and models["digits"]["input"]["shape"] == [1, 8, 8]
     assert models["digits"]["classes"] == [str(d) for d in range(10)]
     assert models["breast-cancer"]["input"]["features"][0] == "mean radius"

@@ -34,7 +34,7 @@ def test_missing_directory_serves_nothing_and_says_so(tmp_path, caplog):
 
 def test_unknown_model_lists_the_available_ones(registry):
     with pytest.raises(ModelNotFoundError, match=r"no model named 'cat'; available models are \['breast-cancer', "
-                       r"'digits', 'residual', 'walkthrough'\]"):
+                       r"'digits', 'digits-vit', 'residual', 'sentiment', 'walkthrough'\]"):
         registry.get("cat")
 
 
