@@ -74,7 +74,7 @@ def _specials(shown: Shown) -> str:
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#111}
 .text{font-size:1.25em;line-height:2;white-space:pre-wrap}
-.token{padding:.1em .05em;border-radius:.2em}
+.token{padding:.1em 0}
 .scale{display:flex;align-items:center;gap:.5em;margin:.5em 0}
 .bar{width:20em;height:.8em;background:linear-gradient(to right,rgb(0,0,255),rgb(255,255,255),rgb(255,0,0));
 border:1px solid #999}

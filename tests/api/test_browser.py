@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 
 from tests.conftest import ROOT
@@ -75,6 +76,41 @@ def test_the_upload_answers_200_and_shows_the_heatmap(docs_page):
     picture.wait_for()
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
     assert page.evaluate("(img) => img.naturalWidth", picture.element_handle()) >= 256  # the heatmap, drawn
+
+
+def test_the_text_example_answers_200_with_tokens_and_top_words(docs_page):
+    page, base, _ = docs_page
+    page.goto(f"{base}/docs")  # afresh: the test before left /explain open
+    page.wait_for_selector(".opblock")
+    block = try_it_out(page, "explain_explain__model__post")
+    block.locator(".parameters select").first.select_option("sentiment")
+    block.locator(".body-param-options select, .examples-select select").first.select_option("sentiment")
+    assert executed_status(block) == "200"
+    answer = block.locator(".live-responses-table tbody .response-col_description").first.inner_text()
+    assert '"top_positive"' in answer and '"token": "[CLS]"' in answer
+
+
+def test_the_html_explanation_shows_each_token_coloured(docs_page):
+    """The page /explain answers with format html, opened in the browser: each word piece a coloured span, red where
+    it speaks for the class and blue against, nothing fetched from anywhere."""
+    page, base, requested = docs_page
+    body = {"inputs": ["The acting was wonderful, but the plot was a terrible mess."], "target": "positive"}
+    numbers = httpx2.post(f"{base}/explain/sentiment", json=body).json()["explanations"][0]["text"]["tokens"]
+    html = httpx2.post(f"{base}/explain/sentiment", json={**body, "format": "html"}).text
+    before = len(requested)
+    page.set_content(html)
+    spans = page.locator("span.token")
+    words = [t for t in numbers if not t["special"]]
+    assert spans.count() == len(words)
+    colours = [str(c) for c in spans.evaluate_all("(all) => all.map((s) => getComputedStyle(s).backgroundColor)")]
+    texts = [str(t) for t in spans.all_inner_texts()]
+    strongest = max(range(len(words)), key=lambda i: abs(words[i]["relevance"]))
+    assert texts[strongest] == "wonderful" and colours[strongest] == "rgb(255, 0, 0)"
+    weakest_negative = min(range(len(words)), key=lambda i: words[i]["relevance"])
+    red, green, blue = (int(v) for v in colours[weakest_negative][4:-1].split(","))
+    assert blue == 255 and red == green < 255
+    assert page.locator("h2").first.inner_text().startswith("class positive")
+    assert requested[before:] == []
 
 
 def test_the_page_asked_nothing_of_another_host(docs_page):
