@@ -1,5 +1,6 @@
 """Command line: `python -m service` serves (settings from LRP_* variables); `python -m service convert`
-writes a user's nn.Module as a model directory (see models/README.md)."""
+writes a user's nn.Module as a model directory, `python -m service convert-hf` a Hugging Face checkpoint
+(see models/README.md)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,38 @@ def convert(argv: list[str]) -> int:
     return 0
 
 
+def convert_hf(argv: list[str]) -> int:
+    """Convert a Hugging Face classification checkpoint (a folder on this machine) into models/<name>/."""
+    parser = argparse.ArgumentParser(prog="python -m service convert-hf", description=convert_hf.__doc__)
+    parser.add_argument("checkpoint", type=Path, help="folder with config.json, the weights and the tokenizer or "
+                        "image processor files (save_pretrained's output, or a downloaded hub snapshot)")
+    parser.add_argument("--name", required=True, help="model name: the directory written under --models-dir")
+    parser.add_argument("--max-tokens", type=int, help="text: the most tokens per text (default: the tokenizer's "
+                        "and the position table's limit, at most 512)")
+    parser.add_argument("--truncation", choices=["refuse", "truncate"], default="refuse",
+                        help="text: refuse longer texts (422, the default) or cut them")
+    parser.add_argument("--models-dir", type=Path, help="default: LRP_MODELS_DIR, else models")
+    parser.add_argument("--force", action="store_true", help="replace an existing model directory")
+    args = parser.parse_args(argv)
+    try:
+        from service.store.hugging_face import convert_checkpoint
+
+        target = (args.models_dir or load_settings().models_dir) / args.name
+        if target.exists() and not args.force:
+            raise ConversionError(f"{target} exists; pass --force to replace it")
+        loaded = convert_checkpoint(args.checkpoint, target, args.max_tokens, args.truncation)
+    except ImportError:
+        print("convert-hf: needs the transformers package (pip install transformers)", file=sys.stderr)
+        return 1
+    except (ConversionError, LRPError, ModelFileError, ValueError, RuntimeError, OSError) as problem:
+        print(f"convert-hf: {problem}", file=sys.stderr)
+        return 1
+    files = sorted(path.name for path in target.iterdir())
+    print(f"wrote {target}: {', '.join(files)}; {len(loaded.spec.classes)} classes {loaded.spec.classes}, "
+          f"{loaded.spec.input.kind} input {loaded.spec.input.shape}")
+    return 0
+
+
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
     """model.json fields from --spec, then --input-shape and --classes on top."""
     fields: dict[str, Any] = json.loads(args.spec.read_text(encoding="utf-8")) if args.spec else {}
@@ -73,12 +106,15 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch: no arguments or `serve` serves; `convert ...` converts."""
+    """Dispatch: no arguments or `serve` serves; `convert ...` and `convert-hf ...` convert."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "convert":
         return convert(argv[1:])
+    if argv and argv[0] == "convert-hf":
+        return convert_hf(argv[1:])
     if argv and argv[0] not in ("serve",):
-        print("usage: python -m service [serve] | python -m service convert --help", file=sys.stderr)
+        print("usage: python -m service [serve] | python -m service convert --help | python -m service convert-hf "
+              "--help", file=sys.stderr)
         return 2
     try:
         settings = load_settings()

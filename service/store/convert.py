@@ -39,7 +39,9 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
     described = InputSpec.model_validate(fields["input"])
     if (described.kind == "text") != (tokenizer is not None):
         raise ConversionError("a text model needs its tokenizer, and only a text model takes one")
-    x, extra = _example(module, described, 2, min(8, described.shape[0]), torch.Generator().manual_seed(seed))
+    vocabulary = tokenizer.get_vocab_size() if tokenizer is not None else 0
+    x, extra = _example(module, described, (2, min(8, described.shape[0])), vocabulary,
+                        torch.Generator().manual_seed(seed))
     graph = graph_from_module(module, x, extra)
     spec, tensors = spec_from_graph(graph, **fields)
     staging = directory.with_name(f".{directory.name}.partial")
@@ -49,7 +51,7 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
         if tokenizer is not None:
             tokenizer.save(str(staging / TOKENIZER_FILE))
         loaded = load_model(staging)
-        _check_round_trip(module, loaded, spec, seed)
+        _check_round_trip(module, loaded, spec, vocabulary, seed)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
     finally:
@@ -57,13 +59,13 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
     return dataclasses.replace(loaded, name=directory.name)
 
 
-def _example(module: nn.Module, spec: InputSpec, batch: int, tokens: int,
+def _example(module: nn.Module, spec: InputSpec, size: tuple[int, int], vocabulary: int,
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Random inputs of the model's kind: normal values, or (text) token ids below the embedding's size, each row
-    but the first with its last positions masked as padding."""
+    """Random inputs of the model's kind, `size` = (batch, tokens): normal values, or (text) token ids of the
+    tokenizer's vocabulary, each row but the first with its last positions masked as padding."""
+    batch, tokens = size
     if spec.text is None:
         return torch.randn(batch, *spec.shape, generator=generator).to(_dtype(module)), {}
-    vocabulary = next(m.num_embeddings for m in module.modules() if isinstance(m, nn.Embedding))
     ids = torch.randint(0, vocabulary, (batch, tokens), generator=generator)
     mask = torch.ones(batch, tokens, dtype=torch.long)
     for row in range(1, batch):
@@ -71,9 +73,9 @@ def _example(module: nn.Module, spec: InputSpec, batch: int, tokens: int,
     return ids, ({} if spec.text.mask_argument is None else {spec.text.mask_argument: mask})
 
 
-def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, seed: int) -> None:
-    """The written model must reproduce the module's logits on random inputs (float32)."""
-    x, extra = _example(module, spec.input, 4, spec.input.shape[0] if spec.input.text else 0,
+def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, vocabulary: int, seed: int) -> None:
+    """The written model must reproduce the module's logits on random inputs (float32; text: the longest input)."""
+    x, extra = _example(module, spec.input, (4, spec.input.shape[0]), vocabulary,
                         torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         reference = module(x, **extra).float()
