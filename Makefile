@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: serve test lint models bench-engine bench-transformer bench-load clean
+.PHONY: serve test lint models bench-engine bench-transformer bench-load bench-text clean
 
 # What serving needs, every package pinned (requirements.txt holds torch's and FastAPI's dependencies too).
 $(RUNTIME): requirements-torch.txt requirements.txt
@@ -42,6 +42,9 @@ bench-transformer: $(DEV)
 
 bench-load: $(DEV)
 	$(BIN)/python -m bench.load
+
+bench-text: $(DEV)
+	$(BIN)/python -m bench.text_load
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from scipy.stats import spearmanr
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
 from vaderSentiment.vaderSentiment import BOOSTER_DICT, NEGATE, SentimentIntensityAnalyzer
 from wordfreq import top_n_list
@@ -88,17 +88,27 @@ def _clause(rng: random.Random, neutral: Sequence[str], lexicon: Sequence[str]) 
     return " ".join(words_)
 
 
-def tokenizer(vocab: Vocabulary, corpus: Sequence[str]) -> Tokenizer:
-    """A lower-casing WordPiece tokenizer (8,000 pieces) learnt from the corpus and the word lists, adding [CLS] and
-    [SEP] around each text."""
-    made = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+SUFFIXES = ["s", "es", "ed", "d", "ing", "ly", "er", "ers", "est", "ness", "ful", "less", "ment", "ion", "able", "y",
+            "al", "ous", "ive", "ity", "ism", "ist"]
+PUNCTUATION = list(".,!?;:'\"()-")
+
+
+def tokenizer(vocab: Vocabulary) -> Tokenizer:
+    """A lower-casing WordPiece tokenizer that adds [CLS] and [SEP] around each text. Its vocabulary is made, not
+    learnt (tokenizers' WordPiece trainer breaks ties between equally frequent pieces differently from run to run):
+    the special tokens, punctuation, letters and digits (alone and as ##pieces), common suffixes as ##pieces, the
+    parts of the negations, and every word of the vocabulary, so that an unseen word falls into its longest known
+    prefix and suffixes, or letters."""
+    characters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+    negation_parts = sorted({part for word in NEGATIONS for part in word.split("'") if part})
+    pieces = [*SPECIAL, *PUNCTUATION, *characters, *(f"##{c}" for c in characters), *(f"##{s}" for s in SUFFIXES),
+              *negation_parts, *INTENSIFIERS, "but", *vocab.neutral, *sorted(vocab.valence)]
+    ids = {piece: i for i, piece in enumerate(dict.fromkeys(pieces))}
+    made = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
     made.normalizer = normalizers.BertNormalizer(lowercase=True)
     made.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=8000, special_tokens=SPECIAL, show_progress=False)
-    made.train_from_iterator([*corpus, *vocab.neutral, *vocab.valence, *NEGATIONS, *INTENSIFIERS], trainer)
-    cls, sep = made.token_to_id("[CLS]"), made.token_to_id("[SEP]")
-    made.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls),
-                                                                                                 ("[SEP]", sep)])
+    made.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[
+        ("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
     return made
 
 

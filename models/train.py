@@ -175,7 +175,7 @@ def make_sentiment() -> tuple[nn.Module, dict[str, Any], Tokenizer]:
     vocab = sentiment.vocabulary()
     test_texts, test_labels = sentiment.sentences(vocab, SENTIMENT_TEST, sentiment.TEST_SEED)
     corpus = [sentiment.sentences(vocab, SENTIMENT_SENTENCES, SEED + 100 + epoch) for epoch in range(SENTIMENT_EPOCHS)]
-    made = sentiment.tokenizer(vocab, corpus[0][0])
+    made = sentiment.tokenizer(vocab)
     model = TextModel.build(made, sentiment.INPUT)
     net = sentiment.train(model, corpus, SEED)
     truth = sentiment.ground_truth(sentiment.prepare(net, model), model, vocab, test_texts[:SENTIMENT_EXPLAINED],

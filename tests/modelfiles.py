@@ -6,14 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
 
 from models.nets import TextClassifier
+from service.errors import ModelFileError
 from service.lrp.capture import graph_from_module
 from service.store.convert import convert_module
-from service.store.format import save_model, spec_from_graph
+from service.store.format import load_model, save_model, spec_from_graph
 
 
 def tiny_cnn() -> nn.Module:
@@ -36,6 +38,14 @@ def write_model(directory: Path, module: nn.Module | None = None, **fields: Any)
     spec, tensors = spec_from_graph(graph_from_module(module or tiny_cnn(), torch.zeros(2, *shape)), **merged)
     save_model(directory, spec, tensors)
     return directory
+
+
+def assert_refused(directory: Path, message: str) -> None:
+    """Loading `directory` fails with a ModelFileError naming the model first, then saying `message`."""
+    with pytest.raises(ModelFileError) as raised:
+        load_model(directory)
+    assert str(raised.value).startswith(f"model '{directory.name}': ")
+    assert message in str(raised.value)
 
 
 def edit_json(directory: Path, change: Any) -> None:

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
+from tokenizers import Tokenizer
 
 from models import sentiment, train
 from models.train import SEED, main
@@ -117,6 +118,11 @@ def test_sentiment_explanations_agree_with_the_lexicon_as_recorded(registry, hel
     for key in ("relevance_valence_spearman", "top_word_in_lexicon"):
         assert found[key] == pytest.approx(recorded[key], abs=2e-3)
     assert found["relevance_valence_spearman"] > 0.5 and found["top_word_in_lexicon"] > 0.6
+
+
+def test_the_shipped_tokenizer_is_the_one_the_training_script_makes():
+    shipped = Tokenizer.from_file(str(MODELS / "sentiment" / "tokenizer.json"))
+    assert shipped.get_vocab() == sentiment.tokenizer(sentiment.vocabulary()).get_vocab()
 
 
 def test_the_sentiment_training_script_writes_a_servable_model(tmp_path, monkeypatch):

@@ -28,10 +28,11 @@ async def _answer(request: Request, state: State, job: Job) -> Response:
     return respond(await unless_disconnected(request, inference.answer(state, job)))
 
 
-def preferred_output(accept: str | None) -> Output:
-    """The format the Accept header ranks highest among application/json, image/png and text/html (json on a tie;
-    wildcards do not count)."""
-    quality = {"application/json": 0.0, "image/png": 0.0, "text/html": 0.0}
+def preferred_output(accept: str | None, text: bool) -> Output:
+    """The format the Accept header ranks highest among application/json, image/png and, for a text model,
+    text/html (json on a tie; wildcards do not count, nor text/html for other models: a browser's Accept header
+    names it first)."""
+    quality = {"application/json": 0.0, "image/png": 0.0, **({"text/html": 0.0} if text else {})}
     for part in (accept or "").split(","):
         media, *options = (piece.strip() for piece in part.split(";"))
         if media in quality:
@@ -57,7 +58,8 @@ async def explain(request: Request, state: State, entry: Entry, body: ExplainReq
     """LRP relevance of each instance for its target class, as JSON, a PNG heatmap (Accept: image/png) or, for a
     text model, an HTML page of the coloured text (Accept: text/html)."""
     decoded = await inference.decode_instances(state, entry, body.inputs)
-    output: Output = body.format if body.format != "json" else preferred_output(request.headers.get("accept"))
+    output: Output = (body.format if body.format != "json"
+                      else preferred_output(request.headers.get("accept"), entry.text is not None))
     job = inference.explain_job(entry, decoded, body.target, body.composite,
                                 body.params.model_dump(exclude_none=True), output, body.overlay and output == "png")
     return await _answer(request, state, job)

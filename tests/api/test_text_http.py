@@ -190,6 +190,9 @@ def test_html_is_for_text_models(client):
     response = client.post("/explain/digits", json={"inputs": [[[0] * 8] * 8], "format": "html"})
     assert response.status_code == 422
     assert "format html draws text explanations" in response.json()["error"]["message"]
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what a browser sends
+    answer = client.post("/explain/digits", json={"inputs": [[[0] * 8] * 8]}, headers={"Accept": browser})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
 
 
 SENTENCES = ["wonderful", "a terrible film", "the plot was not good at all", REVIEW,
