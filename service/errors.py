@@ -112,5 +112,33 @@ class NumericalError(ServiceError):
     code = "numerical_error"
 
 
+class UnauthorizedError(ServiceError):
+    """A model-management request without `Authorization: Bearer <token>`."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(ServiceError):
+    """A model-management request whose bearer token is not LRP_ADMIN_TOKEN."""
+
+    status = 403
+    code = "forbidden"
+
+
+class InvalidModelError(ServiceError):
+    """An uploaded model that the loader refuses (the message names the file and the problem), or a bad name."""
+
+    status = 422
+    code = "invalid_model"
+
+
+class StorageError(ServiceError):
+    """The models folder cannot be written (a read-only volume): models cannot be added or removed at run time."""
+
+    status = 503
+    code = "storage_unavailable"
+
+
 class ModelFileError(Exception):
     """A model directory that cannot be loaded; the message names the model, the file and the problem."""

@@ -190,10 +190,13 @@ class ServingSettings(BaseModel):
 
 
 class ModelDetail(ModelSummary):
-    """A model with the rule each of its layers gets under the default composite, and its serving limits."""
+    """A model with the rule each of its layers gets under the default composite, its serving limits, its version
+    and when it was loaded."""
 
     layers: list[LayerRule]
     serving: ServingSettings
+    version: str = Field(description="sha256 (hex) of the model's files: model.json, weights and tokenizer")
+    loaded_at: str = Field(description="when this version was loaded (ISO 8601, UTC)")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "name": "walkthrough", "description": "The 3-3-1 network of the LRP walkthrough",
@@ -204,7 +207,9 @@ class ModelDetail(ModelSummary):
                    {"name": "1", "node": "_1", "op": "activation", "rule": "pass"},
                    {"name": "2", "node": "_2", "op": "linear", "rule": "epsilon"}],
         "serving": {"max_batch_size": 32, "max_delay_ms": 5.0, "max_queue": 1024, "timeout_s": 30.0,
-                    "cpu_threads": 1}}]})
+                    "cpu_threads": 1},
+        "version": "4e1f3c0c6b1e9d7a2f8b5c3d9e0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2",
+        "loaded_at": "2026-12-01T12:00:00+00:00"}]})
 
 
 class ErrorDetail(BaseModel):

@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Positive = Annotated[int, Field(gt=0)]
 ZeroOrMore = Annotated[int, Field(ge=0)]
 DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
 MULTIPART_MARGIN = 64 * 1024  # room for the form fields and boundaries around an upload
+MIN_TOKEN_LENGTH = 16
+SECRETS = ("admin_token",)  # never echoed in a message
 
 
 class Settings(BaseSettings):
@@ -29,6 +31,11 @@ class Settings(BaseSettings):
     max_request_tokens: Annotated[Positive, Field(
         description="most tokens in one request to a text model, all texts together (more: 413)")] = 8192
     max_upload_bytes: Annotated[Positive, Field(description="largest image upload")] = 10 * 1024 * 1024
+    admin_token: Annotated[SecretStr | None, Field(
+        description="bearer token of PUT and DELETE /models/{name}, 16 characters or more; unset: those routes do "
+        "not exist")] = None
+    max_model_bytes: Annotated[Positive, Field(
+        description="largest model upload (PUT /models/{name}: all its files together)")] = 1024 * 1024 * 1024
     max_body_bytes: Annotated[Positive, Field(description="largest request body, counted as it streams in")] = (
         16 * 1024 * 1024)
     max_image_pixels: Annotated[Positive, Field(description="largest decoded image (width x height)")] = 40_000_000
@@ -47,6 +54,14 @@ class Settings(BaseSettings):
             raise ValueError(f"LRP_MAX_BODY_BYTES ({self.max_body_bytes}) must exceed LRP_MAX_UPLOAD_BYTES "
                              f"({self.max_upload_bytes}) by at least {MULTIPART_MARGIN} bytes of multipart framing")
         return self
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters (a long random string, e.g. from "
+                             "`openssl rand -hex 32`)")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -69,7 +84,9 @@ def _describe(error: Any) -> str:
     """One settings error as "LRP_NAME should be ..., got 'value'" (a check across variables names them itself)."""
     if not error["loc"]:
         return str(error["msg"]).removeprefix("Value error, ")
-    return f"LRP_{'_'.join(str(p) for p in error['loc']).upper()} {_reason(error['msg'])}, got {error['input']!r}"
+    name = "_".join(str(p) for p in error["loc"])
+    given = "" if name in SECRETS else f", got {error['input']!r}"
+    return f"LRP_{name.upper()} {_reason(error['msg'])}{given}"
 
 
 def _reason(message: str) -> str:

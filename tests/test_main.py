@@ -21,10 +21,15 @@ from PIL import Image
 from tests.conftest import ROOT
 from tests.live import free_port, output_of, start_service, stop
 
+ADMIN_TOKEN = "the-readme-test-admin-token"
+
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    base, process = start_service()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The service on a copy of the shipped models (the README's PUT and DELETE change its models folder)."""
+    models = tmp_path_factory.mktemp("served") / "models"
+    shutil.copytree(ROOT / "models", models, ignore=shutil.ignore_patterns("*.py", "__pycache__", "README.md"))
+    base, process = start_service(LRP_MODELS_DIR=str(models), LRP_ADMIN_TOKEN=ADMIN_TOKEN)
     yield base, process
     stop(process)
 
@@ -54,10 +59,14 @@ def test_the_readme_has_the_examples_the_issue_asks_for():
 def test_readme_curl_commands_work_as_written(server, tmp_path, command):
     base, _ = server
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
-    args = [arg.replace("http://127.0.0.1:8000", base) for arg in shlex.split(command)]
+    shutil.copytree(ROOT / "models" / "breast-cancer", tmp_path / "models" / "breast-cancer")
+    args = [arg.replace("http://127.0.0.1:8000", base).replace("$LRP_ADMIN_TOKEN", ADMIN_TOKEN)
+            for arg in shlex.split(command)]
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()
-    if "-o" in args:
+    if "DELETE" in args:
+        assert result.stdout == b""  # 204
+    elif "-o" in args:
         written = tmp_path / args[args.index("-o") + 1]
         with Image.open(written) as image:
             assert image.format == "PNG"

@@ -36,6 +36,7 @@ def test_an_empty_variable_counts_as_unset(environ):
     ({"LRP_CPU_THREADS": "-1"}, "LRP_CPU_THREADS should be greater than or equal to 0"),
     ({"LRP_DEVICE": "tpu"}, "LRP_DEVICE must be auto, cpu, cuda or cuda:N, got 'tpu'"),
     ({"LRP_LOG_LEVEL": "loud"}, "LRP_LOG_LEVEL should be 'debug', 'info', 'warning' or 'error'"),
+    ({"LRP_ADMIN_TOKEN": "short"}, "LRP_ADMIN_TOKEN must be at least 16 characters"),
 ])
 def test_bad_values_name_the_variable(environ, variables, message):
     environ(**variables)
@@ -53,3 +54,15 @@ def test_zero_is_allowed_for_the_port_delays_and_the_thread_count(environ):
     environ(LRP_PORT="0", LRP_MAX_DELAY_MS="0", LRP_SHUTDOWN_DELAY_S="0", LRP_CPU_THREADS="0")
     settings = load_settings()
     assert (settings.port, settings.max_delay_ms, settings.shutdown_delay_s, settings.cpu_threads) == (0, 0, 0, 0)
+
+
+def test_the_admin_token_never_shows_in_a_message_or_the_settings_repr(environ):
+    environ(LRP_ADMIN_TOKEN="tooshort-secret")
+    with pytest.raises(ValueError) as refused:
+        load_settings()
+    assert "tooshort" not in str(refused.value)
+    environ(LRP_ADMIN_TOKEN="a-secret-that-is-long-enough")
+    settings = load_settings()
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "a-secret-that-is-long-enough"
+    assert "a-secret" not in repr(settings)

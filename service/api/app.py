@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import __version__, inference
-from service.api import health, infer
-from service.api.body_limit import BodyLimitMiddleware
+from service.api import health, infer, manage
+from service.api.body_limit import BodyLimitMiddleware, Limit
 from service.api.docs import install_docs
 from service.api.observe import RequestMetricsMiddleware
 from service.api.openapi import service_openapi
@@ -38,6 +38,27 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     """The one error body of the API, `schemas.ErrorResponse`."""
     body = ErrorResponse(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def is_model_upload(scope: Any) -> bool:
+    """A PUT /models/{name}: its limit is LRP_MAX_MODEL_BYTES, every other body's LRP_MAX_BODY_BYTES."""
+    return bool(scope.get("method") == "PUT" and str(scope.get("path", "")).startswith("/models/"))
+
+
+def body_limit(settings: Settings, scope: Any) -> Limit:
+    """The most bytes this request's body may have, and the setting that says so."""
+    if is_model_upload(scope):
+        return settings.max_model_bytes, "LRP_MAX_MODEL_BYTES"
+    return settings.max_body_bytes, "LRP_MAX_BODY_BYTES"
+
+
+def too_large_message(rule: Limit) -> str:
+    """The 413 message for a body past its limit."""
+    limit, setting = rule
+    if setting == "LRP_MAX_MODEL_BYTES":
+        return f"the request body exceeds {limit} bytes ({setting}); a model's files together must fit in it"
+    return (f"the request body exceeds {limit} bytes ({setting}); send fewer instances per request, or images as "
+            "PNG/JPEG uploads")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -98,10 +119,10 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.service = state
     app.include_router(health.router)
     app.include_router(infer.router)
-    limit = state.settings.max_body_bytes
-    app.add_middleware(BodyLimitMiddleware, limit=limit, too_large=lambda: error_response(
-        413, "payload_too_large", f"the request body exceeds {limit} bytes (LRP_MAX_BODY_BYTES); send fewer "
-        "instances per request, or images as PNG/JPEG uploads"))
+    if state.settings.admin_token is not None:
+        app.include_router(manage.router)
+    app.add_middleware(BodyLimitMiddleware, limit_for=lambda scope: body_limit(state.settings, scope),
+                       too_large=lambda rule: error_response(413, "payload_too_large", too_large_message(rule)))
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics,
                        is_model=lambda name: state.registry is not None and name in state.registry.models,
                        routes=[*health.router.routes, *infer.router.routes])

@@ -1,4 +1,5 @@
-"""LRP_MAX_BODY_BYTES, enforced as the body streams in (chunked bodies included), before anything parses it."""
+"""LRP_MAX_BODY_BYTES (LRP_MAX_MODEL_BYTES for a model upload), enforced as the body streams in (chunked bodies
+included), before anything parses it."""
 
 from __future__ import annotations
 
@@ -13,23 +14,29 @@ class BodyTooLargeError(Exception):
     """Raised into the app from `receive` once the streamed body passes the limit."""
 
 
-class BodyLimitMiddleware:
-    """Answer 413 (`too_large()`) for a body over `limit` bytes: at once when Content-Length declares more, else as
-    soon as the chunks read so far pass it; the rest is never read, and the app's answer to a cut-off body is
-    replaced by the 413."""
+Limit = tuple[int, str]  # the most bytes a body may have, and the setting that says so
 
-    def __init__(self, app: ASGIApp, limit: int, too_large: Callable[[], JSONResponse]) -> None:
+
+class BodyLimitMiddleware:
+    """Answer 413 (`too_large(limit)`) for a body over the `limit_for(scope)` bytes: at once when Content-Length
+    declares more, else as soon as the chunks read so far pass it; the rest is never read, and the app's answer to a
+    cut-off body is replaced by the 413."""
+
+    def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], Limit],
+                 too_large: Callable[[Limit], JSONResponse]) -> None:
         self.app = app
-        self.limit = limit
+        self.limit_for = limit_for
         self.too_large = too_large
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rule = self.limit_for(scope)
+        limit = rule[0]
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            await self.too_large()(scope, receive, send)
+        if declared.isdigit() and int(declared) > limit:
+            await self.too_large(rule)(scope, receive, send)
             return
         received, exceeded, started = 0, False, False
 
@@ -38,9 +45,9 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     exceeded = True
-                    raise BodyTooLargeError(f"the body passed {self.limit} bytes")
+                    raise BodyTooLargeError(f"the body passed {limit} bytes")
             return message
 
         async def unless_exceeded(message: Message) -> None:
@@ -53,4 +60,4 @@ class BodyLimitMiddleware:
         with contextlib.suppress(BodyTooLargeError):  # the app did not catch it: the 413 below answers
             await self.app(scope, counted, unless_exceeded)
         if exceeded and not started:
-            await self.too_large()(scope, receive, send)
+            await self.too_large(rule)(scope, receive, send)

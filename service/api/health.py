@@ -59,7 +59,13 @@ async def list_models(state: State) -> list[ModelSummary]:
 @router.get("/models/{model}", response_model=ModelDetail, tags=["models"],
             responses={404: NOT_FOUND, 503: LOADING})
 async def describe_model(entry: Entry) -> ModelDetail:
-    """One model, with every layer and the LRP rule it gets under the model's default composite, and the
-    batching limits and CPU threads in force for it."""
+    """One model, with every layer and the LRP rule it gets under the model's default composite, the batching
+    limits and CPU threads in force for it, its version (the sha256 of its files) and when it was loaded."""
+    return model_detail(entry)
+
+
+def model_detail(entry: ModelEntry) -> ModelDetail:
+    """The detail document of a model."""
     return ModelDetail(**_summary_fields(entry), layers=[LayerRule(**layer) for layer in entry.layers()],
-                       serving=ServingSettings(**vars(entry.serving)))
+                       serving=ServingSettings(**vars(entry.serving)), version=entry.version,
+                       loaded_at=entry.loaded_at.isoformat(timespec="seconds"))

@@ -58,7 +58,8 @@ async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResp
     Full queue: 503 with Retry-After; past the deadline while queued: 504."""
     batcher = state.batcher(job.entry)
     try:
-        results: list[Any] = await batcher.submit(job.key, job.samples)
+        async with state.using(job.entry):
+            results: list[Any] = await batcher.submit(job.key, job.samples)
     except QueueFullError:
         raise OverloadedError(f"model '{job.entry.name}' has {batcher.queued} inputs queued, its limit "
                               "(LRP_MAX_QUEUE); retry after the Retry-After seconds", {"Retry-After": "1"}) from None

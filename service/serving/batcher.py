@@ -91,7 +91,7 @@ class MicroBatcher:
     """Queues samples per key and runs them through `run` in batches on one worker thread."""
 
     def __init__(self, run: BatchFunction, settings: ServingConfig, executor: Executor | None = None,
-                 on_batch: Callable[[BatchRecord], None] | None = None) -> None:
+                 on_batch: Callable[[BatchRecord], None] | None = None, stats: BatchStats | None = None) -> None:
         self._run = run
         self.settings = settings
         self._owns_executor = executor is None  # a shared executor is shut down by its owner
@@ -101,7 +101,7 @@ class MicroBatcher:
         self._workers: dict[Hashable, asyncio.Task[None]] = {}
         self._queued = 0
         self._on_batch = on_batch
-        self.stats = BatchStats()
+        self.stats = stats or BatchStats()  # shared with a batcher this one replaces: the counts go on
 
     @property
     def queued(self) -> int:

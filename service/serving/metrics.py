@@ -55,12 +55,20 @@ class ServiceMetrics:
                                        ["model", "verb"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue_wait = Histogram("lrp_queue_wait_seconds", "Time an input waited in the queue before its pass",
                                     ["model", "verb"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.model_changes = Counter("lrp_model_changes", "Models loaded, replaced or deleted at run time, and the "
+                                     "attempts refused (invalid upload, no or wrong token)",
+                                     ["model", "operation", "outcome"], registry=self.registry)
         self.registry.register(_BatcherCollector(batchers))
 
     def observe_request(self, model: str, verb: str, status: int, seconds: float) -> None:
         """Count one finished request and its latency."""
         self.requests.labels(model, verb, str(status)).inc()
         self.latency.labels(model, verb).observe(seconds)
+
+    def model_change(self, model: str, operation: str, outcome: str) -> None:
+        """Count one model-management operation: put, load, replace or delete; done, refused, unauthorized or
+        forbidden."""
+        self.model_changes.labels(model, operation, outcome).inc()
 
     def batch_observer(self, model: str) -> Callable[[BatchRecord], None]:
         """The `on_batch` callback for a model's batcher; the batch key's `verb` is the metric's label."""

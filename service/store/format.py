@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from service.errors import ModelFileError, describe_validation_errors
 from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel, check_input
+from service.store.files import version_of
 from service.store.spec import GraphSpec, InputSpec, ModelSpec, NodeSpec
-from service.text import TextModel
+from service.text import TOKENIZER_FILE, TextModel
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -30,20 +31,22 @@ INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8
 @dataclass(frozen=True)
 class LoadedModel:
     """A parsed, checked model directory: its spec, the graph holding float32 weights (constants keep their integer
-    dtype), that graph prepared for LRP (BatchNorm folded) by the dry run that checked it, and a text model's
-    tokenizer."""
+    dtype), that graph prepared for LRP (BatchNorm folded) by the dry run that checked it, the sha256 of its files
+    (`version`) and a text model's tokenizer."""
 
     name: str
     spec: ModelSpec
     graph: Graph
     prepared: PreparedModel
+    version: str
     text: TextModel | None = None
 
 
 # -- reading ---------------------------------------------------------------------------------------------
-def load_model(directory: Path) -> LoadedModel:
-    """Parse and check `directory`; raise ModelFileError naming the model, the file and the problem."""
-    name = directory.name
+def load_model(directory: Path, name: str | None = None) -> LoadedModel:
+    """Parse and check `directory` as model `name` (default: the folder's name); raise ModelFileError naming the
+    model, the file and the problem."""
+    name = name or directory.name
     spec = _read_spec(directory, name)
     tensors = _read_weights(directory / WEIGHTS_FILE, name)
     try:
@@ -52,7 +55,8 @@ def load_model(directory: Path) -> LoadedModel:
     except ValueError as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: graph: {problem}") from None
     text = TextModel.load(directory, spec.input, name) if spec.input.kind == "text" else None
-    return LoadedModel(name, spec, graph, _dry_run(graph, spec, name, text), text)
+    files = [directory / f for f in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if (directory / f).is_file()]
+    return LoadedModel(name, spec, graph, _dry_run(graph, spec, name, text), version_of(files), text)
 
 
 def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:

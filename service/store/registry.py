@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from service.inputs import Bounds, model_space_bounds
 from service.lrp import LRPError, PreparedModel
 from service.serving.config import ServingConfig
 from service.settings import Settings
+from service.store import files
 from service.store.format import MODEL_FILE, load_model, probe_inputs
 from service.store.spec import ModelSpec
 from service.text import TextModel
@@ -25,16 +27,19 @@ from service.text import TextModel
 log = logging.getLogger("service.registry")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelEntry:
     """One servable model: its spec, the prepared graph on the serving device, its zbox bounds, the serving
-    limits in force for it and, for a text model, its tokenizer."""
+    limits in force for it, the sha256 of its files, when it was loaded and, for a text model, its tokenizer.
+    Compared and hashed by identity: a model replaced under the same name is another entry."""
 
     name: str
     spec: ModelSpec
     prepared: PreparedModel
     bounds: Bounds | None
     serving: ServingConfig
+    version: str = ""
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     text: TextModel | None = None
 
     @property
@@ -74,6 +79,7 @@ class Registry:
     def from_directory(cls, directory: Path, device: torch.device, settings: Settings) -> Registry:
         """Load every `<directory>/<name>/model.json`; failures are logged and recorded, never raised."""
         registry = cls()
+        files.discard_staging(directory)
         if not directory.is_dir():
             log.error("models directory %s does not exist (set LRP_MODELS_DIR); serving no models", directory)
             return registry
@@ -92,15 +98,15 @@ class Registry:
         return registry
 
 
-def load_entry(path: Path, device: torch.device, settings: Settings) -> ModelEntry:
-    """Load one model directory, move it to `device`, resolve its serving limits, check its defaults and warm it
-    up with one explain."""
-    loaded = load_model(path)
+def load_entry(path: Path, device: torch.device, settings: Settings, name: str | None = None) -> ModelEntry:
+    """Load one model directory as model `name` (default: the folder's name), move it to `device`, resolve its
+    serving limits, check its defaults and warm it up with one explain."""
+    loaded = load_model(path, name)
     own = loaded.spec.batching
     serving = ServingConfig.resolve(settings) if own is None else ServingConfig.resolve(
         settings, own.max_batch_size, own.max_delay_ms, own.timeout_s, own.cpu_threads)
     entry = ModelEntry(loaded.name, loaded.spec, loaded.prepared.to(device), model_space_bounds(loaded.spec.input),
-                       serving, loaded.text)
+                       serving, loaded.version, text=loaded.text)
     composite = entry.spec.default_composite
     try:
         method = entry.prepared.resolve(composite, **entry.default_params(composite))
