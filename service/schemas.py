@@ -133,6 +133,8 @@ class InstanceExplanation(BaseModel):
     conservation_delta: float = Field(description="logit - relevance_sum (0 for conservative rules without bias)")
     features: list[FeatureRelevance] | None = Field(default=None, description="tabular models: features ranked by |R|")
     text: TextExplanation | None = Field(default=None, description="text models: tokens and top words")
+    all_logits: list[float] = Field(default=[], exclude=True)  # every class's logit: the V2 protocol's outputs
+    all_probabilities: list[float] = Field(default=[], exclude=True)
 
 
 class ExplainResponse(BaseModel):

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import __version__, inference
-from service.api import health, infer, manage
+from service.api import health, infer, manage, v2
 from service.api.body_limit import BodyLimitMiddleware, Limit
 from service.api.docs import install_docs
 from service.api.observe import RequestMetricsMiddleware
@@ -34,8 +34,12 @@ heatmap with `Accept: image/png`. Image models also take uploads at `/predict/{m
 `/explain/{model}/image`. Errors are `{"error": {"code", "message"}}`."""
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error body of the API, `schemas.ErrorResponse`."""
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   path: str = "") -> JSONResponse:
+    """The one error body of the API, `schemas.ErrorResponse`; under /v2, the Open Inference Protocol's
+    `{"error": "..."}`."""
+    if path == "/v2" or path.startswith("/v2/"):
+        return v2.v2_error(status, message, headers)
     body = ErrorResponse(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
@@ -66,7 +70,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
-        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
+        return error_response(exc.status, exc.code, exc.message, exc.headers or None, request.url.path)
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -75,9 +79,10 @@ def install_error_handlers(app: FastAPI) -> None:
             where = malformed.get("loc", ("body", 0))[-1]
             reason = malformed.get("ctx", {}).get("error", "not JSON")
             return error_response(400, "malformed_json", f"the body is not valid JSON ({reason} at character "
-                                  f"{where}); send a JSON object such as {{\"inputs\": [...]}}")
+                                  f"{where}); send a JSON object such as {{\"inputs\": [...]}}",
+                                  path=request.url.path)
         message = describe_validation_errors(exc.errors(), whole="body", skip="body", limit=5)
-        return error_response(422, "invalid_request", message)
+        return error_response(422, "invalid_request", message, path=request.url.path)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -89,11 +94,12 @@ def install_error_handlers(app: FastAPI) -> None:
             message = (f"the body of {request.method} {request.url.path} could not be parsed as "
                        f"{request.headers.get('content-type', '(no Content-Type)').split(';')[0]}; send a well-formed "
                        "multipart/form-data body with the image in the field \"file\"")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}), request.url.path)
 
     async def server_fault(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal", "internal server error; the details are in the server log")
+        return error_response(500, "internal", "internal server error; the details are in the server log",
+                              path=request.url.path)
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
@@ -119,13 +125,15 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
     app.state.service = state
     app.include_router(health.router)
     app.include_router(infer.router)
+    app.include_router(v2.router)
     if state.settings.admin_token is not None:
         app.include_router(manage.router)
     app.add_middleware(BodyLimitMiddleware, limit_for=lambda scope: body_limit(state.settings, scope),
-                       too_large=lambda rule: error_response(413, "payload_too_large", too_large_message(rule)))
+                       too_large=lambda scope, rule: error_response(413, "payload_too_large", too_large_message(rule),
+                                                                    path=str(scope.get("path", ""))))
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics,
                        is_model=lambda name: state.registry is not None and name in state.registry.models,
-                       routes=[*health.router.routes, *infer.router.routes])
+                       routes=[*health.router.routes, *infer.router.routes, *v2.router.routes])
     install_docs(app)
     install_error_handlers(app)
 

@@ -18,12 +18,12 @@ Limit = tuple[int, str]  # the most bytes a body may have, and the setting that 
 
 
 class BodyLimitMiddleware:
-    """Answer 413 (`too_large(limit)`) for a body over the `limit_for(scope)` bytes: at once when Content-Length
+    """Answer 413 (`too_large(scope, limit)`) for a body over the `limit_for(scope)` bytes: at once when Content-Length
     declares more, else as soon as the chunks read so far pass it; the rest is never read, and the app's answer to a
     cut-off body is replaced by the 413."""
 
     def __init__(self, app: ASGIApp, limit_for: Callable[[Scope], Limit],
-                 too_large: Callable[[Limit], JSONResponse]) -> None:
+                 too_large: Callable[[Scope, Limit], JSONResponse]) -> None:
         self.app = app
         self.limit_for = limit_for
         self.too_large = too_large
@@ -36,7 +36,7 @@ class BodyLimitMiddleware:
         limit = rule[0]
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            await self.too_large(rule)(scope, receive, send)
+            await self.too_large(scope, rule)(scope, receive, send)
             return
         received, exceeded, started = 0, False, False
 
@@ -60,4 +60,4 @@ class BodyLimitMiddleware:
         with contextlib.suppress(BodyTooLargeError):  # the app did not catch it: the 413 below answers
             await self.app(scope, counted, unless_exceeded)
         if exceeded and not started:
-            await self.too_large(rule)(scope, receive, send)
+            await self.too_large(scope, rule)(scope, receive, send)

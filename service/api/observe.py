@@ -1,4 +1,5 @@
-"""ASGI middleware that counts and times every /predict and /explain request for the metrics, by model and verb."""
+"""ASGI middleware that counts and times every /predict, /explain and /v2 infer request for the metrics, by model and
+verb ("infer" for the Open Inference Protocol)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.serving.metrics import ServiceMetrics
 
-VERBS = ("predict", "explain")
+VERBS = ("predict", "explain", "infer")
 UNKNOWN_MODEL = "(unknown)"  # one label for every unregistered name, so typos cannot grow the label set
 
 
@@ -49,6 +50,8 @@ class RequestMetricsMiddleware:
             route, params = self._match(scope)
         template = getattr(route, "path", "")  # "/explain/{model}", "/predict/{model}/image", ...
         verb = template.split("/")[1] if template.startswith("/") else ""
+        if template == "/v2/models/{model}/infer":
+            verb = "infer"
         if verb not in VERBS:
             return
         model = str(params.get("model", ""))

@@ -50,7 +50,9 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
         return _predictions(entry, entry.prepared.predict(x, extra), samples)
     result = entry.prepared.explain_resolved(x, [s.target for s in samples], key.method, extra=extra)
     targets = result.targets[:, None]
-    chosen = probabilities(entry, result.logits).gather(1, targets)[:, 0].cpu().tolist()
+    every = probabilities(entry, result.logits)
+    chosen = every.gather(1, targets)[:, 0].cpu().tolist()
+    logits_all, probabilities_all = result.logits.cpu().tolist(), every.cpu().tolist()
     relevance = result.relevance.cpu().numpy()
     answers: list[Result] = []
     for i, (sample, target, logit, probability, total, delta) in enumerate(zip(
@@ -66,7 +68,8 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
         else:
             answers.append(InstanceExplanation(
                 target=target, label=entry.classes[target], logit=logit, probability=probability,
-                relevance=relevance_i, relevance_sum=total, conservation_delta=delta))
+                relevance=relevance_i, relevance_sum=total, conservation_delta=delta, all_logits=logits_all[i],
+                all_probabilities=probabilities_all[i]))
     return answers
 
 
