@@ -1,8 +1,10 @@
-"""The Open Inference Protocol with a client nobody here wrote: Triton's HTTP client (`tritonclient.http`) against a
-live server, in JSON and in its default binary tensor format; its values equal /predict and /explain."""
+"""The Open Inference Protocol with clients nobody here wrote: Triton's HTTP client (`tritonclient.http`) and KServe's
+Python SDK REST client (`kserve.InferenceRESTClient`) against a live server, in JSON and in the binary tensor format;
+their values equal /predict and /explain."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -87,3 +89,31 @@ def test_the_client_sees_the_service_s_errors(server):
     with pytest.raises(utils.InferenceServerException) as wrong:
         client.infer("digits", [_input(DIGITS[:, :, :4], "FP32", False)])
     assert wrong.value.status() == "400" and "must be numbers of shape [n, 1, 8, 8]" in wrong.value.message()
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_kserve_s_rest_client_gets_what_explain_gives(server, binary):
+    kserve = pytest.importorskip("kserve")
+    base, _ = server
+
+    async def ask() -> tuple[Any, bool]:
+        client = kserve.InferenceRESTClient(kserve.RESTConfig(protocol="v2", timeout=30))
+        try:
+            tensor = kserve.InferInput(name="input", shape=list(DIGITS.shape), datatype="FP32")
+            tensor.set_data_from_numpy(DIGITS, binary_data=binary)
+            request = kserve.InferRequest(model_name="digits", infer_inputs=[tensor], parameters={
+                "explain": True, "composite": "epsilon", "params": json.dumps({"epsilon": 0.1}), "target": 5})
+            answer = await client.infer(base, request, model_name="digits")
+            return answer, await client.is_model_ready(base, "digits")
+        finally:
+            await client.close()
+
+    answer, ready = asyncio.run(ask())
+    outputs = {output.name: output.as_numpy() for output in answer.outputs}
+    explained = httpx2.post(f"{base}/explain/digits", json={
+        "inputs": DIGITS[:, 0].tolist(), "composite": "epsilon", "target": 5,
+        "params": {"epsilon": 0.1}}).json()["explanations"]
+    assert ready
+    np.testing.assert_allclose(outputs["relevance"], [e["relevance"] for e in explained], rtol=1e-5, atol=1e-7)
+    assert outputs["target"].tolist() == [5] * len(DIGITS)
+    np.testing.assert_allclose(outputs["logits"][:, 5], [e["logit"] for e in explained], rtol=1e-6)
