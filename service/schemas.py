@@ -42,6 +42,16 @@ class LRPParamsBody(_Body):
 TargetField = int | str | list[int | str | None] | None
 
 
+class EvaluateBody(_Body):
+    """Measure the explanation by region perturbation: remove the most relevant features first (MoRF), the least
+    relevant first (LeRF) and in random orders, in `steps` steps, and report the target logit's curves and AOPCs."""
+
+    steps: int = Field(default=10, ge=1, le=100, description="k: the number of removal steps")
+    features_per_step: int | None = Field(default=None, ge=1, description="m: features removed per step; default "
+                                          "ceil(features / steps)")
+    random_orders: int = Field(default=3, ge=0, le=20, description="random orders averaged for aopc_random")
+
+
 class ExplainRequest(_Body):
     """What to explain: instances, the class to explain for each, the composite and its parameters."""
 
@@ -56,6 +66,8 @@ class ExplainRequest(_Body):
         default="json", description="png: a heatmap (a grid for several instances), the same as sending Accept: "
         "image/png; html (text models): a page of the text coloured by relevance, the same as Accept: text/html.")
     overlay: bool = Field(default=False, description="PNG of an image model: blend the heatmap over the input image.")
+    evaluate: EvaluateBody | None = Field(default=None, description="add each explanation's faithfulness (region "
+                                          "perturbation curves and AOPC; JSON answers)")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"inputs": [WALKTHROUGH_INPUT], "target": 0, "composite": "epsilon", "params": {"epsilon": 0}}]})
@@ -121,6 +133,20 @@ class TextExplanation(BaseModel):
                             "(models whose model.json says truncate; others refuse such a text)")
 
 
+class Faithfulness(BaseModel):
+    """Region perturbation of one explanation: the target logit f_0 (unperturbed), f_1..f_k after each step, most
+    relevant first, least relevant first and in random orders (their mean), and AOPC = mean_j (f_0 - f_j)."""
+
+    aopc_morf: float
+    aopc_lerf: float
+    aopc_random: float
+    curve_morf: list[float]
+    curve_lerf: list[float]
+    curve_random: list[float]
+    steps: int
+    features_per_step: int
+
+
 class InstanceExplanation(BaseModel):
     """One instance's explanation: relevance has the shape of one input instance (in model space)."""
 
@@ -133,6 +159,8 @@ class InstanceExplanation(BaseModel):
     conservation_delta: float = Field(description="logit - relevance_sum (0 for conservative rules without bias)")
     features: list[FeatureRelevance] | None = Field(default=None, description="tabular models: features ranked by |R|")
     text: TextExplanation | None = Field(default=None, description="text models: tokens and top words")
+    faithfulness: Faithfulness | None = Field(default=None, description="with \"evaluate\": the perturbation "
+                                              "curves and AOPCs")
     all_logits: list[float] = Field(default=[], exclude=True)  # every class's logit: the V2 protocol's outputs
     all_probabilities: list[float] = Field(default=[], exclude=True)
 

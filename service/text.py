@@ -21,6 +21,7 @@ from service.store.spec import InputSpec, TextSpec
 
 TOKENIZER_FILE = "tokenizer.json"
 TOP_WORDS = 10  # words listed for and against the target in each text explanation
+MASK_TOKENS = ("[MASK]", "<mask>")  # a removed token's stand-in, where the vocabulary has one
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,16 @@ class Word:
 @dataclass(frozen=True)
 class TextModel:
     """A text model's tokenizer (padding and truncation off: model.json decides), a copy that truncates to T tokens,
-    the pad token's id and the model.json settings."""
+    the pad token's id, the model.json settings, the special tokens' ids and the token that stands for a removed
+    one in faithfulness curves (the mask token, else the pad token)."""
 
     tokenizer: Tokenizer
     truncating: Tokenizer
     pad_id: int
     max_tokens: int
     spec: TextSpec
+    special_ids: frozenset[int] = frozenset()
+    mask_id: int = 0
 
     @classmethod
     def load(cls, directory: Path, spec: InputSpec, name: str) -> TextModel:
@@ -86,7 +90,11 @@ class TextModel:
         tokenizer.no_truncation()
         truncating = Tokenizer.from_str(tokenizer.to_str())
         truncating.enable_truncation(spec.shape[0], direction="right")
-        return cls(tokenizer, truncating, pad_id, spec.shape[0], spec.text)
+        added = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+        special = frozenset(added | set(tokenizer.encode("", add_special_tokens=True).ids))  # the template's too
+        masks = [tokenizer.token_to_id(token) for token in MASK_TOKENS]
+        mask_id = next((i for i in masks if i is not None), pad_id)
+        return cls(tokenizer, truncating, pad_id, spec.shape[0], spec.text, special, mask_id)
 
     def encode(self, text: Any, where: str) -> TokenizedText:
         """One instance's tokens; InvalidInputError when it is not a non-empty string of valid Unicode, or has more

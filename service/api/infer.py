@@ -15,6 +15,7 @@ from service.api.media import MediaTypeRoute
 from service.api.responses import JSON_ERRORS, PNG_RESPONSE, UPLOAD_ERRORS, respond
 from service.errors import PayloadTooLargeError
 from service.inference import Job
+from service.inference.evaluate import Evaluation
 from service.inference.job import Output
 from service.inputs import Decoded
 from service.schemas import ExplainRequest, ExplainResponse, PredictRequest, PredictResponse
@@ -60,8 +61,11 @@ async def explain(request: Request, state: State, entry: Entry, body: ExplainReq
     decoded = await inference.decode_instances(state, entry, body.inputs)
     output: Output = (body.format if body.format != "json"
                       else preferred_output(request.headers.get("accept"), entry.text is not None))
+    asked = body.evaluate
+    evaluation = None if asked is None else Evaluation(asked.steps, asked.features_per_step, asked.random_orders)
     job = inference.explain_job(entry, decoded, body.target, body.composite,
-                                body.params.model_dump(exclude_none=True), output, body.overlay and output == "png")
+                                body.params.model_dump(exclude_none=True), output, body.overlay and output == "png",
+                                evaluation)
     return await _answer(request, state, job)
 
 

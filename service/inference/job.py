@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 
 from service.errors import InvalidInputError
+from service.inference.evaluate import Evaluation
 from service.inputs import Decoded
 from service.lrp import ExplanationInputError, Method
 from service.store.registry import ModelEntry
@@ -40,6 +41,7 @@ class Sample:
     x: torch.Tensor
     position: int
     target: int | None = None
+    evaluate: Evaluation | None = None
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,13 @@ def predict_job(entry: ModelEntry, decoded: Decoded) -> Job:
 
 
 def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: str | dict[str, Any] | None,
-                params: dict[str, Any], output: Output = "json", overlay: bool = False) -> Job:
+                params: dict[str, Any], output: Output = "json", overlay: bool = False,
+                evaluate: Evaluation | None = None) -> Job:
     """The job of an /explain request: the model's default composite when none is named; its parameters are the
     model's defaults (see ModelEntry.default_params) with the request's own values on top."""
+    if evaluate is not None and output != "json":
+        raise InvalidInputError("evaluate is answered in JSON: ask for format json (the curves are not drawn in "
+                                "PNG or HTML answers)")
     if output == "html" and entry.text is None:
         raise InvalidInputError(f"format html draws text explanations, and model '{entry.name}' takes "
                                 f"{entry.spec.input.kind} input; ask for json or png")
@@ -76,7 +82,7 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: 
         method = entry.prepared.resolve(chosen, **merged)
     except ExplanationInputError as problem:
         raise InvalidInputError(str(problem)) from None
-    samples = tuple(Sample(row, i, t) for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
+    samples = tuple(Sample(row, i, t, evaluate) for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
     return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged, output, overlay)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from service.errors import DeviceMemoryError, InvalidInputError, NumericalError, ServiceError
+from service.inference.evaluate import Evaluation, evaluate
 from service.inference.job import BatchKey, Sample
 from service.schemas import InstanceExplanation, Prediction
 from service.store.registry import ModelEntry
@@ -70,6 +71,19 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
                 target=target, label=entry.classes[target], logit=logit, probability=probability,
                 relevance=relevance_i, relevance_sum=total, conservation_delta=delta, all_logits=logits_all[i],
                 all_probabilities=probabilities_all[i]))
+    return _evaluated(entry, samples, answers)
+
+
+def _evaluated(entry: ModelEntry, samples: list[Sample], answers: list[Result]) -> list[Result]:
+    """Each explanation whose request asked for it with its faithfulness, the samples of one setting in one pass."""
+    groups: dict[Evaluation, list[tuple[int, InstanceExplanation]]] = {}
+    for i, (sample, answer) in enumerate(zip(samples, answers, strict=True)):
+        if sample.evaluate is not None and isinstance(answer, InstanceExplanation):
+            groups.setdefault(sample.evaluate, []).append((i, answer))
+    for asked, chosen in groups.items():
+        found = evaluate(entry, [samples[i].x for i, _ in chosen], [answer for _, answer in chosen], asked)
+        for (i, answer), faithful in zip(chosen, found, strict=True):
+            answers[i] = answer.model_copy(update={"faithfulness": faithful})
     return answers
 
 
