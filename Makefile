@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 
-.PHONY: serve test lint models bench-engine bench-transformer bench-load bench-text clean
+.PHONY: serve test lint models bench-engine bench-transformer bench-load bench-text bench-faithfulness clean
 
 # What serving needs, every package pinned (requirements.txt holds torch's and FastAPI's dependencies too).
 $(RUNTIME): requirements-torch.txt requirements.txt
@@ -45,6 +45,9 @@ bench-load: $(DEV)
 
 bench-text: $(DEV)
 	$(BIN)/python -m bench.text_load
+
+bench-faithfulness: $(DEV)
+	$(BIN)/python -m bench.faithfulness
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -230,6 +230,18 @@ class PreparedModel:
         """The model's output: the logits after its final activation."""
         return output_from_logits(self.predict(x, extra), self.graph.output_activation)
 
+    def input_gradient(self, x: torch.Tensor, target: Target = None, extra: Extra = None) -> torch.Tensor:
+        """d logit_target / dx for each sample (None: the argmax), by autograd through the graph's forward; x must be
+        floating point (token ids have no gradient)."""
+        if self._tokens:
+            raise ExplanationInputError("token ids have no gradient; the input gradient needs a floating-point input")
+        x = self._check_input(x).requires_grad_()
+        with torch.enable_grad():
+            logits = self._logits(self._forward(x, extra)[0])
+            chosen = logits.gather(1, targets_for(target, logits)[:, None]).sum()
+            (gradient,) = torch.autograd.grad(chosen, x)
+        return gradient
+
     def explain(self, x: torch.Tensor, target: Target = None,
                 composite: str | Mapping[str, Any] | composites.Composite = "epsilon_plus_flat",
                 layers: Iterable[str] = (), output_relevance: torch.Tensor | None = None, extra: Extra = None,

@@ -163,3 +163,14 @@ def test_a_resolved_method_is_remembered_but_a_bool_is_never_taken_for_a_number(
     with pytest.raises(ExplanationInputError, match="parameter 'epsilon' must be a number, got True"):
         model.resolve({"base": "epsilon", "layers": {"0": "zplus"}}, epsilon=True, low=[0.0, 1.0], high=[2.0, 3.0])
     assert model.resolve("epsilon", epsilon=0.5) != first
+
+
+def test_the_input_gradient_is_autograd_s_on_the_module():
+    torch.manual_seed(4)
+    module = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                                 torch.nn.Flatten(), torch.nn.Linear(3 * 5 * 5, 4)).eval()
+    x = torch.randn(3, 1, 5, 5)
+    prepared = PreparedModel.from_module(module, x)
+    leaf = x.clone().requires_grad_()
+    module(leaf).gather(1, torch.tensor([[2], [0], [3]])).sum().backward()
+    torch.testing.assert_close(prepared.input_gradient(x, [2, 0, 3]), leaf.grad, rtol=1e-5, atol=1e-6)
