@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,8 +28,8 @@ from service.lrp import COMPOSITE_NAMES, LRPError
 from service.schemas import InstanceExplanation
 from service.settings import Settings
 from service.store.registry import ModelEntry, Registry
-from tests.conftest import MODELS
 
+MODELS = Path(__file__).resolve().parents[1] / "models"
 MODELS_MEASURED = ("digits", "residual", "digits-vit", "breast-cancer", "sentiment")
 
 

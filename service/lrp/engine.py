@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.lrp import canonize, composites, dims
+from service.lrp import canonize, checks, composites, dims
 from service.lrp import graph as ir
 from service.lrp.capture import graph_from_module
+from service.lrp.checks import Extra
 from service.lrp.errors import ExplanationInputError
 from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.flow import Flow
@@ -33,7 +34,6 @@ from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
 from service.lrp.targets import Target, targets_for
 
-Extra = Mapping[str, torch.Tensor] | None  # other arguments of the forward by name (an attention mask): no relevance
 RESOLVED_KEPT = 1024  # resolved methods remembered per model; past this the memory starts afresh
 
 
@@ -169,43 +169,16 @@ class PreparedModel:
         return listed
 
     # -- passes ------------------------------------------------------------------------------------------
-    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise ExplanationInputError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() < 1 or (x.dim() < 2 and not self._tokens):
-            raise ExplanationInputError(f"x must have a batch dimension first; got shape {tuple(x.shape)}")
-        if self._tokens:
-            if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-                raise ExplanationInputError(f"x must hold integer token ids, got {x.dtype}")
-            longest = self.graph.input.attrs.get("max_tokens")
-            if longest is not None and x.dim() >= 2 and x.shape[1] > longest:
-                raise ExplanationInputError(f"x has {x.shape[1]} tokens; the model takes at most {longest}")
-            return x.detach().to(device=self.device, dtype=torch.long)
-        if not x.is_floating_point():
-            raise ExplanationInputError(f"x must be a floating-point tensor, got {x.dtype}")
-        return x.detach().to(device=self.device, dtype=self.dtype)
-
-    def _check_extra(self, extra: Extra, shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
-        """The extra inputs by node name, each of the shape and dtype it was captured with (sizes following x's)."""
-        given = dict(extra or {})
-        if set(given) != set(self._extra):
-            raise ExplanationInputError(f"the model was prepared with the extra input(s) {sorted(self._extra)}; got "
-                                        f"{sorted(given)} (prepare it again to change them)")
-        values = {}
-        for argument, (node, bind) in self._extra.items():
-            value, wanted = given[argument], bind(shape)["shape"]
-            if not isinstance(value, torch.Tensor) or list(value.shape) != wanted:
-                got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-                raise ExplanationInputError(f"extra input '{argument}' must have shape {tuple(wanted)}, got {got}")
-            values[node.name] = value.detach().to(device=self.device, dtype=getattr(torch, node.attrs["dtype"]))
-        return values
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return checks.input_tensor(x, self.graph.input, self._tokens, self.device, self.dtype)
 
     def _forward(self, x: torch.Tensor, extra: Extra = None, explaining: bool = False
                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, ir.Node]]:
         """Every node's value, what its forward saved (for a backward when `explaining`), and the nodes whose sizes
         follow the input, bound to it."""
         shape = tuple(x.shape)
-        values: dict[str, torch.Tensor] = {self.graph.input.name: x, **self._check_extra(extra, shape)}
+        extra_values = checks.extra_inputs(extra, self._extra, shape, self.device)
+        values: dict[str, torch.Tensor] = {self.graph.input.name: x, **extra_values}
         saved: dict[str, Any] = {}
         bound: dict[str, ir.Node] = {}
         for node, definition in self._steps:
@@ -224,7 +197,7 @@ class PreparedModel:
     def predict(self, x: torch.Tensor, extra: Extra = None) -> torch.Tensor:
         """The logits (the model's output before the final activation that preparation stripped)."""
         with torch.no_grad():
-            return self._logits(self._forward(self._check_input(x), extra)[0])
+            return self._logits(self._forward(self._input(x), extra)[0])
 
     def output(self, x: torch.Tensor, extra: Extra = None) -> torch.Tensor:
         """The model's output: the logits after its final activation."""
@@ -235,7 +208,7 @@ class PreparedModel:
         floating point (token ids have no gradient)."""
         if self._tokens:
             raise ExplanationInputError("token ids have no gradient; the input gradient needs a floating-point input")
-        x = self._check_input(x).requires_grad_()
+        x = self._input(x).requires_grad_()
         with torch.enable_grad():
             logits = self._logits(self._forward(x, extra)[0])
             chosen = logits.gather(1, targets_for(target, logits)[:, None]).sum()
@@ -257,7 +230,7 @@ class PreparedModel:
         """`explain` with a Method from `resolve` (checked once, reused for every batch)."""
         assigned = self.rules(method.composite)
         wanted = self._layer_names(layers)
-        x = self._check_input(x)
+        x = self._input(x)
         with torch.no_grad():
             values, saved, bound = self._forward(x, extra, explaining=True)
             logits = self._logits(values)

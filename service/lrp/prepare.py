@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from service.lrp.engine import Extra, PreparedModel
+from service.lrp.checks import Extra
+from service.lrp.engine import PreparedModel
 from service.lrp.errors import ExplanationInputError
 from service.lrp.explanation import Explanation
 from service.lrp.targets import Target
