@@ -46,3 +46,41 @@ def panel(tile: Image.Image, title: str, peak: float, cell_labels: Sequence[str]
     draw.text((width // 2, text_top + 15), "relevance: red for the class, blue against", fill="black", font=font,
               anchor="ma")
     return image
+
+
+CURVE_HEIGHT = 170
+MORF_COLOR, LERF_COLOR, RANDOM_COLOR = (200, 0, 0), (0, 0, 200), (120, 120, 120)
+Curve = Sequence[float]
+
+
+def with_curves(tile: Image.Image, morf: Curve, lerf: Curve, random: Curve, aopcs: tuple[float, float, float]
+                ) -> Image.Image:
+    """`tile` above the faithfulness curves: the target logit after each removal step, most relevant first (red),
+    least relevant first (blue) and random (grey), with the AOPC of each in the legend."""
+    width = max(tile.width, MIN_WIDTH)
+    chart = Image.new("RGB", (width, CURVE_HEIGHT), "white")
+    draw = ImageDraw.Draw(chart)
+    font = ImageFont.load_default(size=11)
+    left, right, top, bottom = 40, width - PAD, 8, CURVE_HEIGHT - 60
+    values = [*morf, *lerf, *random]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    draw.rectangle((left, top, right, bottom), outline=(180, 180, 180))
+    draw.text((left - 4, top), f"{high:.3g}", fill="black", font=font, anchor="ra")
+    draw.text((left - 4, bottom), f"{low:.3g}", fill="black", font=font, anchor="rd")
+    for curve, color in ((random, RANDOM_COLOR), (lerf, LERF_COLOR), (morf, MORF_COLOR)):
+        steps = max(len(curve) - 1, 1)
+        points = [(left + (right - left) * j / steps, bottom - (bottom - top) * (v - low) / span)
+                  for j, v in enumerate(curve)]
+        draw.line(points, fill=color, width=2)
+    morf_aopc, lerf_aopc, random_aopc = aopcs
+    lines = [("target logit as features are removed, step by step", (0, 0, 0)),
+             (f"red: most relevant first, AOPC {morf_aopc:.3g}", MORF_COLOR),
+             (f"blue: least relevant first, AOPC {lerf_aopc:.3g}", LERF_COLOR),
+             (f"grey: random order, AOPC {random_aopc:.3g}", RANDOM_COLOR)]
+    for row, (line, color) in enumerate(lines):
+        draw.text((PAD, bottom + 6 + 13 * row), line, fill=color, font=font)
+    stacked = Image.new("RGB", (max(tile.width, width), tile.height + CURVE_HEIGHT), "white")
+    stacked.paste(tile, (0, 0))
+    stacked.paste(chart, ((stacked.width - width) // 2, tile.height))
+    return stacked

@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from service.colormap import colorize
-from service.figure import panel
+from service.figure import Curve, panel, with_curves
+
+Curves = tuple[Curve, Curve, Curve, tuple[float, float, float]]  # MoRF, LeRF, random, their AOPCs
 
 MIN_SIDE = 256  # heatmaps without an uploaded image are upscaled (nearest) until the longer side reaches this
 MIN_STRIP_HEIGHT = 32  # 1 x N strips are stretched to at least this height
@@ -96,9 +98,10 @@ def grid(tiles: Sequence[Image.Image]) -> Image.Image:
 
 def explanation_png(relevances: Sequence[np.ndarray], titles: Sequence[str], bases: Sequence[np.ndarray | None],
                     overlay: bool, feature_names: Sequence[str] | None = None,
-                    cell_labels: Sequence[str] | None = None) -> bytes:
+                    cell_labels: Sequence[str] | None = None, curves: Sequence[Curves | None] | None = None) -> bytes:
     """One panel per instance (its heatmap, or feature bars for tabular models, under its title and over its colour
-    scale; `cell_labels` name the cells of 1 x N strips); several instances give a grid of panels. PNG bytes."""
+    scale; `cell_labels` name the cells of 1 x N strips; its faithfulness curves under it when given); several
+    instances give a grid of panels. PNG bytes."""
     panels = []
     for relevance, title, base in zip(relevances, titles, bases, strict=True):
         if feature_names is not None:
@@ -107,7 +110,14 @@ def explanation_png(relevances: Sequence[np.ndarray], titles: Sequence[str], bas
         shown = relevance_map(relevance)  # what the heatmap's colours are scaled to
         labels = cell_labels if shown.shape[0] == 1 else None
         panels.append(panel(heatmap(relevance, base, overlay), title, float(np.abs(shown).max()), labels))
-    return png_bytes(panels[0] if len(panels) == 1 else grid(panels))
+    return png_bytes(grid_of(panels, curves))
+
+
+def grid_of(panels: Sequence[Image.Image], curves: Sequence[Curves | None] | None) -> Image.Image:
+    """The panels, each over its curves where it has them, alone or in a grid."""
+    drawn = [tile if found is None else with_curves(tile, *found) for tile, found in
+             zip(panels, curves or [None] * len(panels), strict=True)]
+    return drawn[0] if len(drawn) == 1 else grid(drawn)
 
 
 def png_bytes(image: Image.Image) -> bytes:

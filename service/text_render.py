@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from service.colormap import colorize
 from service.figure import panel
-from service.render import grid, png_bytes, scaled
+from service.render import Curves, grid_of, png_bytes, scaled
 from service.text import TokenizedText, Word
 
 TEXT_WIDTH = 640  # the PNG's text block wraps at this many pixels
@@ -156,7 +156,8 @@ def _text_block(shown: Shown) -> tuple[Image.Image, float]:
     return image, peak
 
 
-def text_png(explained: Sequence[Shown]) -> bytes:
-    """The explanations as a PNG: one panel per text (title, coloured text, colour scale), a grid for several."""
+def text_png(explained: Sequence[Shown], curves: Sequence[Curves | None] | None = None) -> bytes:
+    """The explanations as a PNG: one panel per text (title, coloured text, colour scale, its faithfulness curves
+    when given), a grid for several."""
     panels = [panel(block, shown.title, peak) for shown in explained for block, peak in [_text_block(shown)]]
-    return png_bytes(panels[0] if len(panels) == 1 else grid(panels))
+    return png_bytes(grid_of(panels, curves))

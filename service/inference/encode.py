@@ -86,7 +86,13 @@ def _drawn_text(job: Job, results: Sequence[InstanceExplanation]) -> Media:
         heading = f"LRP explanation: model {job.entry.name}, composite {job.key.method.composite.name}" \
             if job.key.method is not None else f"model {job.entry.name}"
         return Media(text_render.text_html(heading, shown).encode("utf-8"), "text/html; charset=utf-8")
-    return Media(text_render.text_png(shown), "image/png")
+    return Media(text_render.text_png(shown, _curves(results)), "image/png")
+
+
+def _curves(results: Sequence[InstanceExplanation]) -> list[render.Curves | None]:
+    """Each explanation's faithfulness curves and AOPCs, for the PNG (None where not evaluated)."""
+    return [None if (f := r.faithfulness) is None else
+            (f.curve_morf, f.curve_lerf, f.curve_random, (f.aopc_morf, f.aopc_lerf, f.aopc_random)) for r in results]
 
 
 def _png(job: Job, results: Sequence[InstanceExplanation]) -> bytes:
@@ -100,7 +106,7 @@ def _png(job: Job, results: Sequence[InstanceExplanation]) -> bytes:
     return render.explanation_png(
         [r.relevance for r in results], [_title(i, r, len(results)) for i, r in enumerate(results)], bases,
         job.overlay, spec.features if spec.kind == "tabular" else None,
-        [f"[{i}]" for i in range(spec.shape[-1])] if spec.kind == "tensor" else None)
+        [f"[{i}]" for i in range(spec.shape[-1])] if spec.kind == "tensor" else None, _curves(results))
 
 
 def _title(index: int, result: InstanceExplanation, count: int) -> str:

@@ -69,9 +69,9 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: 
                 evaluate: Evaluation | None = None) -> Job:
     """The job of an /explain request: the model's default composite when none is named; its parameters are the
     model's defaults (see ModelEntry.default_params) with the request's own values on top."""
-    if evaluate is not None and output != "json":
-        raise InvalidInputError("evaluate is answered in JSON: ask for format json (the curves are not drawn in "
-                                "PNG or HTML answers)")
+    if evaluate is not None and output == "html":
+        raise InvalidInputError("evaluate is answered in JSON, or drawn under the heatmaps of a PNG: ask for format "
+                                "json or png")
     if output == "html" and entry.text is None:
         raise InvalidInputError(f"format html draws text explanations, and model '{entry.name}' takes "
                                 f"{entry.spec.input.kind} input; ask for json or png")

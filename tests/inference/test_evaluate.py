@@ -4,13 +4,16 @@ training mean), for images, tabular rows and texts."""
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.datasets import load_digits
 
+from service.figure import CURVE_HEIGHT, LERF_COLOR, MORF_COLOR, RANDOM_COLOR
 from tests.conftest import model_json
 
 DIGITS = load_digits().images[:2].astype(int).tolist()
@@ -97,8 +100,20 @@ def test_instances_of_one_request_are_evaluated_as_if_alone(client):
 
 @pytest.mark.parametrize(("body", "message"), [
     ({"evaluate": {"steps": 0}}, "evaluate.steps"),
-    ({"evaluate": {"steps": 4}, "format": "png"}, "evaluate is answered in JSON"),
+    ({"evaluate": {"steps": 4}, "format": "html"}, "evaluate is answered in JSON, or drawn under the heatmaps"),
 ])
 def test_bad_evaluate_requests_are_422(client, body, message):
-    answer = client.post("/explain/digits", json={"inputs": DIGITS[:1], **body})
+    answer = client.post(f"/explain/{'sentiment' if body.get('format') == 'html' else 'digits'}",
+                         json={"inputs": ["fine"] if body.get("format") == "html" else DIGITS[:1], **body})
     assert answer.status_code == 422 and message in answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(("model", "inputs"), [("digits", DIGITS), ("sentiment", ["a wonderful film", "dull"])])
+def test_a_png_with_evaluate_draws_the_curves_under_each_panel(client, model, inputs):
+    plain = client.post(f"/explain/{model}", json={"inputs": inputs, "format": "png"})
+    drawn = client.post(f"/explain/{model}", json={"inputs": inputs, "format": "png", "evaluate": {"steps": 5}})
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(plain.content)) as before, Image.open(io.BytesIO(drawn.content)) as after:
+        assert after.height >= before.height + CURVE_HEIGHT  # a chart under each row of panels
+        colours = {tuple(int(c) for c in p) for p in np.asarray(after.convert("RGB")).reshape(-1, 3)}
+    assert {MORF_COLOR, LERF_COLOR, RANDOM_COLOR} <= colours
