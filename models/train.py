@@ -27,6 +27,7 @@ from service.store.convert import convert_module
 from service.text import TextModel
 
 SEED = 0
+EVALUATED = 20  # held-out examples in each model.json, on which the service measures faithfulness at load
 HERE = Path(__file__).resolve().parent
 
 
@@ -136,6 +137,7 @@ def _digit_fields(description: str, x_train: torch.Tensor, x_test: torch.Tensor,
                   "example": x_test[0].int().tolist()},
         "classes": [str(d) for d in range(10)],
         "default_composite": composite,
+        "evaluation": {"examples": x_test[:EVALUATED].int().tolist()},
     }
 
 
@@ -189,6 +191,7 @@ def make_sentiment() -> tuple[nn.Module, dict[str, Any], Tokenizer]:
         "input": {**sentiment.INPUT.model_dump(exclude_none=True), "example": sentiment.EXAMPLE},
         "classes": sentiment.CLASSES,
         "default_composite": "attnlrp",
+        "evaluation": {"examples": test_texts[:EVALUATED]},
         "metrics": {"test_accuracy": sentiment.accuracy(net, model, test_texts, test_labels),
                     "test_samples": len(test_texts), "train_samples": SENTIMENT_EPOCHS * SENTIMENT_SENTENCES,
                     "seed": SEED, **truth},
@@ -211,6 +214,8 @@ def make_breast_cancer() -> tuple[nn.Module, dict[str, Any]]:
                   "standardization": {"mean": [round(float(v), 8) for v in mean],
                                       "std": [round(float(v), 8) for v in std]},
                   "example": {name: round(float(v), 6) for name, v in zip(features, x_test[0], strict=True)}},
+        "evaluation": {"examples": [{name: round(float(v), 6) for name, v in zip(features, row, strict=True)}
+                                    for row in x_test[:EVALUATED]]},
         "classes": [str(name) for name in data.target_names],
         "default_composite": "epsilon",
         "default_params": {"epsilon": 0.01},

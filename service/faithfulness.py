@@ -22,6 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from service.inputs import model_space_bounds
+from service.store.spec import InputSpec
+from service.text import TextModel
+
 Predict = Callable[[torch.Tensor], torch.Tensor]  # a batch -> its logits [batch, classes]
 
 
@@ -93,3 +97,40 @@ def curves(predict: Predict, x: torch.Tensor, features: torch.Tensor, relevance:
     """The perturbation curves of one instance x (model space) for its target class, from its feature relevance."""
     batch = plan(x, features, relevance, baseline, steps, per_step, seeds)
     return read(predict(batch)[:, target].tolist(), steps, seeds)
+
+
+def features(spec: InputSpec, text: TextModel | None, x: torch.Tensor) -> torch.Tensor:
+    """Each element's feature index: an image's channels at one pixel share one; a text's special tokens are -1 and
+    its other tokens numbered in order."""
+    if text is not None:
+        special = torch.tensor([int(i) in text.special_ids for i in x.tolist()], dtype=torch.bool)
+        index = torch.cumsum((~special).long(), 0) - 1
+        return torch.where(special, torch.full_like(index, -1), index)
+    if spec.kind == "image":
+        channels, height, width = x.shape
+        return torch.arange(height * width).reshape(1, height, width).expand(channels, height, width)
+    return torch.arange(x.numel()).reshape(x.shape)
+
+
+def feature_relevance(index: torch.Tensor, relevance: np.ndarray) -> np.ndarray:
+    """The relevance of each feature: the sum over its elements."""
+    flat, values = index.reshape(-1).numpy(), np.asarray(relevance, dtype=np.float64).reshape(-1)
+    keep = flat >= 0
+    return np.bincount(flat[keep], weights=values[keep], minlength=int(flat.max()) + 1 if keep.any() else 0)
+
+
+def baseline(spec: InputSpec, text: TextModel | None, x: torch.Tensor) -> torch.Tensor:
+    """What a removed feature becomes, in model space: the middle of the input range (a tabular model's training
+    mean: 0 once standardised), a text model's mask token; 0 for a model without a range."""
+    if text is not None:
+        return torch.full_like(x, text.mask_id)
+    if spec.kind == "tabular" and spec.standardization is not None:
+        return torch.zeros_like(x)
+    bounds = model_space_bounds(spec)
+    if bounds is None:
+        return torch.zeros_like(x)
+    low, high = (np.asarray(b, dtype=np.float64) for b in bounds)
+    middle = torch.as_tensor((low + high) / 2, dtype=x.dtype)
+    if spec.kind == "image" and middle.dim() == 1:
+        middle = middle[:, None, None]
+    return middle.expand_as(x).clone()

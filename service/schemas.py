@@ -226,6 +226,9 @@ class ModelDetail(ModelSummary):
     layers: list[LayerRule]
     serving: ServingSettings
     version: str = Field(description="sha256 (hex) of the model's files: model.json, weights and tokenizer")
+    faithfulness: dict[str, dict[str, float]] | None = Field(
+        default=None, description="measured at load on model.json's held-out examples: mean AOPC (MoRF, LeRF, random "
+        "orders) of the default composite, the input x gradient and random relevance")
     loaded_at: str = Field(description="when this version was loaded (ISO 8601, UTC)")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{

@@ -68,4 +68,5 @@ def model_detail(entry: ModelEntry) -> ModelDetail:
     """The detail document of a model."""
     return ModelDetail(**_summary_fields(entry), layers=[LayerRule(**layer) for layer in entry.layers()],
                        serving=ServingSettings(**vars(entry.serving)), version=entry.version,
+                       faithfulness=entry.faithfulness,
                        loaded_at=entry.loaded_at.isoformat(timespec="seconds"))

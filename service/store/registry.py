@@ -6,6 +6,7 @@ the other models still load.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from service.inputs import Bounds, model_space_bounds
 from service.lrp import LRPError, PreparedModel
 from service.serving.config import ServingConfig
 from service.settings import Settings
-from service.store import files
+from service.store import evaluation, files
 from service.store.format import MODEL_FILE, load_model, probe_inputs
 from service.store.spec import ModelSpec
 from service.text import TextModel
@@ -41,6 +42,7 @@ class ModelEntry:
     version: str = ""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     text: TextModel | None = None
+    faithfulness: dict[str, dict[str, float]] | None = None  # measured at load on model.json's evaluation examples
 
     @property
     def classes(self) -> list[str]:
@@ -115,4 +117,5 @@ def load_entry(path: Path, device: torch.device, settings: Settings, name: str |
     except LRPError as problem:
         raise ModelFileError(f"model '{loaded.name}': {MODEL_FILE}: default_composite/default_params: "
                              f"{problem}") from None
-    return entry
+    measured = evaluation.measure(entry.name, entry.spec, entry.prepared, entry.text, method)
+    return dataclasses.replace(entry, faithfulness=measured)

@@ -121,6 +121,15 @@ class BatchingSpec(_Strict):
     cpu_threads: PositiveInt | None = None
 
 
+class EvaluationSpec(_Strict):
+    """Held-out examples (instances as /predict takes them) on which the service measures the model's faithfulness
+    at load: `steps` removal steps, `random_orders` random orders (service.faithfulness)."""
+
+    examples: list[Any] = Field(min_length=1, max_length=256)
+    steps: Annotated[int, Field(ge=1, le=100)] = 10
+    random_orders: Annotated[int, Field(ge=0, le=20)] = 3
+
+
 class ModelSpec(_Strict):
     """The whole model.json document."""
 
@@ -133,6 +142,7 @@ class ModelSpec(_Strict):
     default_params: dict[str, Any] = {}
     metrics: dict[str, float | int | str] = {}
     batching: BatchingSpec | None = None
+    evaluation: EvaluationSpec | None = None
     graph: GraphSpec
 
 
