@@ -4,7 +4,7 @@ example explained for its predicted class."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -16,35 +16,57 @@ from service.lrp import Method, PreparedModel
 from service.store.spec import ModelSpec
 from service.text import TextModel
 
-Relevance = Callable[[torch.Tensor, list[int]], list[np.ndarray]]  # rows, targets -> relevance per row
-
 
 def measure(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None,
             method: Method) -> dict[str, dict[str, float]] | None:
     """Mean AOPC (MoRF, LeRF, random orders) per method over the examples; None without examples. ModelFileError
     for examples the model cannot take."""
-    asked = spec.evaluation
-    if asked is None:
+    if spec.evaluation is None:
         return None
+    rows = examples(name, spec, text)
+    rng = np.random.default_rng(0)
+    found = {method.composite.name: composite_aopcs(spec, prepared, text, rows, method)}
+    found["random relevance"] = given_aopcs(spec, prepared, text, rows,
+                                            [rng.normal(size=tuple(r.shape)) for r in rows])
+    if text is None:
+        batch = torch.stack(list(rows))
+        gradient = prepared.input_gradient(batch, _targets(prepared, text, rows))
+        found["input x gradient"] = given_aopcs(spec, prepared, text, rows, list((batch * gradient).cpu().numpy()))
+    return found
+
+
+def examples(name: str, spec: ModelSpec, text: TextModel | None) -> list[torch.Tensor]:
+    """model.json's evaluation examples in model space (a text: its token ids)."""
+    assert spec.evaluation is not None
     try:
-        rows = (decode_texts(text, asked.examples, 10**9).rows if text is not None
-                else decode_instances(spec.input, asked.examples, 10**9).rows)
+        return (decode_texts(text, spec.evaluation.examples, 10**9).rows if text is not None
+                else decode_instances(spec.input, spec.evaluation.examples, 10**9).rows)
     except InvalidInputError as problem:
         raise ModelFileError(f"model '{name}': model.json: evaluation.examples: {problem}") from None
+
+
+def composite_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
+                    method: Method) -> dict[str, float]:
+    """The mean AOPCs of `method`'s explanations of the rows for their predicted classes."""
     batch, extra, own = _batch(rows, text)
-    targets = prepared.predict(batch, extra).argmax(1).tolist()
-    rng = np.random.default_rng(0)
+    relevance = prepared.explain_resolved(batch, _targets(prepared, text, rows), method, extra=extra).relevance
+    values = relevance.cpu().numpy()
+    return given_aopcs(spec, prepared, text, rows,
+                       [r if place is None else r[place] for r, place in zip(values, own, strict=True)])
 
-    def explained(x: torch.Tensor, chosen: list[int]) -> list[np.ndarray]:
-        relevance = prepared.explain_resolved(x, chosen, method, extra=extra).relevance.cpu().numpy()
-        return [r if place is None else r[place] for r, place in zip(relevance, own, strict=True)]
 
-    methods: dict[str, Relevance] = {method.composite.name: explained,
-                                     "random relevance": lambda x, _: [rng.normal(size=tuple(r.shape)) for r in rows]}
-    if text is None:
-        methods["input x gradient"] = lambda x, chosen: list((x * prepared.input_gradient(x, chosen)).cpu().numpy())
-    return {label: _aopcs(spec, prepared, text, rows, targets, relevance(batch, targets), asked.steps,
-                          asked.random_orders) for label, relevance in methods.items()}
+def given_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
+                relevance: list[np.ndarray]) -> dict[str, float]:
+    """The mean AOPCs of the given relevance of the rows for their predicted classes."""
+    assert spec.evaluation is not None
+    return _aopcs(spec, prepared, text, rows, _targets(prepared, text, rows), relevance, spec.evaluation.steps,
+                  spec.evaluation.random_orders)
+
+
+def _targets(prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor]) -> list[int]:
+    batch, extra, _ = _batch(rows, text)
+    chosen: list[int] = prepared.predict(batch, extra).argmax(1).tolist()
+    return chosen
 
 
 def _batch(rows: Sequence[torch.Tensor], text: TextModel | None
