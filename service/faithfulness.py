@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from service.inputs import model_space_bounds
+from service.lrp import PreparedModel
 from service.store.spec import InputSpec
-from service.text import TextModel
+from service.text import TextModel, batch
 
 Predict = Callable[[torch.Tensor], torch.Tensor]  # a batch -> its logits [batch, classes]
 
@@ -92,11 +93,31 @@ def read(logits: Sequence[float], steps: int, seeds: int = 3) -> Curves:
     return Curves(series[0], series[1], random)
 
 
+def measured(prepared: PreparedModel, spec: InputSpec, text: TextModel | None, rows: Sequence[torch.Tensor],
+             relevance: Sequence[np.ndarray], targets: Sequence[int], steps: int, per_step: int | None = None,
+             seeds: int = 3) -> list[tuple[Curves, int]]:
+    """The curves of each row (model space) for its target from its relevance, and its features per step; every
+    perturbed copy of every row in one pass."""
+    plans, counts = [], []
+    for x, values in zip(rows, relevance, strict=True):
+        index = features(spec, text, x)
+        scores = feature_relevance(index, values)
+        plans.append(plan(x, index, scores, baseline(spec, text, x), steps, per_step, seeds))
+        counts.append(per_step or math.ceil(len(scores) / steps))
+    every, extra, _ = batch(text, [row for copies in plans for row in copies])
+    logits = prepared.predict(every, extra)
+    found, at = [], 0
+    for copies_of_row, target, count in zip(plans, targets, counts, strict=True):
+        found.append((read(logits[at:at + len(copies_of_row), target].tolist(), steps, seeds), count))
+        at += len(copies_of_row)
+    return found
+
+
 def curves(predict: Predict, x: torch.Tensor, features: torch.Tensor, relevance: np.ndarray, target: int,
            baseline: torch.Tensor, steps: int, per_step: int | None = None, seeds: int = 3) -> Curves:
     """The perturbation curves of one instance x (model space) for its target class, from its feature relevance."""
-    batch = plan(x, features, relevance, baseline, steps, per_step, seeds)
-    return read(predict(batch)[:, target].tolist(), steps, seeds)
+    copies = plan(x, features, relevance, baseline, steps, per_step, seeds)
+    return read(predict(copies)[:, target].tolist(), steps, seeds)
 
 
 def features(spec: InputSpec, text: TextModel | None, x: torch.Tensor) -> torch.Tensor:

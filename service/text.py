@@ -138,6 +138,15 @@ class TextModel:
         return ids, extra, own
 
 
+def batch(text: TextModel | None, rows: Sequence[torch.Tensor]
+          ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[slice] | None]:
+    """Model-space rows as one batch: stacked, or for a text model padded with its attention mask, with each row's
+    own positions."""
+    if text is None:
+        return torch.stack(list(rows)), {}, None
+    return text.pad(rows)
+
+
 def words(text: TokenizedText, relevance: Sequence[float]) -> list[Word]:
     """The text's words in order, each the span of its word pieces with their relevance summed; special tokens are
     not words."""

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import torch
 
+from service import text
 from service.errors import DeviceMemoryError, InvalidInputError, NumericalError, ServiceError
 from service.inference.evaluate import Evaluation, evaluate
 from service.inference.job import BatchKey, Sample
@@ -91,9 +92,7 @@ def model_inputs(entry: ModelEntry, samples: list[Sample]
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[slice] | None]:
     """The batch of the samples: stacked, or (text) padded to the longest with the attention mask as an extra input
     and each sample's own positions, at which its relevance is read."""
-    if entry.text is None:
-        return torch.stack([sample.x for sample in samples]), {}, None
-    return entry.text.pad([sample.x for sample in samples])
+    return text.batch(entry.text, [sample.x for sample in samples])
 
 
 def _predictions(entry: ModelEntry, logits: torch.Tensor, samples: list[Sample]) -> list[Result]:

@@ -115,12 +115,12 @@ class ServiceState:
             yield
         finally:
             self._in_use[entry] -= 1
-            if not self._in_use[entry]:
+            if not self._in_use[entry]:  # the version's last request: a waiting DELETE may go on
                 del self._in_use[entry]
                 if not self.is_current(entry):
                     self.retire(entry)
-            async with self._released:
-                self._released.notify_all()
+                async with self._released:
+                    self._released.notify_all()
 
     async def unused(self, entry: ModelEntry) -> None:
         """Wait until no request uses this model version."""

@@ -14,7 +14,7 @@ from service.errors import InvalidInputError, ModelFileError
 from service.inputs import decode_instances, decode_texts
 from service.lrp import Method, PreparedModel
 from service.store.spec import ModelSpec
-from service.text import TextModel
+from service.text import TextModel, batch
 
 
 def measure(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None,
@@ -24,14 +24,14 @@ def measure(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel
     if spec.evaluation is None:
         return None
     rows = examples(name, spec, text)
+    targets = predicted(prepared, text, rows)
     rng = np.random.default_rng(0)
-    found = {method.composite.name: composite_aopcs(spec, prepared, text, rows, method)}
-    found["random relevance"] = given_aopcs(spec, prepared, text, rows,
+    found = {method.composite.name: composite_aopcs(spec, prepared, text, rows, targets, method)}
+    found["random relevance"] = given_aopcs(spec, prepared, text, rows, targets,
                                             [rng.normal(size=tuple(r.shape)) for r in rows])
     if text is None:
-        batch = torch.stack(list(rows))
-        gradient = prepared.input_gradient(batch, _targets(prepared, text, rows))
-        found["input x gradient"] = given_aopcs(spec, prepared, text, rows, list((batch * gradient).cpu().numpy()))
+        found["input x gradient"] = given_aopcs(spec, prepared, text, rows, targets,
+                                                input_x_gradient(prepared, rows, targets))
     return found
 
 
@@ -45,54 +45,34 @@ def examples(name: str, spec: ModelSpec, text: TextModel | None) -> list[torch.T
         raise ModelFileError(f"model '{name}': model.json: evaluation.examples: {problem}") from None
 
 
-def composite_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
-                    method: Method) -> dict[str, float]:
-    """The mean AOPCs of `method`'s explanations of the rows for their predicted classes."""
-    batch, extra, own = _batch(rows, text)
-    relevance = prepared.explain_resolved(batch, _targets(prepared, text, rows), method, extra=extra).relevance
-    values = relevance.cpu().numpy()
-    return given_aopcs(spec, prepared, text, rows,
-                       [r if place is None else r[place] for r, place in zip(values, own, strict=True)])
-
-
-def given_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
-                relevance: list[np.ndarray]) -> dict[str, float]:
-    """The mean AOPCs of the given relevance of the rows for their predicted classes."""
-    assert spec.evaluation is not None
-    return _aopcs(spec, prepared, text, rows, _targets(prepared, text, rows), relevance, spec.evaluation.steps,
-                  spec.evaluation.random_orders)
-
-
-def _targets(prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor]) -> list[int]:
-    batch, extra, _ = _batch(rows, text)
-    chosen: list[int] = prepared.predict(batch, extra).argmax(1).tolist()
+def predicted(prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor]) -> list[int]:
+    """Each row's predicted class."""
+    x, extra, _ = batch(text, rows)
+    chosen: list[int] = prepared.predict(x, extra).argmax(1).tolist()
     return chosen
 
 
-def _batch(rows: Sequence[torch.Tensor], text: TextModel | None
-           ) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[slice | None]]:
-    if text is None:
-        return torch.stack(list(rows)), {}, [None] * len(rows)
-    ids, extra, own = text.pad(list(rows))
-    return ids, extra, list(own)
+def input_x_gradient(prepared: PreparedModel, rows: Sequence[torch.Tensor], targets: list[int]) -> list[np.ndarray]:
+    """x * d logit_target / dx of each (floating-point) row."""
+    x = torch.stack(list(rows))
+    return list((x * prepared.input_gradient(x, targets)).cpu().numpy())
 
 
-def _aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
-           targets: list[int], relevance: list[np.ndarray], steps: int, seeds: int) -> dict[str, float]:
-    plans = []
-    for x, r in zip(rows, relevance, strict=True):
-        index = faithfulness.features(spec.input, text, x)
-        plans.append(faithfulness.plan(x, index, faithfulness.feature_relevance(index, r),
-                                       faithfulness.baseline(spec.input, text, x), steps, None, seeds))
-    if text is None:
-        logits = prepared.predict(torch.cat(plans))
-    else:
-        ids, extra, _ = text.pad([row for copies in plans for row in copies])
-        logits = prepared.predict(ids, extra)
-    found, at = [], 0
-    for copies, target in zip(plans, targets, strict=True):
-        curves = faithfulness.read(logits[at:at + len(copies), target].tolist(), steps, seeds)
-        at += len(copies)
-        found.append((curves.aopc_morf, curves.aopc_lerf, curves.aopc_random))
-    morf, lerf, random = (round(float(np.mean(column)), 4) for column in zip(*found, strict=True))
+def composite_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
+                    targets: list[int], method: Method) -> dict[str, float]:
+    """The mean AOPCs of `method`'s explanations of the rows for their targets."""
+    x, extra, own = batch(text, rows)
+    values = prepared.explain_resolved(x, targets, method, extra=extra).relevance.cpu().numpy()
+    relevance = list(values) if own is None else [r[place] for r, place in zip(values, own, strict=True)]
+    return given_aopcs(spec, prepared, text, rows, targets, relevance)
+
+
+def given_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
+                targets: list[int], relevance: list[np.ndarray]) -> dict[str, float]:
+    """The mean AOPCs of the given relevance of the rows for their targets, by the model.json's steps and orders."""
+    assert spec.evaluation is not None
+    found = faithfulness.measured(prepared, spec.input, text, rows, relevance, targets, spec.evaluation.steps,
+                                  None, spec.evaluation.random_orders)
+    morf, lerf, random = (round(float(np.mean(column)), 4) for column in zip(
+        *((c.aopc_morf, c.aopc_lerf, c.aopc_random) for c, _ in found), strict=True))
     return {"aopc_morf": morf, "aopc_lerf": lerf, "aopc_random": random}
