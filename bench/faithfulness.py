@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from service.inputs import model_space_bounds
-from service.lrp import COMPOSITE_NAMES, LRPError
 from service.settings import Settings
 from service.store import evaluation
 from service.store.registry import ModelEntry, Registry
@@ -25,25 +24,16 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 MODELS_MEASURED = ("digits", "residual", "digits-vit", "breast-cancer", "sentiment")
 
 
-def methods(entry: ModelEntry) -> dict[str, dict[str, float] | str]:
-    """Each composite's mean AOPCs (attention composites for transformers only), LRP-0, the input x gradient (not
-    for token ids) and random relevance."""
+def methods(entry: ModelEntry) -> dict[str, dict[str, float]]:
+    """Each composite's mean AOPCs as the choice of a default measures them (service.store.evaluation.compare: LRP-0
+    included, attention composites for transformers only), the input x gradient (not for token ids) and random
+    relevance."""
     spec, prepared, text = entry.spec, entry.prepared, entry.text
+    found = {_label(c.composite, c.params): {"aopc_morf": c.aopc_morf, "aopc_lerf": c.aopc_lerf,
+                                             "aopc_random": c.aopc_random}
+             for c in evaluation.compare(entry.name, spec, prepared, text)}
     rows = evaluation.examples(entry.name, spec, text)
     targets = evaluation.predicted(prepared, text, rows)
-    bounds = model_space_bounds(spec.input)
-    zbox = {} if bounds is None else {"low": bounds[0], "high": bounds[1]}
-    transformer = any(node.op == "sdpa" for node in prepared.graph.nodes)
-    candidates = [(n, n, entry.default_params(n)) for n in COMPOSITE_NAMES
-                  if transformer or n not in ("attnlrp", "cp_lrp")]
-    found: dict[str, dict[str, float] | str] = {}
-    for label, composite, params in [*candidates, ("LRP-0 (epsilon 0)", "epsilon", {"epsilon": 0.0})]:
-        try:
-            method = prepared.resolve(composite, **{**zbox, **params})
-        except LRPError as problem:
-            found[label] = f"n/a: {str(problem).splitlines()[0][:60]}"
-            continue
-        found[label] = evaluation.composite_aopcs(spec, prepared, text, rows, targets, method)
     if text is None:
         found["input x gradient"] = evaluation.given_aopcs(spec, prepared, text, rows, targets,
                                                            evaluation.input_x_gradient(prepared, rows, targets))
@@ -51,6 +41,12 @@ def methods(entry: ModelEntry) -> dict[str, dict[str, float] | str]:
     found["random relevance"] = evaluation.given_aopcs(spec, prepared, text, rows, targets,
                                                        [rng.normal(size=tuple(r.shape)) for r in rows])
     return found
+
+
+def _label(composite: str | dict[str, Any], params: dict[str, Any]) -> str:
+    """`name` or `name (key=value, ...)`."""
+    given = ", ".join(f"{key}={value:g}" for key, value in params.items())
+    return f"{composite} ({given})" if given else str(composite)
 
 
 def main() -> None:
@@ -62,11 +58,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name in MODELS_MEASURED:
         entry = registry.get(name)
+        default = _label(entry.spec.default_composite, entry.spec.default_params)
         for method, value in methods(entry).items():
-            label = f"**{method}** (default)" if method == entry.spec.default_composite else method
-            if isinstance(value, str):
-                print(f"| {name} | {label} | {value} | | | |")
-                continue
+            label = f"**{method}** (default)" if method == default else method
             morf, lerf, random = value["aopc_morf"], value["aopc_lerf"], value["aopc_random"]
             print(f"| {name} | {label} | {morf:.3f} | {lerf:.3f} | {random:.3f} | {morf - lerf:.3f} |", flush=True)
 

@@ -23,7 +23,9 @@ from torch import nn
 
 from models import sentiment
 from models.nets import DigitsViT
+from service.store import evaluation
 from service.store.convert import convert_module
+from service.store.format import LoadedModel
 from service.text import TextModel
 
 SEED = 0
@@ -243,8 +245,23 @@ def main() -> None:
     for name in args.names or list(BUILDERS):
         torch.manual_seed(SEED)
         model, fields, *tokenizer = BUILDERS[name]()
-        convert_module(model, args.out / name, {**fields, "batching": SERVING}, tokenizer=next(iter(tokenizer), None))
-        print(f"{name}: {fields.get('metrics') or 'hand-set weights'} -> {args.out / name}")
+        made = next(iter(tokenizer), None)
+        loaded = convert_module(model, args.out / name, {**fields, "batching": SERVING}, tokenizer=made)
+        if "evaluation" in fields:
+            fields = chosen_default(loaded, fields)
+            convert_module(model, args.out / name, {**fields, "batching": SERVING}, tokenizer=made)
+        print(f"{name}: {fields.get('metrics') or 'hand-set weights'}, default {fields['default_composite']} "
+              f"{fields.get('default_params', {})} -> {args.out / name}")
+
+
+def chosen_default(loaded: LoadedModel, fields: dict[str, Any]) -> dict[str, Any]:
+    """The model's fields with the default composite and parameters chosen by measurement: the best mean AOPC MoRF
+    on its evaluation examples (service.store.evaluation.compare; ties keep the designed default), the comparison
+    recorded under evaluation."""
+    comparison = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text)
+    best = comparison[0]
+    return {**fields, "default_composite": best.composite, "default_params": best.params,
+            "evaluation": {**fields["evaluation"], "comparison": [c.model_dump() for c in comparison]}}
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""Request and response bodies of the HTTP contract (pydantic only), each with an example that works as-is. The
-routes publish them in the OpenAPI document and the pipeline builds every answer from them."""
+"""Request and response bodies of the HTTP contract (pydantic models; the parts of model.json they show come from
+service.store.spec), each with an example that works as-is. The routes publish them in the OpenAPI document and the
+pipeline builds every answer from them."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.store.spec import ComparedComposite
 
 WALKTHROUGH_INPUT: Any = [1.0, 0.8, 0.2]
 Bound = float | list[float]
@@ -229,6 +232,9 @@ class ModelDetail(ModelSummary):
     faithfulness: dict[str, dict[str, float]] | None = Field(
         default=None, description="measured at load on model.json's held-out examples: mean AOPC (MoRF, LeRF, random "
         "orders) of the default composite, the input x gradient and random relevance")
+    composite_comparison: list[ComparedComposite] = Field(
+        default=[], description="model.json's evaluation.comparison: the composites (with their parameters) measured "
+        "on the same examples when the default was chosen, best AOPC MoRF first")
     loaded_at: str = Field(description="when this version was loaded (ISO 8601, UTC)")
 
     model_config = ConfigDict(json_schema_extra={"examples": [{

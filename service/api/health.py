@@ -68,5 +68,6 @@ def model_detail(entry: ModelEntry) -> ModelDetail:
     """The detail document of a model."""
     return ModelDetail(**_summary_fields(entry), layers=[LayerRule(**layer) for layer in entry.layers()],
                        serving=ServingSettings(**vars(entry.serving)), version=entry.version,
-                       faithfulness=entry.faithfulness,
+                       faithfulness=entry.faithfulness, composite_comparison=(
+                           [] if entry.spec.evaluation is None else entry.spec.evaluation.comparison),
                        loaded_at=entry.loaded_at.isoformat(timespec="seconds"))

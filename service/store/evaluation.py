@@ -1,19 +1,20 @@
-"""A model's faithfulness measured at load, on the held-out examples its model.json ships (`evaluation`): the AOPC of
-its default composite against the input x gradient and random relevance, by the scheme of service.faithfulness, each
-example explained for its predicted class."""
+"""A model's faithfulness on the held-out examples its model.json ships (`evaluation`), by the scheme of
+service.faithfulness, each example explained for its predicted class: at load, the AOPC of its default composite
+against the input x gradient and random relevance; when a default is chosen (models/train.py), every composite's."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from service import faithfulness
 from service.errors import InvalidInputError, ModelFileError
-from service.inputs import decode_instances, decode_texts
-from service.lrp import Method, PreparedModel
-from service.store.spec import ModelSpec
+from service.inputs import decode_instances, decode_texts, model_space_bounds
+from service.lrp import COMPOSITE_NAMES, LRPError, Method, PreparedModel
+from service.store.spec import ComparedComposite, ModelSpec
 from service.text import TextModel, batch
 
 
@@ -76,3 +77,39 @@ def given_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None
     morf, lerf, random = (round(float(np.mean(column)), 4) for column in zip(
         *((c.aopc_morf, c.aopc_lerf, c.aopc_random) for c, _ in found), strict=True))
     return {"aopc_morf": morf, "aopc_lerf": lerf, "aopc_random": random}
+
+
+Candidate = tuple[str | dict[str, Any], dict[str, Any]]  # a composite and its parameters
+LRP_0: Candidate = ("epsilon", {"epsilon": 0.0})
+ATTENTION_COMPOSITES = ("attnlrp", "cp_lrp")
+
+
+def candidates(spec: ModelSpec, prepared: PreparedModel) -> list[Candidate]:
+    """What a default may be, in the order that breaks ties: the model's default composite with its parameters,
+    LRP-0 (the epsilon rule at epsilon 0: input x gradient on ReLU networks), then every other composite at its own
+    defaults (the attention composites only for a graph with attention)."""
+    attention = any(node.op == "sdpa" for node in prepared.graph.nodes)
+    named: list[Candidate] = [(name, {}) for name in COMPOSITE_NAMES if attention or name not in ATTENTION_COMPOSITES]
+    found: list[Candidate] = []
+    for candidate in [(spec.default_composite, dict(spec.default_params)), LRP_0, *named]:
+        if candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def compare(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None) -> list[ComparedComposite]:
+    """Every candidate that this model can take (zbox needs an input range) measured on the examples, best mean AOPC
+    MoRF first; equal ones (to the 4 decimals kept) in the order of `candidates`."""
+    rows = examples(name, spec, text)
+    targets = predicted(prepared, text, rows)
+    bounds = model_space_bounds(spec.input)
+    zbox = {} if bounds is None else {"low": bounds[0], "high": bounds[1]}
+    measured = []
+    for composite, params in candidates(spec, prepared):
+        try:
+            method = prepared.resolve(composite, **{**zbox, **params})
+        except LRPError:
+            continue
+        aopcs = composite_aopcs(spec, prepared, text, rows, targets, method)
+        measured.append(ComparedComposite(composite=composite, params=params, **aopcs))
+    return sorted(measured, key=lambda compared: -compared.aopc_morf)  # sorted is stable: ties keep their order

@@ -121,13 +121,25 @@ class BatchingSpec(_Strict):
     cpu_threads: PositiveInt | None = None
 
 
+class ComparedComposite(_Strict):
+    """One composite with its parameters and its mean AOPCs (MoRF, LeRF, random orders) on the held-out examples."""
+
+    composite: str | dict[str, Any]
+    params: dict[str, Any] = {}
+    aopc_morf: float
+    aopc_lerf: float
+    aopc_random: float
+
+
 class EvaluationSpec(_Strict):
     """Held-out examples (instances as /predict takes them) on which the service measures the model's faithfulness
-    at load: `steps` removal steps, `random_orders` random orders (service.faithfulness)."""
+    at load: `steps` removal steps, `random_orders` random orders (service.faithfulness). `comparison`: the
+    composites measured on them when the default was chosen, best AOPC MoRF first (service.store.evaluation)."""
 
     examples: list[Any] = Field(min_length=1, max_length=256)
     steps: Annotated[int, Field(ge=1, le=100)] = 10
     random_orders: Annotated[int, Field(ge=0, le=20)] = 3
+    comparison: list[ComparedComposite] = Field(default=[], max_length=64)
 
 
 class ModelSpec(_Strict):

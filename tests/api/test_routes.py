@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import threading
 
 import numpy as np
@@ -93,8 +94,12 @@ def test_models_list_inputs_classes_defaults_and_accuracy(client):
     assert "epsilon_gamma_box" in models["digits"]["composites"]
 
 
-def test_model_detail_lists_each_layer_with_its_rule(client):
-    detail = client.get("/models/residual").json()
+def test_model_detail_lists_each_layer_with_its_rule(tmp_path):
+    shutil.copytree(MODELS / "residual", tmp_path / "residual")
+    edit_json(tmp_path / "residual", lambda doc: doc.update(default_composite="epsilon_plus_flat", default_params={}))
+    with TestClient(create_app(Settings(models_dir=tmp_path))) as served:
+        wait_until(lambda: served.get("/health/ready").status_code == 200)
+        detail = served.get("/models/residual").json()
     rules = {layer["name"]: layer["rule"] for layer in detail["layers"]}
     assert rules["0"] == "flat"  # first layer under epsilon_plus_flat
     assert rules["3.conv1"] == "zplus" and rules["8"] == "epsilon"
@@ -168,7 +173,9 @@ def _engine_relevance(name: str, x: torch.Tensor, target: int, composite: str, *
 def test_explain_json_carries_everything_for_every_instance(client):
     response = client.post("/explain/digits", json={"inputs": [DIGIT, DIGIT], "target": [3, None]})
     body = response.json()
-    assert body["model"] == "digits" and body["composite"] == "epsilon_gamma_box"
+    default = model_json("digits")
+    assert body["model"] == "digits" and body["composite"] == default["default_composite"]
+    assert {key: body["params"][key] for key in default["default_params"]} == default["default_params"]
     first, second = body["explanations"]
     assert first["target"] == 3 and first["label"] == "3"
     predicted = client.post("/predict/digits", json={"inputs": [DIGIT]}).json()["predictions"][0]

@@ -7,6 +7,7 @@ from service.errors import InvalidInputError
 from service.inference import explain_job
 from service.inference.job import resolve_targets
 from service.inputs import Decoded
+from tests.conftest import model_json
 
 TWO = Decoded(torch.zeros(2, 30))
 
@@ -28,7 +29,9 @@ def test_request_params_win_over_model_defaults_which_apply_to_the_default_compo
 def test_no_composite_means_the_model_s_default(registry):
     entry = registry.get("digits")
     job = explain_job(entry, Decoded(torch.zeros(1, 1, 8, 8)), None, None, {})
-    assert job.composite == "epsilon_gamma_box" and job.key.method.composite.name == "epsilon_gamma_box"
+    default = model_json("digits")
+    assert job.composite == default["default_composite"] == job.key.method.composite.name
+    assert job.key.method.params.epsilon == default["default_params"]["epsilon"]
 
 
 def test_jobs_with_the_same_composite_and_parameters_share_a_batch_key(registry):

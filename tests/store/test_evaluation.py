@@ -1,23 +1,30 @@
-"""A model's faithfulness measured at load on its model.json's held-out examples: the figures GET /models/{name}
-shows equal what /explain's "evaluate" gives for the same examples, and examples the model cannot take are refused."""
+"""A model's faithfulness on its model.json's held-out examples: the figures GET /models/{name} shows (measured at
+load, and the comparison that chose the default) equal what /explain's "evaluate" gives for the same examples, and
+examples the model cannot take are refused."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
 from service.errors import ModelFileError
+from service.lrp import LRPParams
 from service.settings import Settings
+from service.store import evaluation
+from service.store.format import load_model
 from service.store.registry import load_entry
 from tests.conftest import model_json
-from tests.modelfiles import edit_json, write_model
+from tests.modelfiles import edit_json, tiny_cnn, write_model
 
 
-def _served_aopcs(client, model: str, examples: list) -> tuple[float, float, float]:
+def _served_aopcs(client, model: str, examples: list, **method: Any) -> tuple[float, float, float]:
     found = []
     for start in range(0, len(examples), 10):
-        answer = client.post(f"/explain/{model}", json={"inputs": examples[start:start + 10],
+        answer = client.post(f"/explain/{model}", json={"inputs": examples[start:start + 10], **method,
                                                         "evaluate": {"steps": 10, "random_orders": 3}})
         assert answer.status_code == 200, answer.text
         found += [(e["faithfulness"]["aopc_morf"], e["faithfulness"]["aopc_lerf"], e["faithfulness"]["aopc_random"])
@@ -49,3 +56,67 @@ def test_examples_the_model_cannot_take_are_refused(tmp_path):
     with pytest.raises(ModelFileError, match=r"model 'broken': model\.json: evaluation\.examples: inputs\[0\]: "
                        r"expected shape \[1, 4, 4\]"):
         load_entry(directory, torch.device("cpu"), Settings(models_dir=tmp_path))
+
+
+def _request_params(document: dict, compared: dict) -> dict:
+    """The parameters that ask /explain for the compared composite: a request naming the model's default composite
+    starts from the model's default parameters, so a comparison entry without parameters (the composite's own
+    defaults) sets those keys back to the engine's defaults."""
+    if compared["composite"] != document["default_composite"] or compared["params"]:
+        return compared["params"]
+    own = LRPParams()
+    return {key: getattr(own, key) for key in document["default_params"]}
+
+
+CHECKED_COMPARISON = {"digits": None, "residual": None, "breast-cancer": None,
+                      "digits-vit": {"attnlrp", "cp_lrp", "epsilon_plus"}, "sentiment": {"attnlrp", "cp_lrp"}}
+
+
+@pytest.mark.parametrize("model", sorted(CHECKED_COMPARISON))
+def test_the_comparison_that_chose_the_default_equals_explain_with_each_composite(client, model):
+    document = model_json(model)
+    shown = client.get(f"/models/{model}").json()["composite_comparison"]
+    assert shown == document["evaluation"]["comparison"]
+    checked = CHECKED_COMPARISON[model]  # transformers: a few composites, each costs a second of CPU
+    for compared in shown:
+        if checked is not None and compared["composite"] not in checked and compared != shown[0]:
+            continue
+        morf, lerf, random = _served_aopcs(client, model, document["evaluation"]["examples"],
+                                           composite=compared["composite"],
+                                           params=_request_params(document, compared))
+        assert compared["aopc_morf"] == pytest.approx(morf, abs=2e-4), compared
+        assert compared["aopc_lerf"] == pytest.approx(lerf, abs=2e-4), compared
+        assert compared["aopc_random"] == pytest.approx(random, abs=2e-4), compared
+
+
+@pytest.mark.parametrize("model", sorted(CHECKED_COMPARISON))
+def test_each_shipped_default_is_the_most_faithful_composite_compared(model):
+    document = model_json(model)
+    comparison = document["evaluation"]["comparison"]
+    chosen = next(c for c in comparison if (c["composite"], c["params"]) ==
+                  (document["default_composite"], document["default_params"]))
+    assert chosen["aopc_morf"] == max(compared["aopc_morf"] for compared in comparison)
+    measured = [(c["composite"], c["params"]) for c in comparison]
+    assert ("epsilon", {"epsilon": 0.0}) in measured  # LRP-0
+    assert (("attnlrp", {}) in measured) == (model in ("digits-vit", "sentiment"))  # attention composites
+    assert len(measured) == len({json.dumps(m) for m in measured})
+
+
+def test_compare_skips_composites_the_model_cannot_take_and_ties_keep_the_designed_default(tmp_path):
+    """A tensor model without an input range cannot take zbox; on a ReLU network the epsilon rule at its default
+    epsilon and LRP-0 give the same AOPCs, and a tie keeps the designed default first, then LRP-0."""
+    examples = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(1)).tolist()
+    lrp_0: tuple[str, dict] = ("epsilon", {"epsilon": 0.0})
+    epsilon: tuple[str, dict] = ("epsilon", {})
+    for designed, first in (("epsilon", epsilon), ("zplus", lrp_0)):
+        directory = write_model(tmp_path / designed, tiny_cnn(), default_composite=designed,
+                                evaluation={"examples": examples, "steps": 4, "random_orders": 1})
+        loaded = load_model(directory)
+        compared = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text)
+        found = {(c.composite, json.dumps(c.params)): (place, c.aopc_morf) for place, c in enumerate(compared)}
+        assert not {"epsilon_gamma_box", "attnlrp", "cp_lrp"} & {c.composite for c in compared}
+        assert [c.aopc_morf for c in compared] == sorted((c.aopc_morf for c in compared), reverse=True)
+        (lrp_0_place, lrp_0_morf), (epsilon_place, epsilon_morf) = (
+            found[name, json.dumps(params)] for name, params in (lrp_0, epsilon))
+        assert lrp_0_morf == epsilon_morf
+        assert (lrp_0_place < epsilon_place) == (first == lrp_0)

@@ -1,3 +1,4 @@
+import dataclasses
 import logging
 
 import pytest
@@ -39,7 +40,10 @@ def test_unknown_model_lists_the_available_ones(registry):
 
 
 def test_layers_list_the_rule_of_each_layer_under_the_default_composite(registry):
-    layers = {layer["name"]: layer for layer in registry.get("digits").layers()}
+    shipped = registry.get("digits")
+    designed = shipped.spec.model_copy(update={"default_composite": "epsilon_gamma_box"})
+    entry = dataclasses.replace(shipped, spec=designed)
+    layers = {layer["name"]: layer for layer in entry.layers()}
     assert layers["0"]["rule"] == "zbox"  # first conv of epsilon_gamma_box
     assert layers["4"]["rule"] == "gamma"
     assert layers["9"]["rule"] == "epsilon"
