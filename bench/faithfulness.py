@@ -4,7 +4,9 @@ ships), against the input x gradient and random relevance, measured as the servi
 
 Run: `make bench-faithfulness` or `.venv/bin/python -m bench.faithfulness`.
 Prints one Markdown table: per model and method the mean AOPC over the examples for MoRF (higher is better), LeRF
-(lower is better), random orders, and MoRF - LeRF.
+(lower is better), random orders, and MoRF - LeRF. With `--epsilon-grid`: the epsilon rule at epsilon 1e-6 ... 1
+against LRP-0 (mean paired difference of AOPC MoRF and its standard error), which says whether tuning epsilon
+would choose a better default.
 """
 
 from __future__ import annotations
@@ -49,10 +51,42 @@ def _label(composite: str | dict[str, Any], params: dict[str, Any]) -> str:
     return f"{composite} ({given})" if given else str(composite)
 
 
+EPSILONS = (1e-6, 0.01, 0.1, 1.0)
+
+
+def epsilon_against_lrp_0(entry: ModelEntry) -> dict[float, tuple[float, float]]:
+    """For each epsilon of EPSILONS: the mean over the examples of AOPC MoRF(epsilon) - AOPC MoRF(LRP-0), paired by
+    example, and its standard error."""
+    spec, prepared, text = entry.spec, entry.prepared, entry.text
+    rows = evaluation.examples(entry.name, spec, text)
+    targets = evaluation.predicted(prepared, text, rows)
+
+    def morf(epsilon: float) -> np.ndarray:
+        method = prepared.resolve("epsilon", **{**entry.default_params("epsilon"), "epsilon": epsilon})
+        relevance = evaluation.explained(prepared, text, rows, targets, method)
+        return np.array([each[0] for each in evaluation.example_aopcs(spec, prepared, text, rows, targets, relevance)])
+
+    lrp_0 = morf(0.0)
+    found = {}
+    for epsilon in EPSILONS:
+        difference = morf(epsilon) - lrp_0
+        found[epsilon] = (float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(len(difference))))
+    return found
+
+
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epsilon-grid", action="store_true",
+                        help="instead: the epsilon rule at other epsilons against LRP-0, paired by example")
+    args = parser.parse_args()
     torch.set_num_threads(2)
     registry = Registry.from_directory(MODELS, torch.device("cpu"), Settings(models_dir=MODELS))
+    if args.epsilon_grid:
+        print("| model | epsilon | mean AOPC MoRF - LRP-0's, paired | standard error |\n|---|---|---|---|")
+        for name in MODELS_MEASURED:
+            for epsilon, (mean, error) in epsilon_against_lrp_0(registry.get(name)).items():
+                print(f"| {name} | {epsilon:g} | {mean:+.4f} | {error:.4f} |", flush=True)
+        return
     print("# faithfulness: each shipped model's evaluation examples (model.json), mean AOPC over them\n")
     print("| model | method | AOPC MoRF | AOPC LeRF | AOPC random | MoRF - LeRF |")
     print("|---|---|---|---|---|---|")

@@ -62,21 +62,32 @@ def input_x_gradient(prepared: PreparedModel, rows: Sequence[torch.Tensor], targ
 def composite_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
                     targets: list[int], method: Method) -> dict[str, float]:
     """The mean AOPCs of `method`'s explanations of the rows for their targets."""
+    return given_aopcs(spec, prepared, text, rows, targets, explained(prepared, text, rows, targets, method))
+
+
+def explained(prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor], targets: list[int],
+              method: Method) -> list[np.ndarray]:
+    """`method`'s relevance of each row for its target, explained in one batch (a text: at its own positions)."""
     x, extra, own = batch(text, rows)
     values = prepared.explain_resolved(x, targets, method, extra=extra).relevance.cpu().numpy()
-    relevance = list(values) if own is None else [r[place] for r, place in zip(values, own, strict=True)]
-    return given_aopcs(spec, prepared, text, rows, targets, relevance)
+    return list(values) if own is None else [r[place] for r, place in zip(values, own, strict=True)]
 
 
 def given_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
                 targets: list[int], relevance: list[np.ndarray]) -> dict[str, float]:
     """The mean AOPCs of the given relevance of the rows for their targets, by the model.json's steps and orders."""
+    morf, lerf, random = (round(float(np.mean(column)), 4) for column in zip(
+        *example_aopcs(spec, prepared, text, rows, targets, relevance), strict=True))
+    return {"aopc_morf": morf, "aopc_lerf": lerf, "aopc_random": random}
+
+
+def example_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
+                  targets: list[int], relevance: list[np.ndarray]) -> list[tuple[float, float, float]]:
+    """Each row's AOPC (MoRF, LeRF, random orders) for the given relevance, by the model.json's steps and orders."""
     assert spec.evaluation is not None
     found = faithfulness.measured(prepared, spec.input, text, rows, relevance, targets, spec.evaluation.steps,
                                   None, spec.evaluation.random_orders)
-    morf, lerf, random = (round(float(np.mean(column)), 4) for column in zip(
-        *((c.aopc_morf, c.aopc_lerf, c.aopc_random) for c, _ in found), strict=True))
-    return {"aopc_morf": morf, "aopc_lerf": lerf, "aopc_random": random}
+    return [(c.aopc_morf, c.aopc_lerf, c.aopc_random) for c, _ in found]
 
 
 Candidate = tuple[str | dict[str, Any], dict[str, Any]]  # a composite and its parameters
