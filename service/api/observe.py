@@ -50,7 +50,7 @@ class RequestMetricsMiddleware:
             route, params = self._match(scope)
         template = getattr(route, "path", "")  # "/explain/{model}", "/predict/{model}/image", ...
         verb = template.split("/")[1] if template.startswith("/") else ""
-        if template == "/v2/models/{model}/infer":
+        if template.startswith("/v2/models/") and template.endswith("/infer"):  # the model's or a version's
             verb = "infer"
         if verb not in VERBS:
             return

@@ -10,11 +10,11 @@ and the outputs `logits` and `probabilities` (FP32 [-1, classes]). The request p
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
@@ -22,7 +22,7 @@ from service import __version__, inference
 from service.api.deps import Entry, State
 from service.api.disconnect import unless_disconnected
 from service.api.v2_codec import HEADER_LENGTH, Tensor, TensorError, read_inputs, split_body, write_outputs
-from service.errors import InvalidInputError, ServiceError, describe_validation_errors
+from service.errors import InvalidInputError, ModelNotFoundError, ServiceError, describe_validation_errors
 from service.inference.job import Job
 from service.schemas import ExplainResponse, LRPParamsBody, PredictResponse
 from service.store.registry import ModelEntry
@@ -120,6 +120,35 @@ async def model_metadata(entry: Entry) -> dict[str, Any]:
 async def model_ready(entry: Entry) -> dict[str, Any]:
     """200 when the model serves (a model that is not loaded is a 404)."""
     return {"name": entry.name, "ready": True}
+
+
+async def _versioned(entry: Entry, version: str) -> ModelEntry:
+    """The model named by `{model}` at `{version}`: only the version it serves (the sha256 of its files) is held."""
+    if version != entry.version:
+        raise ModelNotFoundError(f"model '{entry.name}' has no version '{version}'; it serves version "
+                                 f"'{entry.version}' (GET /v2/models/{entry.name})")
+    return entry
+
+
+Versioned = Annotated[ModelEntry, Depends(_versioned)]
+
+
+@router.get("/models/{model}/versions/{version}", responses={**NOT_FOUND, **NOT_READY})
+async def model_version_metadata(entry: Versioned) -> dict[str, Any]:
+    """GET /v2/models/{model} for the version it serves; any other version is a 404."""
+    return await model_metadata(entry)
+
+
+@router.get("/models/{model}/versions/{version}/ready", responses={**NOT_FOUND, **NOT_READY})
+async def model_version_ready(entry: Versioned) -> dict[str, Any]:
+    """200 when the model serves this version; any other version is a 404."""
+    return await model_ready(entry)
+
+
+@router.post("/models/{model}/versions/{version}/infer", responses=INFER_ERRORS, openapi_extra=INFER_BODY)
+async def infer_version(request: Request, state: State, entry: Versioned) -> Response:
+    """POST /v2/models/{model}/infer on the version it serves; any other version is a 404."""
+    return await infer(request, state, entry)
 
 
 @router.post("/models/{model}/infer", responses=INFER_ERRORS, openapi_extra=INFER_BODY)

@@ -179,3 +179,26 @@ def test_infer_requests_are_counted_by_model_and_status(client):
 def test_too_many_instances_is_a_413_in_the_protocol_s_form(client):
     answer = _infer(client, "walkthrough", [[1.0, 0.8, 0.2]] * 17, [17, 3])
     assert answer.status_code == 413 and "limit is 16" in answer.json()["error"]
+
+
+def test_the_served_version_answers_under_its_version_path_and_others_are_404(client):
+    version = client.get("/models/digits").json()["version"]
+    base = f"/v2/models/digits/versions/{version}"
+    assert client.get(base).json() == client.get("/v2/models/digits").json()
+    assert client.get(f"{base}/ready").json() == {"name": "digits", "ready": True}
+    body = {"inputs": [{"name": "input", "shape": [3, 1, 8, 8], "datatype": "FP32", "data": DIGITS}]}
+    before = parse(client.get("/metrics").text).get(("lrp_requests_total", labels(model="digits", verb="infer",
+                                                                                  status="200")), 0)
+    answer = client.post(f"{base}/infer", json=body)
+    assert answer.status_code == 200 and answer.json()["model_version"] == version
+    predicted = client.post("/predict/digits", json={"inputs": DIGITS}).json()["predictions"]
+    np.testing.assert_allclose(_output(answer.json(), "logits"), [p["logits"] for p in predicted], rtol=1e-6)
+    found = parse(client.get("/metrics").text)
+    assert found["lrp_requests_total", labels(model="digits", verb="infer", status="200")] == before + 1
+    for path in ("/v2/models/digits/versions/1", "/v2/models/digits/versions/1/ready"):
+        missing = client.get(path)
+        assert missing.status_code == 404
+        assert missing.json() == {"error": f"model 'digits' has no version '1'; it serves version '{version}' "
+                                           "(GET /v2/models/digits)"}
+    assert client.post("/v2/models/digits/versions/1/infer", json=body).status_code == 404
+    assert client.get(f"/v2/models/nope/versions/{version}").status_code == 404

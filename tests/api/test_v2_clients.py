@@ -47,6 +47,21 @@ def test_health_and_metadata_through_the_client(server):
     metadata = client.get_model_metadata("digits")
     assert metadata["inputs"][0] == {"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    version = metadata["versions"][0]
+    assert client.is_model_ready("digits", model_version=version)
+    assert not client.is_model_ready("digits", model_version="1")
+    assert client.get_model_metadata("digits", model_version=version) == metadata
+
+
+def test_infer_of_the_served_version_through_the_client(server):
+    base, client = server
+    version = client.get_model_metadata("digits")["versions"][0]
+    result = client.infer("digits", [_input(DIGITS, "FP32", True)], model_version=version)
+    assert result.get_response()["model_version"] == version
+    predicted = httpx2.post(f"{base}/predict/digits", json={"inputs": DIGITS[:, 0].tolist()}).json()["predictions"]
+    np.testing.assert_allclose(result.as_numpy("logits"), [p["logits"] for p in predicted], rtol=1e-6)
+    with pytest.raises(utils.InferenceServerException, match="has no version '1'"):
+        client.infer("digits", [_input(DIGITS, "FP32", True)], model_version="1")
 
 
 @pytest.mark.parametrize("binary", [True, False])
