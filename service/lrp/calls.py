@@ -21,6 +21,15 @@ def module_of(node: torch.fx.Node) -> str:
     return str(list(stack.values())[-1][0]) if stack else ""
 
 
+def module_class(node: torch.fx.Node) -> str:
+    """The class name of the innermost module that made the call ("" for the model's own forward)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    kind = list(stack.values())[-1][1]
+    return (kind if isinstance(kind, str) else getattr(kind, "__qualname__", str(kind))).rsplit(".", 1)[-1]
+
+
 def where(node: torch.fx.Node) -> str:
     stack = node.meta.get("nn_module_stack") or {}
     if not stack:

@@ -23,6 +23,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from service.lrp import calls, dims
 from service.lrp import graph as ir
 from service.lrp.errors import ModelPreparationError, UnsupportedLayerError
+from service.lrp.fuse import fuse_activations
 from service.lrp.ops import (
     CONSTANT,
     IDENTITY_CALLS,
@@ -133,7 +134,8 @@ class Converter:
         output, activation = self.strip_output_activation(output)
         if self.unsupported:
             raise UnsupportedLayerError(self.unsupported)
-        return ir.Graph(tuple(self.nodes), output, activation)
+        classes = {calls.module_of(node): calls.module_class(node) for node in self.program.graph.nodes}
+        return ir.Graph(tuple(fuse_activations(self.nodes, classes)), output, activation)
 
     def convert(self, node: torch.fx.Node) -> None:
         if node.op == "placeholder":

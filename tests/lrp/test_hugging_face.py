@@ -4,14 +4,21 @@ torch-function dispatch (tests/lrp/lxt_dispatch.py) in float64."""
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+from unittest import mock
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from service.lrp import PreparedModel
 
 T = pytest.importorskip("transformers")
 pytest.importorskip("lxt.explicit.functional")
+from transformers.activations import NewGELUActivation  # noqa: E402
+
 from tests.lrp.lxt_dispatch import LxtRules  # noqa: E402  (needs lxt)
 from tests.lrp.transformer_nets import EPS, assert_relevance_close, target_seed  # noqa: E402
 
@@ -27,8 +34,10 @@ def _frozen(model: nn.Module) -> nn.Module:
     return model
 
 
-def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = None, last: bool = False) -> torch.Tensor:
-    """Ours against lxt at the token ids; the logits at the last token for a language model."""
+def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = None, last: bool = False,
+                    lxt_patch: Any = contextlib.nullcontext) -> torch.Tensor:
+    """Ours against lxt at the token ids (with `lxt_patch()` active while lxt runs); the logits at the last token
+    for a language model."""
     def logits(**kwargs):
         out = model(input_ids=ids, **(extra or {}), **kwargs).logits
         return out[:, -1] if last else out
@@ -38,7 +47,7 @@ def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = No
     prepared = PreparedModel.from_module(model, ids, extra)
     ours = prepared.explain(ids, composite="attnlrp", output_relevance=seed, extra=extra, epsilon=EPS)
     torch.testing.assert_close(ours.logits, expected)
-    with LxtRules(EPS, model.get_input_embeddings().weight) as rules:
+    with lxt_patch(), LxtRules(EPS, model.get_input_embeddings().weight) as rules:
         out = logits()
     out.backward(seed)
     assert len(rules.leaves) == 1, "one word-embedding lookup"
@@ -79,7 +88,15 @@ def test_llama_causal_lm_at_the_last_token():
     _compare_tokens(_frozen(T.LlamaForCausalLM(config)), torch.randint(0, 50, (2, 7)), last=True)
 
 
+def _gelu_as_one_function() -> Any:
+    """lxt's own GPT-2 patch (lxt/efficient/models/gpt2.py, mlp_forward) applies the identity rule to the whole
+    activation module; under the dispatch that is one F.gelu call, which LxtRules passes through unchanged."""
+    return mock.patch.object(NewGELUActivation, "forward", lambda self, x: F.gelu(x, approximate="tanh"))
+
+
 def test_gpt2_sequence_classification():
     config = T.GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=16, use_cache=False,
                           num_labels=2, pad_token_id=0, bos_token_id=1, eos_token_id=1)
-    _compare_tokens(_frozen(T.GPT2ForSequenceClassification(config)), torch.randint(1, 50, (2, 7)))
+    model = _frozen(T.GPT2ForSequenceClassification(config))
+    assert isinstance(model.transformer.h[0].mlp.act, NewGELUActivation)  # GPT-2's gelu_new, written out
+    _compare_tokens(model, torch.randint(1, 50, (2, 7)), lxt_patch=_gelu_as_one_function)
