@@ -19,6 +19,10 @@ from service.images import decode_image
 from service.store.spec import InputSpec
 from service.text import TextModel, TokenizedText
 
+RESAMPLE_FILTERS = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
+                    "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+                    "nearest": Image.Resampling.NEAREST}  # model.json's image.resample -> Pillow's filter
+
 Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
 
 
@@ -191,10 +195,11 @@ def _base64(text: str, where: str) -> bytes:
 
 
 def image_to_array(spec: InputSpec, image: Image.Image) -> np.ndarray:
-    """The model-space [C, H, W] array of an image: mode conversion, area resize, range scaling, normalisation."""
+    """The model-space [C, H, W] array of an image: mode conversion, resize (model.json's `resample`), range scaling,
+    normalisation."""
     assert spec.image is not None
     channels, height, width = spec.shape
-    converted = image.convert(spec.image.mode).resize((width, height), Image.Resampling.BOX)
+    converted = image.convert(spec.image.mode).resize((width, height), RESAMPLE_FILTERS[spec.image.resample])
     pixels = np.asarray(converted, dtype=np.float64).reshape(height, width, channels).transpose(2, 0, 1) / 255.0
     low, high = _channel_range(spec, channels)
     return _normalize_image(spec, low + (high - low) * pixels)

@@ -21,6 +21,7 @@ from service.store.convert import ConversionError, convert_module
 from service.store.format import LoadedModel
 
 LONGEST = 512  # the most tokens a converted text model takes unless told otherwise
+PILLOW_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "area"}  # PIL.Image.Resampling values
 
 
 class Logits(nn.Module):
@@ -59,8 +60,8 @@ def text_fields(model: HuggingFaceModel, tokenizer: Any, max_tokens: int | None,
 
 
 def image_fields(model: HuggingFaceModel, processor: Any) -> dict[str, Any]:
-    """model.json's input of an image model: [C, H, W] from the processor's size and the model's channels, pixels
-    scaled to [0, 1] as the processor's rescale does, then its mean and std."""
+    """model.json's input of an image model: [C, H, W] from the processor's size and the model's channels, resized
+    with the processor's Pillow filter, pixels scaled to [0, 1] as its rescale does, then its mean and std."""
     size = processor.size
     height, width = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
     channels = int(getattr(model.config, "num_channels", 3))
@@ -68,8 +69,12 @@ def image_fields(model: HuggingFaceModel, processor: Any) -> dict[str, Any]:
         raise ConversionError("the image processor does not scale pixels by 1/255; give the model.json input by hand")
     mean = list(processor.image_mean) if processor.do_normalize else [0.0] * channels
     std = list(processor.image_std) if processor.do_normalize else [1.0] * channels
+    resample = PILLOW_FILTERS.get(int(getattr(processor, "resample", 2)))
+    if resample is None:
+        raise ConversionError(f"the image processor resizes with Pillow filter {processor.resample}, which model.json "
+                              f"cannot name (it takes {sorted(PILLOW_FILTERS.values())})")
     return {"kind": "image", "shape": [channels, height, width], "range": [0.0, 1.0],
-            "image": {"mode": "RGB" if channels == 3 else "L", "mean": mean, "std": std}}
+            "image": {"mode": "RGB" if channels == 3 else "L", "mean": mean, "std": std, "resample": resample}}
 
 
 def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: Any = None, image_processor: Any = None,

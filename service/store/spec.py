@@ -17,13 +17,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+RESAMPLING = ("area", "bilinear", "bicubic", "lanczos", "nearest")  # Pillow's BOX, BILINEAR, BICUBIC, ...
+
+
 class ImageSpec(_Strict):
-    """How an uploaded image becomes the input tensor: convert to `mode`, resize to (H, W) of the shape,
-    scale pixels to the input range, then (x - mean) / std per channel."""
+    """How an uploaded image becomes the input tensor: convert to `mode`, resize to (H, W) of the shape with
+    Pillow's `resample` filter (default "area": each pixel the mean of the ones it covers), scale pixels to the
+    input range, then (x - mean) / std per channel."""
 
     mode: Literal["L", "RGB"]
     mean: list[float]
     std: list[Annotated[float, Field(gt=0)]]
+    resample: Literal[RESAMPLING] = "area"  # type: ignore[valid-type]
 
 
 class Standardization(_Strict):

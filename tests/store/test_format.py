@@ -138,6 +138,14 @@ def test_image_input_needs_matching_channels(tmp_path):
         load_model(directory)
 
 
+def test_an_image_resampling_filter_must_be_one_pillow_has(tmp_path):
+    directory = write_model(tmp_path / "m")
+    edit_json(directory, lambda doc: doc.update(input={"kind": "image", "shape": [1, 4, 4], "range": [0, 1], "image": {
+        "mode": "L", "mean": [0], "std": [1], "resample": "smooth"}}))
+    assert_refused(directory, "input.image.resample: Input should be 'area', 'bilinear', 'bicubic', 'lanczos' or "
+                              "'nearest'")
+
+
 def test_tabular_input_needs_one_name_per_feature(tmp_path):
     directory = write_model(tmp_path / "m")
     edit_json(directory, lambda doc: doc.update(input={"kind": "tabular", "shape": [16], "features": ["a"]}))

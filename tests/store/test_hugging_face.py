@@ -67,13 +67,14 @@ def test_an_image_classifier_and_its_processor_serve_what_hugging_face_computes(
     convert_hugging_face(model, tmp_path / "pictures", image_processor=processor)
     loaded = load_model(tmp_path / "pictures")
     assert loaded.spec.input.shape == [3, 32, 32] and loaded.spec.classes == ["LABEL_0", "LABEL_1", "LABEL_2"]
-    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
-    decoded = decode_upload(loaded.spec.input, buffer.getvalue(), max_pixels=10_000)
-    with torch.no_grad():
-        expected = model(**processor(images=Image.fromarray(pixels, "RGB"), return_tensors="pt")).logits
-    torch.testing.assert_close(loaded.prepared.predict(decoded.x), expected, rtol=1e-5, atol=1e-5)
+    for height, width in ((32, 32), (45, 70), (20, 24)):  # the model's size, larger and smaller: resized alike
+        pixels = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
+        decoded = decode_upload(loaded.spec.input, buffer.getvalue(), max_pixels=10_000)
+        with torch.no_grad():
+            expected = model(**processor(images=Image.fromarray(pixels, "RGB"), return_tensors="pt")).logits
+        torch.testing.assert_close(loaded.prepared.predict(decoded.x), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_the_command_converts_a_saved_checkpoint_and_keeps_an_existing_model(tmp_path, bert, capsys):
