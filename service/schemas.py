@@ -216,6 +216,7 @@ class ServingSettings(BaseModel):
     """The limits in force for one model: its model.json `batching` values over the service's LRP_* ones."""
 
     max_batch_size: int = Field(description="most inputs in one batched pass")
+    max_batch_tokens: int = Field(description="a text model's most token positions in one pass (texts x the longest)")
     max_delay_ms: float = Field(description="how long the first queued input waits for others")
     max_queue: int = Field(description="queued inputs before requests get 503")
     timeout_s: float = Field(description="a request still queued after this long gets 504")
@@ -245,8 +246,8 @@ class ModelDetail(ModelSummary):
         "layers": [{"name": "0", "node": "_0", "op": "linear", "rule": "epsilon"},
                    {"name": "1", "node": "_1", "op": "activation", "rule": "pass"},
                    {"name": "2", "node": "_2", "op": "linear", "rule": "epsilon"}],
-        "serving": {"max_batch_size": 32, "max_delay_ms": 5.0, "max_queue": 1024, "timeout_s": 30.0,
-                    "cpu_threads": 1},
+        "serving": {"max_batch_size": 32, "max_batch_tokens": 16384, "max_delay_ms": 5.0, "max_queue": 1024,
+                    "timeout_s": 30.0, "cpu_threads": 1},
         "version": "4e1f3c0c6b1e9d7a2f8b5c3d9e0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2",
         "loaded_at": "2026-12-01T12:00:00+00:00"}]})
 

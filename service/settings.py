@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_concurrent_decodes: Annotated[Positive, Field(
         description="images decoded or drawn at once; more wait their turn")] = 2
     max_batch_size: Annotated[Positive, Field(description="most inputs in one batched pass")] = 32
+    max_batch_tokens: Annotated[Positive, Field(
+        description="most token positions in one batched pass of a text model: texts x the longest of them, padding "
+        "included (a longer text runs alone)")] = 16384
     max_delay_ms: Annotated[ZeroOrMore, Field(description="how long the first queued input waits for others")] = 5
     max_queue: Annotated[Positive, Field(description="queued inputs per model before requests get 503")] = 1024
     request_timeout_s: Annotated[Positive, Field(description="a request still queued after this long gets 504")] = 30

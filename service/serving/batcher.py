@@ -1,14 +1,16 @@
 """A generic asyncio micro-batcher: concurrent requests become few batched calls (knows nothing of torch/HTTP).
 
-Samples queue per key. A batch runs when it holds `max_batch_size` samples or when its oldest sample has
-waited `max_delay_ms`; it runs in a worker thread, and every caller gets exactly the results of its own
-samples. A request of several samples may be split across batches and shares batches with other requests.
+Samples queue per key. A batch runs when it holds `max_batch_size` samples (or, with a `size_of` for the samples,
+when one more would take n x the largest size past `max_batch_tokens`) or when its oldest sample has waited
+`max_delay_ms`; it runs in a worker thread, and every caller gets exactly the results of its own samples. A request
+of several samples may be split across batches and shares batches with other requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
@@ -91,9 +93,11 @@ class MicroBatcher:
     """Queues samples per key and runs them through `run` in batches on one worker thread."""
 
     def __init__(self, run: BatchFunction, settings: ServingConfig, executor: Executor | None = None,
-                 on_batch: Callable[[BatchRecord], None] | None = None, stats: BatchStats | None = None) -> None:
+                 on_batch: Callable[[BatchRecord], None] | None = None, stats: BatchStats | None = None,
+                 size_of: Callable[[Any], int] | None = None) -> None:
         self._run = run
         self.settings = settings
+        self._size_of = size_of  # a sample's size (a text's tokens): batches are padded to their largest
         self._owns_executor = executor is None  # a shared executor is shut down by its owner
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self._queues: dict[Hashable, deque[_Queued]] = {}
@@ -145,13 +149,27 @@ class MicroBatcher:
                     return  # idle: submit() starts a new loop when work arrives
                 continue
             due = queue[0].arrived + delay
-            if len(queue) < self.settings.max_batch_size and time.monotonic() < due:
+            count = self._batch_length(queue)
+            if count == len(queue) and count < self.settings.max_batch_size and time.monotonic() < due:
                 wakeup.clear()
                 await _wait(wakeup, due - time.monotonic())
                 continue
-            batch = [queue.popleft() for _ in range(min(len(queue), self.settings.max_batch_size))]
+            batch = [queue.popleft() for _ in range(count)]
             self._queued -= len(batch)
             await self._run_batch(key, batch)
+
+    def _batch_length(self, queue: deque[_Queued]) -> int:
+        """How many samples from the front make the next batch: at most max_batch_size, and with sizes, as many as
+        keep n x the largest within max_batch_tokens (one at least)."""
+        most = min(len(queue), self.settings.max_batch_size)
+        if self._size_of is None:
+            return most
+        largest = 0
+        for count, sample in enumerate(itertools.islice(queue, most)):
+            largest = max(largest, self._size_of(sample.request.items[sample.index]))
+            if count and (count + 1) * largest > self.settings.max_batch_tokens:
+                return count
+        return most
 
     def _drop_dead(self, queue: deque[_Queued]) -> None:
         """Remove samples of cancelled requests and fail the requests whose deadline has passed."""

@@ -18,13 +18,16 @@ class ServingConfig:
     max_queue: int
     timeout_s: float
     cpu_threads: int
+    max_batch_tokens: int
 
     @classmethod
     def resolve(cls, settings: Settings, max_batch_size: int | None = None, max_delay_ms: int | None = None,
-                timeout_s: float | None = None, cpu_threads: int | None = None) -> ServingConfig:
+                timeout_s: float | None = None, cpu_threads: int | None = None,
+                max_batch_tokens: int | None = None) -> ServingConfig:
         """A model's own values (None: not set) over the service settings; CPU threads fall back to torch's."""
         return cls(
             max_batch_size=max_batch_size or settings.max_batch_size,
+            max_batch_tokens=max_batch_tokens or settings.max_batch_tokens,
             max_delay_ms=float(settings.max_delay_ms if max_delay_ms is None else max_delay_ms),
             max_queue=settings.max_queue,
             timeout_s=float(timeout_s or settings.request_timeout_s),

@@ -101,7 +101,7 @@ class ServiceState:
             before = self.batchers.get(entry.name)
             found = self._versions[entry] = MicroBatcher(
                 run, entry.serving, self.device_thread, on_batch=self.metrics.batch_observer(entry.name),
-                stats=before.stats if before is not None else None)
+                stats=before.stats if before is not None else None, size_of=None if entry.text is None else _tokens)
             if self.is_current(entry):
                 self.batchers[entry.name] = found
         return found
@@ -142,3 +142,8 @@ class ServiceState:
         for batcher in self._versions.values():
             batcher.close()
         self.device_thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _tokens(sample: Any) -> int:
+    """A text sample's size in the batch: its token ids (the batch is padded to the longest)."""
+    return int(sample.x.shape[-1])

@@ -106,7 +106,7 @@ def load_entry(path: Path, device: torch.device, settings: Settings, name: str |
     loaded = load_model(path, name)
     own = loaded.spec.batching
     serving = ServingConfig.resolve(settings) if own is None else ServingConfig.resolve(
-        settings, own.max_batch_size, own.max_delay_ms, own.timeout_s, own.cpu_threads)
+        settings, own.max_batch_size, own.max_delay_ms, own.timeout_s, own.cpu_threads, own.max_batch_tokens)
     entry = ModelEntry(loaded.name, loaded.spec, loaded.prepared.to(device), model_space_bounds(loaded.spec.input),
                        serving, loaded.version, text=loaded.text)
     composite = entry.spec.default_composite

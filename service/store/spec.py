@@ -121,6 +121,7 @@ class BatchingSpec(_Strict):
     """Per-model batching limits and CPU threads per pass; each one left out takes the LRP_* setting."""
 
     max_batch_size: PositiveInt | None = None
+    max_batch_tokens: PositiveInt | None = None
     max_delay_ms: Annotated[int, Field(ge=0)] | None = None
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     cpu_threads: PositiveInt | None = None

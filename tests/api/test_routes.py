@@ -109,16 +109,19 @@ def test_model_detail_lists_each_layer_with_its_rule(tmp_path):
 
 def test_model_detail_shows_the_serving_limits_in_force(tmp_path):
     write_model(tmp_path / "own")
-    edit_json(tmp_path / "own", lambda doc: doc.update(batching={"max_batch_size": 4, "cpu_threads": 2}))
+    edit_json(tmp_path / "own", lambda doc: doc.update(batching={"max_batch_size": 4, "cpu_threads": 2,
+                                                                 "max_batch_tokens": 512}))
     write_model(tmp_path / "inherits")
     settings = Settings(models_dir=tmp_path, max_batch_size=16, max_delay_ms=7, max_queue=50, request_timeout_s=9,
-                        cpu_threads=3)
+                        cpu_threads=3, max_batch_tokens=2048)
     with TestClient(create_app(settings)) as served:
         wait_until(lambda: served.get("/health/ready").status_code == 200)
         assert served.get("/models/own").json()["serving"] == {
-            "max_batch_size": 4, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0, "cpu_threads": 2}
+            "max_batch_size": 4, "max_batch_tokens": 512, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0,
+            "cpu_threads": 2}
         assert served.get("/models/inherits").json()["serving"] == {
-            "max_batch_size": 16, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0, "cpu_threads": 3}
+            "max_batch_size": 16, "max_batch_tokens": 2048, "max_delay_ms": 7.0, "max_queue": 50, "timeout_s": 9.0,
+            "cpu_threads": 3}
 
 
 def test_unknown_model_is_404_everywhere(client):

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from tokenizers import Tokenizer
 
+from service import inference
 from service.api.app import create_app
 from service.colormap import colorize
 from service.settings import Settings
@@ -234,3 +235,24 @@ def test_64_concurrent_texts_of_different_lengths_each_equal_the_same_request_al
             scale = max(np.abs(expected).max(), abs(one["logit"]))
             assert np.abs(np.asarray(many["relevance"]) - expected).max() <= 1e-5 * scale
             assert many["logit"] == pytest.approx(one["logit"], rel=1e-5, abs=1e-5)
+
+
+def test_a_text_batch_holds_no_more_token_positions_than_the_budget(monkeypatch):
+    budget = 40  # texts x the longest of them, padding included
+    batches: list[list[int]] = []
+    original = inference.run_batch
+
+    def recording(entry, key, samples):
+        batches.append([int(sample.x.shape[-1]) for sample in samples])
+        return original(entry, key, samples)
+
+    monkeypatch.setattr(inference, "run_batch", recording)
+    settings = Settings(models_dir=MODELS, max_batch_size=32, max_delay_ms=20, max_batch_tokens=budget)
+    bodies = _text_bodies()[:24]
+    together = asyncio.run(_explain_all(create_app(settings, shipped_models(settings)), bodies, concurrently=True))
+    tokens = Tokenizer.from_file(str(MODELS / MODEL / "tokenizer.json"))
+    sent = sorted(len(tokens.encode(text).ids) for body in bodies for text in body["inputs"])
+    assert sorted(size for batch in batches for size in batch) == sent  # every text ran once, at its own length
+    assert all(len(batch) * max(batch) <= budget for batch in batches if len(batch) > 1)
+    assert any(len(batch) > 1 for batch in batches)
+    assert [len(answer["explanations"]) for answer in together] == [len(body["inputs"]) for body in bodies]

@@ -14,9 +14,11 @@ from service.serving.config import ServingConfig
 LIVENESS_S = 10  # a bound that only a hang reaches; not a speed measurement
 
 
-def limits(max_batch_size: int, max_delay_ms: float, max_queue: int = 1024, timeout_s: float = 30.0) -> ServingConfig:
+def limits(max_batch_size: int, max_delay_ms: float, max_queue: int = 1024, timeout_s: float = 30.0,
+           max_batch_tokens: int = 16384) -> ServingConfig:
     """Batching limits for a test (the CPU thread count does not concern the batcher)."""
-    return ServingConfig(max_batch_size, max_delay_ms, max_queue, timeout_s, cpu_threads=1)
+    return ServingConfig(max_batch_size, max_delay_ms, max_queue, timeout_s, cpu_threads=1,
+                         max_batch_tokens=max_batch_tokens)
 
 
 class Recorder:
@@ -222,3 +224,37 @@ def test_each_batch_is_reported_with_its_queue_waits_and_run_time():
     first, second = records
     assert first.run_seconds >= 0.05 > max(first.queue_waits)  # the gate held the first batch while it ran
     assert min(second.queue_waits) >= 0.05
+
+
+def test_sized_samples_fill_a_batch_up_to_the_token_budget_padded_to_the_largest():
+    """Sizes 3, 3, 4 fit 12 tokens as 3 x 4; a fourth (size 2) would make 4 x 4 = 16: it starts the next batch."""
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, limits(max_batch_size=8, max_delay_ms=50, max_batch_tokens=12), size_of=int)
+
+    async def scenario():
+        return await asyncio.gather(*(batcher.submit("k", [size]) for size in (3, 3, 4, 2)))
+
+    assert run(scenario()) == [[("k", 30)], [("k", 30)], [("k", 40)], [("k", 20)]]
+    assert [items for _, items in recorder.batches] == [[3, 3, 4], [2]]
+
+
+def test_a_sample_over_the_token_budget_runs_alone():
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, limits(max_batch_size=8, max_delay_ms=50, max_batch_tokens=10), size_of=int)
+
+    async def scenario():
+        return await asyncio.gather(*(batcher.submit("k", [size]) for size in (2, 30, 2, 2)))
+
+    assert run(scenario()) == [[("k", 20)], [("k", 300)], [("k", 20)], [("k", 20)]]
+    assert [items for _, items in recorder.batches] == [[2], [30], [2, 2]]
+
+
+def test_without_sizes_the_budget_does_not_apply():
+    recorder = Recorder()
+    batcher = MicroBatcher(recorder, limits(max_batch_size=4, max_delay_ms=60_000, max_batch_tokens=1))
+
+    async def scenario():
+        return await asyncio.gather(*(batcher.submit("k", [100 + i]) for i in range(4)))
+
+    run(scenario())
+    assert [len(items) for _, items in recorder.batches] == [4]

@@ -54,11 +54,13 @@ def test_layers_list_the_rule_of_each_layer_under_the_default_composite(registry
 def test_a_model_s_own_batching_values_win_over_the_service_settings(tmp_path):
     write_model(tmp_path / "own")
     edit_json(tmp_path / "own", lambda doc: doc.update(
-        batching={"max_batch_size": 4, "max_delay_ms": 0, "timeout_s": 2.5, "cpu_threads": 2}))
+        batching={"max_batch_size": 4, "max_delay_ms": 0, "timeout_s": 2.5, "cpu_threads": 2,
+                  "max_batch_tokens": 256}))
     write_model(tmp_path / "inherits")
-    settings = Settings(max_batch_size=32, max_delay_ms=5, max_queue=100, request_timeout_s=30, cpu_threads=3)
+    settings = Settings(max_batch_size=32, max_delay_ms=5, max_queue=100, request_timeout_s=30, cpu_threads=3,
+                        max_batch_tokens=1000)
     registry = Registry.from_directory(tmp_path, torch.device("cpu"), settings)
     assert registry.get("own").serving == ServingConfig(max_batch_size=4, max_delay_ms=0.0, max_queue=100,
-                                                        timeout_s=2.5, cpu_threads=2)
+                                                        timeout_s=2.5, cpu_threads=2, max_batch_tokens=256)
     assert registry.get("inherits").serving == ServingConfig(max_batch_size=32, max_delay_ms=5.0, max_queue=100,
-                                                             timeout_s=30.0, cpu_threads=3)
+                                                             timeout_s=30.0, cpu_threads=3, max_batch_tokens=1000)
