@@ -33,15 +33,16 @@ def methods(entry: ModelEntry) -> dict[str, dict[str, float]]:
     spec, prepared, text = entry.spec, entry.prepared, entry.text
     found = {_label(c.composite, c.params): {"aopc_morf": c.aopc_morf, "aopc_lerf": c.aopc_lerf,
                                              "aopc_random": c.aopc_random}
-             for c in evaluation.compare(entry.name, spec, prepared, text)}
+             for c in evaluation.compare(entry.name, spec, prepared, text, entry.serving)}
     rows = evaluation.examples(entry.name, spec, text)
     targets = evaluation.predicted(prepared, text, rows)
+    size = evaluation.per_pass(entry.serving, text, rows)
     if text is None:
         found["input x gradient"] = evaluation.given_aopcs(spec, prepared, text, rows, targets,
-                                                           evaluation.input_x_gradient(prepared, rows, targets))
+                                                           evaluation.input_x_gradient(prepared, rows, targets), size)
     rng = np.random.default_rng(0)
     found["random relevance"] = evaluation.given_aopcs(spec, prepared, text, rows, targets,
-                                                       [rng.normal(size=tuple(r.shape)) for r in rows])
+                                                       [rng.normal(size=tuple(r.shape)) for r in rows], size)
     return found
 
 
@@ -60,11 +61,13 @@ def epsilon_against_lrp_0(entry: ModelEntry) -> dict[float, tuple[float, float]]
     spec, prepared, text = entry.spec, entry.prepared, entry.text
     rows = evaluation.examples(entry.name, spec, text)
     targets = evaluation.predicted(prepared, text, rows)
+    size = evaluation.per_pass(entry.serving, text, rows)
 
     def morf(epsilon: float) -> np.ndarray:
         method = prepared.resolve("epsilon", **{**entry.default_params("epsilon"), "epsilon": epsilon})
         relevance = evaluation.explained(prepared, text, rows, targets, method)
-        return np.array([each[0] for each in evaluation.example_aopcs(spec, prepared, text, rows, targets, relevance)])
+        aopcs = evaluation.example_aopcs(spec, prepared, text, rows, targets, relevance, size)
+        return np.array([each[0] for each in aopcs])
 
     lrp_0 = morf(0.0)
     found = {}

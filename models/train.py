@@ -23,6 +23,8 @@ from torch import nn
 
 from models import sentiment
 from models.nets import DigitsViT
+from service.serving.config import ServingConfig
+from service.settings import Settings
 from service.store import evaluation
 from service.store.convert import convert_module
 from service.store.format import LoadedModel
@@ -258,7 +260,8 @@ def chosen_default(loaded: LoadedModel, fields: dict[str, Any]) -> dict[str, Any
     """The model's fields with the default composite and parameters chosen by measurement: the best mean AOPC MoRF
     on its evaluation examples (service.store.evaluation.compare; ties keep the designed default), the comparison
     recorded under evaluation."""
-    comparison = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text)
+    serving = ServingConfig.resolve(Settings(), cpu_threads=SERVING["cpu_threads"])  # as the service would serve it
+    comparison = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text, serving)
     best = comparison[0]
     return {**fields, "default_composite": best.composite, "default_params": best.params,
             "evaluation": {**fields["evaluation"], "comparison": [c.model_dump() for c in comparison]}}

@@ -10,7 +10,8 @@ The scheme, so that a served curve can be recomputed from /predict alone:
   them to the baseline: the model's baseline value (default the middle of its input range), a tabular model's
   training mean, a text model's mask token (else its pad token);
 - curve: f_0 = f(x), the target logit, then f_j after step j; AOPC = mean over j = 0..k of f_0 - f_j.
-All perturbed copies of an instance (MoRF, LeRF and every random order) go through the model as one batch.
+The perturbed copies of the instances (MoRF, LeRF and every random order) go through the model together, in passes
+of as many inputs as one batched pass of the model takes (LRP_MAX_BATCH_SIZE, and for texts LRP_MAX_BATCH_TOKENS).
 """
 
 from __future__ import annotations
@@ -94,18 +95,19 @@ def read(logits: Sequence[float], steps: int, seeds: int = 3) -> Curves:
 
 
 def measured(prepared: PreparedModel, spec: InputSpec, text: TextModel | None, rows: Sequence[torch.Tensor],
-             relevance: Sequence[np.ndarray], targets: Sequence[int], steps: int, per_step: int | None = None,
-             seeds: int = 3) -> list[tuple[Curves, int]]:
-    """The curves of each row (model space) for its target from its relevance, and its features per step; every
-    perturbed copy of every row in one pass."""
+             relevance: Sequence[np.ndarray], targets: Sequence[int], steps: int, per_step: int | None,
+             seeds: int, per_pass: int) -> list[tuple[Curves, int]]:
+    """The curves of each row (model space) for its target from its relevance, and its features per step; the
+    perturbed copies of all rows in passes of `per_pass` copies (the last one fewer)."""
     plans, counts = [], []
     for x, values in zip(rows, relevance, strict=True):
         index = features(spec, text, x)
         scores = feature_relevance(index, values)
         plans.append(plan(x, index, scores, baseline(spec, text, x), steps, per_step, seeds))
         counts.append(per_step or math.ceil(len(scores) / steps))
-    every, extra, _ = batch(text, [row for copies in plans for row in copies])
-    logits = prepared.predict(every, extra)
+    every = [row for copies in plans for row in copies]
+    logits = torch.cat([prepared.predict(*batch(text, every[start:start + per_pass])[:2])
+                        for start in range(0, len(every), per_pass)])
     found, at = [], 0
     for copies_of_row, target, count in zip(plans, targets, counts, strict=True):
         found.append((read(logits[at:at + len(copies_of_row), target].tolist(), steps, seeds), count))

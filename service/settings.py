@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_image_pixels: Annotated[Positive, Field(description="largest decoded image (width x height)")] = 40_000_000
     max_concurrent_decodes: Annotated[Positive, Field(
         description="images decoded or drawn at once; more wait their turn")] = 2
+    max_evaluation_copies: Annotated[Positive, Field(
+        description="most perturbed copies one /explain \"evaluate\" may ask: instances x (1 + steps x (2 + "
+        "random_orders)) (more: 413)")] = 4096
     max_batch_size: Annotated[Positive, Field(description="most inputs in one batched pass")] = 32
     max_batch_tokens: Annotated[Positive, Field(
         description="most token positions in one batched pass of a text model: texts x the longest of them, padding "

@@ -63,6 +63,12 @@ async def explain(request: Request, state: State, entry: Entry, body: ExplainReq
                       else preferred_output(request.headers.get("accept"), entry.text is not None))
     asked = body.evaluate
     evaluation = None if asked is None else Evaluation(asked.steps, asked.features_per_step, asked.random_orders)
+    limit = state.settings.max_evaluation_copies
+    if evaluation is not None and evaluation.copies(len(decoded.rows)) > limit:
+        raise PayloadTooLargeError(
+            f"evaluate asks the model to run {evaluation.copies(len(decoded.rows))} inputs ({len(decoded.rows)} "
+            f"instances x (1 + {evaluation.steps} steps x (2 + {evaluation.random_orders} random orders))); the limit "
+            f"is {limit} (LRP_MAX_EVALUATION_COPIES): ask for fewer steps, random orders or instances")
     job = inference.explain_job(entry, decoded, body.target, body.composite,
                                 body.params.model_dump(exclude_none=True), output, body.overlay and output == "png",
                                 evaluation)

@@ -1,5 +1,6 @@
-"""Faithfulness of explanations served with `"evaluate"` (service.faithfulness has the scheme): one pass over every
-perturbed copy of a batch's evaluated samples. Runs on the device thread, after the explanation."""
+"""Faithfulness of explanations served with `"evaluate"` (service.faithfulness has the scheme): the perturbed copies of
+a batch's evaluated samples together, in passes as large as the model's batched passes. Runs on the device thread,
+after the explanation."""
 
 from __future__ import annotations
 
@@ -22,14 +23,23 @@ class Evaluation:
     features_per_step: int | None = None
     random_orders: int = 3
 
+    def copies(self, instances: int) -> int:
+        """The inputs the model runs to evaluate `instances` explanations: each itself and k copies per order."""
+        return instances * (1 + self.steps * (2 + self.random_orders))
+
 
 def evaluate(entry: ModelEntry, rows: Sequence[torch.Tensor], explained: Sequence[InstanceExplanation],
              asked: Evaluation) -> list[Faithfulness]:
-    """The faithfulness of each explanation, all perturbed copies of all rows in one pass."""
+    """The faithfulness of each explanation, the perturbed copies of all rows in passes of the model's size."""
     found = faithfulness.measured(entry.prepared, entry.spec.input, entry.text, rows,
                                   [np.asarray(result.relevance) for result in explained],
                                   [result.target for result in explained], asked.steps, asked.features_per_step,
-                                  asked.random_orders)
+                                  asked.random_orders, per_pass(entry, rows))
     return [Faithfulness(aopc_morf=curves.aopc_morf, aopc_lerf=curves.aopc_lerf, aopc_random=curves.aopc_random,
                          curve_morf=curves.morf, curve_lerf=curves.lerf, curve_random=curves.random,
                          steps=asked.steps, features_per_step=per_step) for curves, per_step in found]
+
+
+def per_pass(entry: ModelEntry, rows: Sequence[torch.Tensor]) -> int:
+    """Copies per pass: what one batched pass of the model takes (texts: at the longest row's length)."""
+    return entry.serving.inputs_per_pass(None if entry.text is None else max(int(row.shape[-1]) for row in rows))

@@ -32,3 +32,10 @@ class ServingConfig:
             max_queue=settings.max_queue,
             timeout_s=float(timeout_s or settings.request_timeout_s),
             cpu_threads=resolve_cpu_threads(cpu_threads, settings.cpu_threads))
+
+    def inputs_per_pass(self, tokens: int | None = None) -> int:
+        """How many inputs one pass takes: max_batch_size, and for texts of at most `tokens` tokens no more than
+        max_batch_tokens // tokens (one at least)."""
+        if tokens is None:
+            return self.max_batch_size
+        return max(1, min(self.max_batch_size, self.max_batch_tokens // max(tokens, 1)))

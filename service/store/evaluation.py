@@ -14,26 +14,33 @@ from service import faithfulness
 from service.errors import InvalidInputError, ModelFileError
 from service.inputs import decode_instances, decode_texts, model_space_bounds
 from service.lrp import COMPOSITE_NAMES, LRPError, Method, PreparedModel
+from service.serving.config import ServingConfig
 from service.store.spec import ComparedComposite, ModelSpec
 from service.text import TextModel, batch
 
 
-def measure(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None,
-            method: Method) -> dict[str, dict[str, float]] | None:
-    """Mean AOPC (MoRF, LeRF, random orders) per method over the examples; None without examples. ModelFileError
-    for examples the model cannot take."""
+def measure(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, method: Method,
+            serving: ServingConfig) -> dict[str, dict[str, float]] | None:
+    """Mean AOPC (MoRF, LeRF, random orders) per method over the examples, in passes of `serving`'s size; None
+    without examples. ModelFileError for examples the model cannot take."""
     if spec.evaluation is None:
         return None
     rows = examples(name, spec, text)
     targets = predicted(prepared, text, rows)
+    size = per_pass(serving, text, rows)
     rng = np.random.default_rng(0)
-    found = {method.composite.name: composite_aopcs(spec, prepared, text, rows, targets, method)}
+    found = {method.composite.name: composite_aopcs(spec, prepared, text, rows, targets, method, size)}
     found["random relevance"] = given_aopcs(spec, prepared, text, rows, targets,
-                                            [rng.normal(size=tuple(r.shape)) for r in rows])
+                                            [rng.normal(size=tuple(r.shape)) for r in rows], size)
     if text is None:
         found["input x gradient"] = given_aopcs(spec, prepared, text, rows, targets,
-                                                input_x_gradient(prepared, rows, targets))
+                                                input_x_gradient(prepared, rows, targets), size)
     return found
+
+
+def per_pass(serving: ServingConfig, text: TextModel | None, rows: Sequence[torch.Tensor]) -> int:
+    """Perturbed copies per pass: what one batched pass of the model takes (texts: at the longest row's length)."""
+    return serving.inputs_per_pass(None if text is None else max(int(row.shape[-1]) for row in rows))
 
 
 def examples(name: str, spec: ModelSpec, text: TextModel | None) -> list[torch.Tensor]:
@@ -60,9 +67,9 @@ def input_x_gradient(prepared: PreparedModel, rows: Sequence[torch.Tensor], targ
 
 
 def composite_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
-                    targets: list[int], method: Method) -> dict[str, float]:
-    """The mean AOPCs of `method`'s explanations of the rows for their targets."""
-    return given_aopcs(spec, prepared, text, rows, targets, explained(prepared, text, rows, targets, method))
+                    targets: list[int], method: Method, size: int) -> dict[str, float]:
+    """The mean AOPCs of `method`'s explanations of the rows for their targets (`size` copies per pass)."""
+    return given_aopcs(spec, prepared, text, rows, targets, explained(prepared, text, rows, targets, method), size)
 
 
 def explained(prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor], targets: list[int],
@@ -74,19 +81,20 @@ def explained(prepared: PreparedModel, text: TextModel | None, rows: Sequence[to
 
 
 def given_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
-                targets: list[int], relevance: list[np.ndarray]) -> dict[str, float]:
+                targets: list[int], relevance: list[np.ndarray], size: int) -> dict[str, float]:
     """The mean AOPCs of the given relevance of the rows for their targets, by the model.json's steps and orders."""
     morf, lerf, random = (round(float(np.mean(column)), 4) for column in zip(
-        *example_aopcs(spec, prepared, text, rows, targets, relevance), strict=True))
+        *example_aopcs(spec, prepared, text, rows, targets, relevance, size), strict=True))
     return {"aopc_morf": morf, "aopc_lerf": lerf, "aopc_random": random}
 
 
 def example_aopcs(spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, rows: Sequence[torch.Tensor],
-                  targets: list[int], relevance: list[np.ndarray]) -> list[tuple[float, float, float]]:
-    """Each row's AOPC (MoRF, LeRF, random orders) for the given relevance, by the model.json's steps and orders."""
+                  targets: list[int], relevance: list[np.ndarray], size: int) -> list[tuple[float, float, float]]:
+    """Each row's AOPC (MoRF, LeRF, random orders) for the given relevance, by the model.json's steps and orders,
+    `size` perturbed copies per pass."""
     assert spec.evaluation is not None
     found = faithfulness.measured(prepared, spec.input, text, rows, relevance, targets, spec.evaluation.steps,
-                                  None, spec.evaluation.random_orders)
+                                  None, spec.evaluation.random_orders, size)
     return [(c.aopc_morf, c.aopc_lerf, c.aopc_random) for c, _ in found]
 
 
@@ -108,11 +116,13 @@ def candidates(spec: ModelSpec, prepared: PreparedModel) -> list[Candidate]:
     return found
 
 
-def compare(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None) -> list[ComparedComposite]:
+def compare(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None,
+            serving: ServingConfig) -> list[ComparedComposite]:
     """Every candidate that this model can take (zbox needs an input range) measured on the examples, best mean AOPC
     MoRF first; equal ones (to the 4 decimals kept) in the order of `candidates`."""
     rows = examples(name, spec, text)
     targets = predicted(prepared, text, rows)
+    size = per_pass(serving, text, rows)
     bounds = model_space_bounds(spec.input)
     zbox = {} if bounds is None else {"low": bounds[0], "high": bounds[1]}
     measured = []
@@ -121,6 +131,6 @@ def compare(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel
             method = prepared.resolve(composite, **{**zbox, **params})
         except LRPError:
             continue
-        aopcs = composite_aopcs(spec, prepared, text, rows, targets, method)
+        aopcs = composite_aopcs(spec, prepared, text, rows, targets, method, size)
         measured.append(ComparedComposite(composite=composite, params=params, **aopcs))
     return sorted(measured, key=lambda compared: -compared.aopc_morf)  # sorted is stable: ties keep their order

@@ -10,11 +10,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from service.api.app import create_app
 from service.figure import CURVE_HEIGHT, LERF_COLOR, MORF_COLOR, RANDOM_COLOR
-from tests.conftest import model_json
+from service.lrp import PreparedModel
+from service.settings import Settings
+from tests.conftest import MODELS, model_json, shipped_models
 
 DIGITS = load_digits().images[:2].astype(int).tolist()
 
@@ -117,3 +121,42 @@ def test_a_png_with_evaluate_draws_the_curves_under_each_panel(client, model, in
         assert after.height >= before.height + CURVE_HEIGHT  # a chart under each row of panels
         colours = {tuple(int(c) for c in p) for p in np.asarray(after.convert("RGB")).reshape(-1, 3)}
     assert {MORF_COLOR, LERF_COLOR, RANDOM_COLOR} <= colours
+
+
+def _evaluated(settings: Settings, body: dict) -> tuple[int, dict, list[int]]:
+    """Status and body of /explain/digits under `settings`, and the size of every pass the model ran."""
+    passes: list[int] = []
+    original = PreparedModel.predict
+
+    def counting(self, x, extra=None):
+        passes.append(len(x))
+        return original(self, x, extra)
+
+    with pytest.MonkeyPatch.context() as patch, TestClient(create_app(settings, shipped_models(settings))) as served:
+        patch.setattr(PreparedModel, "predict", counting)
+        response = served.post("/explain/digits", json=body)
+    return response.status_code, response.json(), passes
+
+
+def test_the_perturbed_copies_run_in_passes_of_the_batch_size_with_the_same_curves():
+    body = {"inputs": DIGITS, "evaluate": {"steps": 6, "random_orders": 2}}
+    copies = 2 * (1 + 6 * (2 + 2))
+    status, small, passes = _evaluated(Settings(models_dir=MODELS, max_batch_size=8), body)
+    assert status == 200 and passes == [8] * (copies // 8) + [copies % 8]
+    status, large, passes = _evaluated(Settings(models_dir=MODELS, max_batch_size=128), body)
+    assert status == 200 and passes == [copies]
+    for one, other in zip(small["explanations"], large["explanations"], strict=True):
+        np.testing.assert_allclose(one["faithfulness"]["curve_morf"], other["faithfulness"]["curve_morf"], rtol=1e-5)
+        np.testing.assert_allclose(one["faithfulness"]["curve_random"], other["faithfulness"]["curve_random"],
+                                   rtol=1e-5)
+
+
+def test_an_evaluation_over_the_copies_limit_is_a_413_saying_what_to_ask():
+    settings = Settings(models_dir=MODELS, max_evaluation_copies=100)
+    status, body, passes = _evaluated(settings, {"inputs": DIGITS[:2], "evaluate": {"steps": 10}})
+    assert status == 413 and passes == []
+    assert body["error"]["message"] == (
+        "evaluate asks the model to run 102 inputs (2 instances x (1 + 10 steps x (2 + 3 random orders))); the limit "
+        "is 100 (LRP_MAX_EVALUATION_COPIES): ask for fewer steps, random orders or instances")
+    status, _, _ = _evaluated(settings, {"inputs": DIGITS[:1], "evaluate": {"steps": 10}})
+    assert status == 200

@@ -13,6 +13,7 @@ import torch
 
 from service.errors import ModelFileError
 from service.lrp import LRPParams
+from service.serving.config import ServingConfig
 from service.settings import Settings
 from service.store import evaluation
 from service.store.format import load_model
@@ -108,7 +109,8 @@ def test_compare_skips_composites_the_model_cannot_take_and_ties_keep_the_design
         directory = write_model(tmp_path / designed, tiny_cnn(), default_composite=designed,
                                 evaluation={"examples": examples, "steps": 4, "random_orders": 1})
         loaded = load_model(directory)
-        compared = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text)
+        compared = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text,
+                                      ServingConfig.resolve(Settings(models_dir=tmp_path)))
         found = {(c.composite, json.dumps(c.params)): (place, c.aopc_morf) for place, c in enumerate(compared)}
         assert not {"epsilon_gamma_box", "attnlrp", "cp_lrp"} & {c.composite for c in compared}
         assert [c.aopc_morf for c in compared] == sorted((c.aopc_morf for c in compared), reverse=True)
