@@ -20,11 +20,19 @@ from service.text import TextModel, batch
 
 
 def measure(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None, method: Method,
-            serving: ServingConfig) -> dict[str, dict[str, float]] | None:
+            serving: ServingConfig, max_copies: int) -> dict[str, dict[str, float]] | None:
     """Mean AOPC (MoRF, LeRF, random orders) per method over the examples, in passes of `serving`'s size; None
-    without examples. ModelFileError for examples the model cannot take."""
+    without examples. ModelFileError for examples the model cannot take, or that ask it to run more than
+    `max_copies` inputs per method."""
     if spec.evaluation is None:
         return None
+    asked = spec.evaluation
+    copies = len(asked.examples) * (1 + asked.steps * (2 + asked.random_orders))
+    if copies > max_copies:
+        raise ModelFileError(
+            f"model '{name}': model.json: evaluation asks the model to run {copies} inputs per method "
+            f"({len(asked.examples)} examples x (1 + {asked.steps} steps x (2 + {asked.random_orders} random orders)))"
+            f"; the limit is {max_copies} (LRP_MAX_EVALUATION_COPIES)")
     rows = examples(name, spec, text)
     targets = predicted(prepared, text, rows)
     size = per_pass(serving, text, rows)

@@ -117,5 +117,6 @@ def load_entry(path: Path, device: torch.device, settings: Settings, name: str |
     except LRPError as problem:
         raise ModelFileError(f"model '{loaded.name}': {MODEL_FILE}: default_composite/default_params: "
                              f"{problem}") from None
-    measured = evaluation.measure(entry.name, entry.spec, entry.prepared, entry.text, method, entry.serving)
+    measured = evaluation.measure(entry.name, entry.spec, entry.prepared, entry.text, method, entry.serving,
+                                  settings.max_evaluation_copies)
     return dataclasses.replace(entry, faithfulness=measured)

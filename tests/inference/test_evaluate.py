@@ -152,11 +152,12 @@ def test_the_perturbed_copies_run_in_passes_of_the_batch_size_with_the_same_curv
 
 
 def test_an_evaluation_over_the_copies_limit_is_a_413_saying_what_to_ask():
-    settings = Settings(models_dir=MODELS, max_evaluation_copies=100)
-    status, body, passes = _evaluated(settings, {"inputs": DIGITS[:2], "evaluate": {"steps": 10}})
+    settings = Settings(models_dir=MODELS, max_evaluation_copies=1100)  # the shipped models' own examples ask 1020
+    asked = {"steps": 100, "random_orders": 4}
+    status, body, passes = _evaluated(settings, {"inputs": DIGITS, "evaluate": asked})
     assert status == 413 and passes == []
     assert body["error"]["message"] == (
-        "evaluate asks the model to run 102 inputs (2 instances x (1 + 10 steps x (2 + 3 random orders))); the limit "
-        "is 100 (LRP_MAX_EVALUATION_COPIES): ask for fewer steps, random orders or instances")
-    status, _, _ = _evaluated(settings, {"inputs": DIGITS[:1], "evaluate": {"steps": 10}})
+        "evaluate asks the model to run 1202 inputs (2 instances x (1 + 100 steps x (2 + 4 random orders))); the "
+        "limit is 1100 (LRP_MAX_EVALUATION_COPIES): ask for fewer steps, random orders or instances")
+    status, _, _ = _evaluated(settings, {"inputs": DIGITS[:1], "evaluate": asked})
     assert status == 200

@@ -5,6 +5,7 @@ examples the model cannot take are refused."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -118,3 +119,15 @@ def test_compare_skips_composites_the_model_cannot_take_and_ties_keep_the_design
             found[name, json.dumps(params)] for name, params in (lrp_0, epsilon))
         assert lrp_0_morf == epsilon_morf
         assert (lrp_0_place < epsilon_place) == (first == lrp_0)
+
+
+def test_examples_that_ask_for_more_runs_than_the_limit_are_refused(tmp_path):
+    directory = write_model(tmp_path / "greedy")
+    examples = torch.zeros(4, 1, 4, 4).tolist()
+    edit_json(directory, lambda doc: doc.update(evaluation={"examples": examples, "steps": 10, "random_orders": 3}))
+    with pytest.raises(ModelFileError, match=re.escape(
+            "model 'greedy': model.json: evaluation asks the model to run 204 inputs per method (4 examples x (1 + 10 "
+            "steps x (2 + 3 random orders))); the limit is 200 (LRP_MAX_EVALUATION_COPIES)")):
+        load_entry(directory, torch.device("cpu"), Settings(models_dir=tmp_path, max_evaluation_copies=200))
+    entry = load_entry(directory, torch.device("cpu"), Settings(models_dir=tmp_path, max_evaluation_copies=204))
+    assert entry.faithfulness is not None
