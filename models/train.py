@@ -23,11 +23,12 @@ from torch import nn
 
 from models import sentiment
 from models.nets import DigitsViT
-from service.serving.config import ServingConfig
 from service.settings import Settings
 from service.store import evaluation
 from service.store.convert import convert_module
-from service.store.format import LoadedModel
+from service.store.format import LoadedModel, write_spec
+from service.store.registry import serving_config
+from service.store.spec import ModelSpec
 from service.text import TextModel
 
 SEED = 0
@@ -249,22 +250,17 @@ def main() -> None:
         model, fields, *tokenizer = BUILDERS[name]()
         made = next(iter(tokenizer), None)
         loaded = convert_module(model, args.out / name, {**fields, "batching": SERVING}, tokenizer=made)
-        if "evaluation" in fields:
-            fields = chosen_default(loaded, fields)
-            convert_module(model, args.out / name, {**fields, "batching": SERVING}, tokenizer=made)
-        print(f"{name}: {fields.get('metrics') or 'hand-set weights'}, default {fields['default_composite']} "
-              f"{fields.get('default_params', {})} -> {args.out / name}")
+        spec = chosen_default(loaded) if loaded.spec.evaluation is not None else loaded.spec
+        write_spec(args.out / name, spec)
+        print(f"{name}: {fields.get('metrics') or 'hand-set weights'}, default {spec.default_composite} "
+              f"{spec.default_params} -> {args.out / name}")
 
 
-def chosen_default(loaded: LoadedModel, fields: dict[str, Any]) -> dict[str, Any]:
-    """The model's fields with the default composite and parameters chosen by measurement: the best mean AOPC MoRF
-    on its evaluation examples (service.store.evaluation.compare; ties keep the designed default), the comparison
-    recorded under evaluation."""
-    serving = ServingConfig.resolve(Settings(), cpu_threads=SERVING["cpu_threads"])  # as the service would serve it
-    comparison = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text, serving)
-    best = comparison[0]
-    return {**fields, "default_composite": best.composite, "default_params": best.params,
-            "evaluation": {**fields["evaluation"], "comparison": [c.model_dump() for c in comparison]}}
+def chosen_default(loaded: LoadedModel) -> ModelSpec:
+    """The model's spec with the default composite and parameters chosen by measurement on its evaluation examples
+    (service.store.evaluation.choose: the best mean AOPC MoRF, ties keep the designed default)."""
+    serving = serving_config(Settings(), loaded.spec)  # as the service serves it
+    return evaluation.choose(loaded.name, loaded.spec, loaded.prepared, loaded.text, serving)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Command line: `python -m service` serves (settings from LRP_* variables); `python -m service convert`
-writes a user's nn.Module as a model directory, `python -m service convert-hf` a Hugging Face checkpoint
-(see models/README.md)."""
+writes a user's nn.Module as a model directory, `python -m service convert-hf` a Hugging Face checkpoint, and
+`python -m service choose-default` measures every composite on a model's evaluation examples (see models/README.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from service.errors import ModelFileError
 from service.lrp import LRPError
 from service.serving.server import DrainingServer
 from service.settings import Settings, load_settings
+from service.store import evaluation
 from service.store.convert import ConversionError, convert_module, infer_classes, load_factory, load_state
+from service.store.format import load_model, write_spec
+from service.store.registry import serving_config
 
 
 def serve(settings: Settings) -> None:
@@ -92,6 +95,35 @@ def convert_hf(argv: list[str]) -> int:
     return 0
 
 
+def choose_default(argv: list[str]) -> int:
+    """Measure every composite (and LRP-0) on a model folder's evaluation examples and print them, best mean AOPC
+    MoRF first; with --write, make the best the model's default_composite and default_params in its model.json."""
+    parser = argparse.ArgumentParser(prog="python -m service choose-default", description=choose_default.__doc__)
+    parser.add_argument("directory", type=Path, help="a model folder whose model.json has evaluation examples")
+    parser.add_argument("--write", action="store_true", help="write the choice and the comparison into model.json")
+    args = parser.parse_args(argv)
+    try:
+        loaded = load_model(args.directory)
+        serving = serving_config(load_settings(), loaded.spec)
+        chosen = evaluation.choose(loaded.name, loaded.spec, loaded.prepared, loaded.text, serving)
+        if args.write:
+            write_spec(args.directory, chosen)
+            load_model(args.directory)  # the written folder still loads
+    except (ModelFileError, LRPError, ValueError, OSError) as problem:
+        print(f"choose-default: {problem}", file=sys.stderr)
+        return 1
+    assert chosen.evaluation is not None
+    print("composite | params | AOPC MoRF | AOPC LeRF | AOPC random")
+    for compared in chosen.evaluation.comparison:
+        print(f"{compared.composite} | {json.dumps(compared.params)} | {compared.aopc_morf:.4f} | "
+              f"{compared.aopc_lerf:.4f} | {compared.aopc_random:.4f}")
+    was = (loaded.spec.default_composite, loaded.spec.default_params)
+    best = f"{chosen.default_composite} {json.dumps(chosen.default_params)}"
+    verb = "wrote" if args.write else "would write (pass --write)"
+    print(f"best: {best}; the default was {was[0]} {json.dumps(was[1])}; {verb} model.json")
+    return 0
+
+
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
     """model.json fields from --spec, then --input-shape and --classes on top."""
     fields: dict[str, Any] = json.loads(args.spec.read_text(encoding="utf-8")) if args.spec else {}
@@ -106,15 +138,18 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch: no arguments or `serve` serves; `convert ...` and `convert-hf ...` convert."""
+    """Dispatch: no arguments or `serve` serves; `convert ...` and `convert-hf ...` convert; `choose-default ...`
+    measures."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "convert":
         return convert(argv[1:])
     if argv and argv[0] == "convert-hf":
         return convert_hf(argv[1:])
+    if argv and argv[0] == "choose-default":
+        return choose_default(argv[1:])
     if argv and argv[0] not in ("serve",):
         print("usage: python -m service [serve] | python -m service convert --help | python -m service convert-hf "
-              "--help", file=sys.stderr)
+              "--help | python -m service choose-default --help", file=sys.stderr)
         return 2
     try:
         settings = load_settings()

@@ -142,3 +142,16 @@ def compare(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel
         aopcs = composite_aopcs(spec, prepared, text, rows, targets, method, size)
         measured.append(ComparedComposite(composite=composite, params=params, **aopcs))
     return sorted(measured, key=lambda compared: -compared.aopc_morf)  # sorted is stable: ties keep their order
+
+
+def choose(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel | None,
+           serving: ServingConfig) -> ModelSpec:
+    """`spec` with the default composite and parameters chosen by measurement (the first of `compare`) and the
+    comparison recorded under evaluation; ModelFileError when model.json has no evaluation examples."""
+    if spec.evaluation is None:
+        raise ModelFileError(f"model '{name}': model.json has no evaluation examples to measure on: add "
+                             "\"evaluation\": {\"examples\": [...]} (held-out instances as /predict takes them)")
+    comparison = compare(name, spec, prepared, text, serving)
+    best = comparison[0]
+    return spec.model_copy(update={"default_composite": best.composite, "default_params": best.params,
+                                   "evaluation": spec.evaluation.model_copy(update={"comparison": comparison})})

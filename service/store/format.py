@@ -173,9 +173,15 @@ def spec_from_graph(graph: Graph, **fields: Any) -> tuple[ModelSpec, dict[str, t
 def save_model(directory: Path, spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> None:
     """Write model.json and weights.safetensors into `directory` (created if needed)."""
     directory.mkdir(parents=True, exist_ok=True)
-    document = spec.model_dump(mode="json", exclude_none=True)
-    (directory / MODEL_FILE).write_text(readable_json(document) + "\n", encoding="utf-8")
+    write_spec(directory, spec)
     save_file(dict(tensors), str(directory / WEIGHTS_FILE))
+
+
+def write_spec(directory: Path, spec: ModelSpec) -> None:
+    """Replace `directory`'s model.json with `spec` in one rename (the weights stay as they are)."""
+    staged = directory / f".{MODEL_FILE}.new"
+    staged.write_text(readable_json(spec.model_dump(mode="json", exclude_none=True)) + "\n", encoding="utf-8")
+    staged.replace(directory / MODEL_FILE)
 
 
 def readable_json(value: Any, indent: str = "") -> str:

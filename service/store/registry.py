@@ -100,13 +100,18 @@ class Registry:
         return registry
 
 
+def serving_config(settings: Settings, spec: ModelSpec) -> ServingConfig:
+    """The limits a model is served with: its model.json `batching` values over the service settings."""
+    own = spec.batching
+    return ServingConfig.resolve(settings) if own is None else ServingConfig.resolve(
+        settings, own.max_batch_size, own.max_delay_ms, own.timeout_s, own.cpu_threads, own.max_batch_tokens)
+
+
 def load_entry(path: Path, device: torch.device, settings: Settings, name: str | None = None) -> ModelEntry:
     """Load one model directory as model `name` (default: the folder's name), move it to `device`, resolve its
     serving limits, check its defaults and warm it up with one explain."""
     loaded = load_model(path, name)
-    own = loaded.spec.batching
-    serving = ServingConfig.resolve(settings) if own is None else ServingConfig.resolve(
-        settings, own.max_batch_size, own.max_delay_ms, own.timeout_s, own.cpu_threads, own.max_batch_tokens)
+    serving = serving_config(settings, loaded.spec)
     entry = ModelEntry(loaded.name, loaded.spec, loaded.prepared.to(device), model_space_bounds(loaded.spec.input),
                        serving, loaded.version, text=loaded.text)
     composite = entry.spec.default_composite

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from service.__main__ import main
 from service.errors import ModelFileError
 from service.lrp import LRPParams
 from service.serving.config import ServingConfig
@@ -131,3 +132,32 @@ def test_examples_that_ask_for_more_runs_than_the_limit_are_refused(tmp_path):
         load_entry(directory, torch.device("cpu"), Settings(models_dir=tmp_path, max_evaluation_copies=200))
     entry = load_entry(directory, torch.device("cpu"), Settings(models_dir=tmp_path, max_evaluation_copies=204))
     assert entry.faithfulness is not None
+
+
+def test_the_command_prints_the_comparison_and_writes_the_best_only_when_asked(tmp_path, capsys):
+    examples = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(2)).tolist()
+    directory = write_model(tmp_path / "mine", tiny_cnn(), default_composite="zplus",
+                            evaluation={"examples": examples, "steps": 4, "random_orders": 1})
+    before = (directory / "model.json").read_bytes()
+    assert main(["choose-default", str(directory)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert (directory / "model.json").read_bytes() == before
+    rows = [line.split(" | ") for line in printed[1:-1]]
+    morfs = [float(row[2]) for row in rows]
+    assert morfs == sorted(morfs, reverse=True) and len(rows) == len({(row[0], row[1]) for row in rows})
+    assert printed[-1].endswith("the default was zplus {}; would write (pass --write) model.json")
+    assert main(["choose-default", str(directory), "--write"]) == 0
+    written = json.loads((directory / "model.json").read_text())
+    assert (written["default_composite"], json.dumps(written["default_params"])) == (rows[0][0], rows[0][1])
+    assert [compared["aopc_morf"] for compared in written["evaluation"]["comparison"]] == morfs
+    entry = load_entry(directory, torch.device("cpu"), Settings(models_dir=tmp_path))  # measured at load, anew
+    assert entry.faithfulness is not None
+    assert entry.faithfulness[written["default_composite"]]["aopc_morf"] == pytest.approx(morfs[0], abs=1e-4)
+
+
+def test_the_command_says_what_a_model_without_examples_needs(tmp_path, capsys):
+    directory = write_model(tmp_path / "bare")
+    assert main(["choose-default", str(directory), "--write"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "choose-default: model 'bare': model.json has no evaluation examples to measure on: add \"evaluation\": "
+        "{\"examples\": [...]} (held-out instances as /predict takes them)")
