@@ -73,6 +73,8 @@ def convert_hf(argv: list[str]) -> int:
                         "and the position table's limit, at most 512)")
     parser.add_argument("--truncation", choices=["refuse", "truncate"], default="refuse",
                         help="text: refuse longer texts (422, the default) or cut them")
+    parser.add_argument("--examples", type=Path, help="JSON file: a list of held-out instances as /predict takes "
+                        "them, on which the service measures the model's faithfulness (and choose-default its default)")
     parser.add_argument("--models-dir", type=Path, help="default: LRP_MODELS_DIR, else models")
     parser.add_argument("--force", action="store_true", help="replace an existing model directory")
     args = parser.parse_args(argv)
@@ -82,7 +84,10 @@ def convert_hf(argv: list[str]) -> int:
         target = (args.models_dir or load_settings().models_dir) / args.name
         if target.exists() and not args.force:
             raise ConversionError(f"{target} exists; pass --force to replace it")
-        loaded = convert_checkpoint(args.checkpoint, target, args.max_tokens, args.truncation)
+        examples = None if args.examples is None else json.loads(args.examples.read_text(encoding="utf-8"))
+        if examples is not None and not isinstance(examples, list):
+            raise ConversionError(f"{args.examples} must hold a JSON list of instances")
+        loaded = convert_checkpoint(args.checkpoint, target, args.max_tokens, args.truncation, examples)
     except ImportError:
         print("convert-hf: needs the transformers package (pip install transformers)", file=sys.stderr)
         return 1

@@ -79,14 +79,17 @@ def image_fields(model: HuggingFaceModel, processor: Any) -> dict[str, Any]:
 
 def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: Any = None, image_processor: Any = None,
                          max_tokens: int | None = None, truncation: str = "refuse",
-                         description: str = "") -> LoadedModel:
+                         description: str = "", examples: list[Any] | None = None) -> LoadedModel:
     """Write a Hugging Face classification model as a model folder: with its fast `tokenizer` (text) or its
-    `image_processor` (images); the written folder is loaded back and checked against the model's logits."""
+    `image_processor` (images), and held-out `examples` (instances as /predict takes them) to measure its
+    faithfulness on; the written folder is loaded back and checked against the model's logits."""
     if (tokenizer is None) == (image_processor is None):
         raise ConversionError("give the tokenizer of a text model or the image processor of an image model")
     model = model.eval().float()
     fields: dict[str, Any] = {"classes": classes(model), "default_composite": "attnlrp",
                               "description": description or f"{type(model).__name__} converted from Hugging Face"}
+    if examples is not None:
+        fields["evaluation"] = {"examples": examples}
     if tokenizer is not None:
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if not isinstance(backend, Tokenizer):
@@ -99,7 +102,7 @@ def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: An
 
 
 def convert_checkpoint(checkpoint: Path, directory: Path, max_tokens: int | None = None,
-                       truncation: str = "refuse") -> LoadedModel:
+                       truncation: str = "refuse", examples: list[Any] | None = None) -> LoadedModel:
     """A checkpoint folder on this machine (from save_pretrained, or a hub download) converted; nothing is fetched."""
     import transformers
 
@@ -109,12 +112,13 @@ def convert_checkpoint(checkpoint: Path, directory: Path, max_tokens: int | None
         model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint, local_files_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint, local_files_only=True, use_fast=True)
         return convert_hugging_face(model, directory, tokenizer=tokenizer, max_tokens=max_tokens,
-                                    truncation=truncation, description=f"{architectures} from {checkpoint.name}")
+                                    truncation=truncation, description=f"{architectures} from {checkpoint.name}",
+                                    examples=examples)
     if "ForImageClassification" in architectures:
         model = transformers.AutoModelForImageClassification.from_pretrained(checkpoint, local_files_only=True)
         processor = transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
             checkpoint, local_files_only=True)
         return convert_hugging_face(model, directory, image_processor=processor,
-                                    description=f"{architectures} from {checkpoint.name}")
+                                    description=f"{architectures} from {checkpoint.name}", examples=examples)
     raise ConversionError(f"{checkpoint} holds a {architectures or 'model of no known architecture'}; the converter "
                           "takes ...ForSequenceClassification and ...ForImageClassification models")

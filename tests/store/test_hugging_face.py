@@ -5,6 +5,7 @@ processor's scaling."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from safetensors.torch import load_file
 
 from service.__main__ import main
 from service.inputs import decode_upload
+from service.settings import Settings
 from service.store.convert import ConversionError
 from service.store.format import load_model
+from service.store.registry import load_entry
 
 T = pytest.importorskip("transformers")
 from service.store.hugging_face import convert_hugging_face  # noqa: E402  (needs transformers only to be tested)
@@ -116,3 +119,27 @@ def test_the_converter_needs_exactly_one_of_tokenizer_and_processor_and_a_pad_to
 def _saved(tokenizer: object, directory: Path) -> Path:
     tokenizer.save_pretrained(directory / "tokenizer")  # type: ignore[attr-defined]
     return directory / "tokenizer"
+
+
+def test_examples_given_to_the_command_are_measured_and_choose_the_default(tmp_path, bert, capsys):
+    model, tokenizer = bert
+    checkpoint = tmp_path / "checkpoint"
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    examples = tmp_path / "examples.json"
+    examples.write_text(json.dumps(["the film was good", "a bad plot", "great acting but a bad film"]))
+    out = tmp_path / "models"
+    assert main(["convert-hf", str(checkpoint), "--name", "reviews", "--models-dir", str(out), "--examples",
+                 str(examples)]) == 0, capsys.readouterr().err
+    entry = load_entry(out / "reviews", torch.device("cpu"), Settings(models_dir=out))
+    assert entry.spec.evaluation is not None and entry.spec.evaluation.examples == json.loads(examples.read_text())
+    assert entry.faithfulness is not None and "attnlrp" in entry.faithfulness
+    assert main(["choose-default", str(out / "reviews"), "--write"]) == 0, capsys.readouterr().err
+    chosen = load_model(out / "reviews").spec
+    assert chosen.evaluation is not None and len(chosen.evaluation.comparison) > 2
+    assert (chosen.default_composite, chosen.default_params) == (chosen.evaluation.comparison[0].composite,
+                                                                 chosen.evaluation.comparison[0].params)
+    examples.write_text(json.dumps({"not": "a list"}))
+    assert main(["convert-hf", str(checkpoint), "--name", "other", "--models-dir", str(out), "--examples",
+                 str(examples)]) == 1
+    assert "must hold a JSON list of instances" in capsys.readouterr().err
