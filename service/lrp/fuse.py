@@ -1,6 +1,7 @@
 """Element-wise activation modules that write their function out as arithmetic, fused back into one activation node.
 
-Hugging Face's NewGELUActivation (GPT-2's `gelu_new`) computes 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))):
+Hugging Face's NewGELUActivation (GPT-2's `gelu_new`; likewise FastGELU, AccurateGELU and CLIP's QuickGELU)
+computes 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))):
 captured call by call, the product and sum rules would split its relevance between `0.5 x` and the tanh branch, and
 the constant 1 would absorb a share. AttnLRP passes relevance through an activation unchanged, so one call of such a
 module becomes one `activation` node (R_in = R_out), as lxt's GPT-2 patch does. A run is fused only when it reads one
@@ -20,7 +21,8 @@ from service.lrp.ops.activation import ACTIVATION
 
 GELU_TANH: tuple[str, dict[str, Any]] = ("gelu", {"approximate": "tanh"})
 WRITTEN_OUT: dict[str, tuple[str, dict[str, Any]]] = {  # module class name -> the activation it computes
-    "NewGELUActivation": GELU_TANH, "FastGELUActivation": GELU_TANH, "AccurateGELUActivation": GELU_TANH}
+    "NewGELUActivation": GELU_TANH, "FastGELUActivation": GELU_TANH, "AccurateGELUActivation": GELU_TANH,
+    "QuickGELUActivation": ("quick_gelu", {})}
 PROBE = torch.linspace(-8.0, 8.0, 4001)
 
 

@@ -71,3 +71,39 @@ def test_a_module_that_only_has_the_name_is_captured_call_by_call():
     assert len(graph.nodes) > 6
     prepared = PreparedModel.from_graph(graph)
     torch.testing.assert_close(prepared.predict(X), model(X).detach(), rtol=1e-5, atol=1e-5)
+
+
+class Two(nn.Module):
+    """linear -> act -> linear."""
+
+    def __init__(self, act: nn.Module) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(3)
+        self.a, self.c, self.act = nn.Linear(8, 16), nn.Linear(16, 3), act
+        with torch.no_grad():
+            for layer in (self.a, self.c):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.act(self.a(x)))
+
+
+def _epsilon(inputs: torch.Tensor, weight: torch.Tensor, z: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    """R_i = sum_j x_i w_ji R_j / (z_j + eps sign z_j), eps 1e-6 (the epsilon rule of a linear layer)."""
+    return inputs * ((relevance / (z + 1e-6 * torch.where(z >= 0, 1.0, -1.0))) @ weight)
+
+
+def test_quick_gelu_passes_relevance_unchanged_by_the_epsilon_rule_worked_by_hand():
+    model = Two(activations.QuickGELUActivation()).eval()
+    graph = graph_from_module(model, X)
+    assert [node.attrs for node in graph.nodes if node.op == "activation"] == [{"fn": "quick_gelu"}]
+    with torch.no_grad():
+        h = model.a(X)
+        g = h * torch.sigmoid(1.702 * h)  # QuickGELU's formula
+        y = model.c(g)
+    seed = torch.zeros_like(y)
+    seed[:, 1] = y[:, 1]
+    expected = _epsilon(X, model.a.weight, h, _epsilon(g, model.c.weight, y, seed))  # identity through the activation
+    ours = PreparedModel.from_graph(graph).explain(X, 1, "attnlrp")
+    torch.testing.assert_close(ours.logits, y, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.relevance, expected, rtol=1e-4, atol=1e-5)

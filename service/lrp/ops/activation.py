@@ -31,6 +31,13 @@ class Activation:
 
 
 GELU_APPROXIMATIONS = AttrType("'none' or 'tanh'", lambda v: v in ("none", "tanh"))
+
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """x sigmoid(1.702 x): Hugging Face's QuickGELUActivation (CLIP), met only as a fused module call."""
+    return x * torch.sigmoid(1.702 * x)
+
+
 ACTIVATIONS: dict[str, Activation] = {
     "relu": Activation(F.relu, nonnegative=True),
     "relu6": Activation(F.relu6, nonnegative=True),
@@ -39,6 +46,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "celu": Activation(F.celu, (("alpha", NUMBER),)),
     "gelu": Activation(F.gelu, (("approximate", GELU_APPROXIMATIONS),)),
     "silu": Activation(F.silu),
+    "quick_gelu": Activation(quick_gelu),
     "tanh": Activation(torch.tanh),
     "sigmoid": Activation(torch.sigmoid, nonnegative=True),
     "softplus": Activation(F.softplus, (("beta", NUMBER), ("threshold", NUMBER)), nonnegative=True),
