@@ -250,8 +250,10 @@ def main() -> None:
         model, fields, *tokenizer = BUILDERS[name]()
         made = next(iter(tokenizer), None)
         loaded = convert_module(model, args.out / name, {**fields, "batching": SERVING}, tokenizer=made)
-        spec = chosen_default(loaded) if loaded.spec.evaluation is not None else loaded.spec
-        write_spec(args.out / name, spec)
+        spec = loaded.spec
+        if spec.evaluation is not None:
+            spec = chosen_default(loaded)
+            write_spec(args.out / name, spec)
         print(f"{name}: {fields.get('metrics') or 'hand-set weights'}, default {spec.default_composite} "
               f"{spec.default_params} -> {args.out / name}")
 

@@ -47,9 +47,7 @@ def convert(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         fields = _fields(args)
-        target = (args.models_dir or load_settings().models_dir) / args.name
-        if target.exists() and not args.force:
-            raise ConversionError(f"{target} exists; pass --force to replace it")
+        target = _target(args)
         module = load_factory(args.factory)
         module.load_state_dict(load_state(args.weights))
         if "classes" not in fields:
@@ -81,9 +79,7 @@ def convert_hf(argv: list[str]) -> int:
     try:
         from service.store.hugging_face import convert_checkpoint
 
-        target = (args.models_dir or load_settings().models_dir) / args.name
-        if target.exists() and not args.force:
-            raise ConversionError(f"{target} exists; pass --force to replace it")
+        target = _target(args)
         examples = None if args.examples is None else json.loads(args.examples.read_text(encoding="utf-8"))
         if examples is not None and not isinstance(examples, list):
             raise ConversionError(f"{args.examples} must hold a JSON list of instances")
@@ -127,6 +123,15 @@ def choose_default(argv: list[str]) -> int:
     verb = "wrote" if args.write else "would write (pass --write)"
     print(f"best: {best}; the default was {was[0]} {json.dumps(was[1])}; {verb} model.json")
     return 0
+
+
+def _target(args: argparse.Namespace) -> Path:
+    """The folder a conversion writes: --models-dir (else LRP_MODELS_DIR) / --name, refused when it exists without
+    --force."""
+    target: Path = (args.models_dir or load_settings().models_dir) / args.name
+    if target.exists() and not args.force:
+        raise ConversionError(f"{target} exists; pass --force to replace it")
+    return target
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:

@@ -86,6 +86,11 @@ def plan(x: torch.Tensor, features: torch.Tensor, relevance: np.ndarray, baselin
     return torch.cat([x[None], *copies])
 
 
+def copies(instances: int, steps: int, seeds: int) -> int:
+    """How many inputs `plan` makes for `instances` instances: each itself, then k copies per order."""
+    return instances * (1 + steps * (2 + seeds))
+
+
 def read(logits: Sequence[float], steps: int, seeds: int = 3) -> Curves:
     """The curves from the target logits of `plan`'s copies."""
     first, rest = logits[0], list(logits[1:])

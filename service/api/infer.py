@@ -64,9 +64,10 @@ async def explain(request: Request, state: State, entry: Entry, body: ExplainReq
     asked = body.evaluate
     evaluation = None if asked is None else Evaluation(asked.steps, asked.features_per_step, asked.random_orders)
     limit = state.settings.max_evaluation_copies
-    if evaluation is not None and evaluation.copies(len(decoded.rows)) > limit:
+    runs = 0 if evaluation is None else evaluation.copies(len(decoded.rows))
+    if evaluation is not None and runs > limit:
         raise PayloadTooLargeError(
-            f"evaluate asks the model to run {evaluation.copies(len(decoded.rows))} inputs ({len(decoded.rows)} "
+            f"evaluate asks the model to run {runs} inputs ({len(decoded.rows)} "
             f"instances x (1 + {evaluation.steps} steps x (2 + {evaluation.random_orders} random orders))); the limit "
             f"is {limit} (LRP_MAX_EVALUATION_COPIES): ask for fewer steps, random orders or instances")
     job = inference.explain_job(entry, decoded, body.target, body.composite,

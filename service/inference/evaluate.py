@@ -12,6 +12,7 @@ import torch
 
 from service import faithfulness
 from service.schemas import Faithfulness, InstanceExplanation
+from service.store import evaluation
 from service.store.registry import ModelEntry
 
 
@@ -24,8 +25,8 @@ class Evaluation:
     random_orders: int = 3
 
     def copies(self, instances: int) -> int:
-        """The inputs the model runs to evaluate `instances` explanations: each itself and k copies per order."""
-        return instances * (1 + self.steps * (2 + self.random_orders))
+        """The inputs the model runs to evaluate `instances` explanations (service.faithfulness.copies)."""
+        return faithfulness.copies(instances, self.steps, self.random_orders)
 
 
 def evaluate(entry: ModelEntry, rows: Sequence[torch.Tensor], explained: Sequence[InstanceExplanation],
@@ -34,12 +35,7 @@ def evaluate(entry: ModelEntry, rows: Sequence[torch.Tensor], explained: Sequenc
     found = faithfulness.measured(entry.prepared, entry.spec.input, entry.text, rows,
                                   [np.asarray(result.relevance) for result in explained],
                                   [result.target for result in explained], asked.steps, asked.features_per_step,
-                                  asked.random_orders, per_pass(entry, rows))
+                                  asked.random_orders, evaluation.per_pass(entry.serving, entry.text, rows))
     return [Faithfulness(aopc_morf=curves.aopc_morf, aopc_lerf=curves.aopc_lerf, aopc_random=curves.aopc_random,
                          curve_morf=curves.morf, curve_lerf=curves.lerf, curve_random=curves.random,
                          steps=asked.steps, features_per_step=per_step) for curves, per_step in found]
-
-
-def per_pass(entry: ModelEntry, rows: Sequence[torch.Tensor]) -> int:
-    """Copies per pass: what one batched pass of the model takes (texts: at the longest row's length)."""
-    return entry.serving.inputs_per_pass(None if entry.text is None else max(int(row.shape[-1]) for row in rows))

@@ -27,7 +27,7 @@ def measure(name: str, spec: ModelSpec, prepared: PreparedModel, text: TextModel
     if spec.evaluation is None:
         return None
     asked = spec.evaluation
-    copies = len(asked.examples) * (1 + asked.steps * (2 + asked.random_orders))
+    copies = faithfulness.copies(len(asked.examples), asked.steps, asked.random_orders)
     if copies > max_copies:
         raise ModelFileError(
             f"model '{name}': model.json: evaluation asks the model to run {copies} inputs per method "

@@ -81,10 +81,7 @@ def test_an_image_classifier_and_its_processor_serve_what_hugging_face_computes(
 
 
 def test_the_command_converts_a_saved_checkpoint_and_keeps_an_existing_model(tmp_path, bert, capsys):
-    model, tokenizer = bert
-    checkpoint = tmp_path / "checkpoint"
-    model.save_pretrained(checkpoint)
-    tokenizer.save_pretrained(checkpoint)
+    checkpoint = _checkpoint(bert, tmp_path)
     out = tmp_path / "models"
     args = ["convert-hf", str(checkpoint), "--name", "reviews", "--models-dir", str(out), "--max-tokens", "16",
             "--truncation", "truncate"]
@@ -116,16 +113,21 @@ def test_the_converter_needs_exactly_one_of_tokenizer_and_processor_and_a_pad_to
         convert_hugging_face(model, tmp_path / "m", tokenizer=without_pad)
 
 
+def _checkpoint(bert: tuple[object, object], directory: Path) -> Path:
+    """The tiny BERT and its tokenizer saved as a Hugging Face checkpoint folder."""
+    model, tokenizer = bert
+    model.save_pretrained(directory / "checkpoint")  # type: ignore[attr-defined]
+    tokenizer.save_pretrained(directory / "checkpoint")  # type: ignore[attr-defined]
+    return directory / "checkpoint"
+
+
 def _saved(tokenizer: object, directory: Path) -> Path:
     tokenizer.save_pretrained(directory / "tokenizer")  # type: ignore[attr-defined]
     return directory / "tokenizer"
 
 
 def test_examples_given_to_the_command_are_measured_and_choose_the_default(tmp_path, bert, capsys):
-    model, tokenizer = bert
-    checkpoint = tmp_path / "checkpoint"
-    model.save_pretrained(checkpoint)
-    tokenizer.save_pretrained(checkpoint)
+    checkpoint = _checkpoint(bert, tmp_path)
     examples = tmp_path / "examples.json"
     examples.write_text(json.dumps(["the film was good", "a bad plot", "great acting but a bad film"]))
     out = tmp_path / "models"
