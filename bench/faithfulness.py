@@ -1,6 +1,6 @@
 """Faithfulness benchmark: AOPC of every composite on every shipped model's held-out examples (the 20 its model.json
 ships), against the input x gradient and random relevance, measured as the service measures a model at load
-(service.store.evaluation: model.json's steps and random orders, each example explained for its predicted class).
+(service.faithfulness.examples: model.json's steps and random orders, each example explained for its predicted class).
 
 Run: `make bench-faithfulness` or `.venv/bin/python -m bench.faithfulness`.
 Prints one Markdown table: per model and method the mean AOPC over the examples for MoRF (higher is better), LeRF
@@ -18,31 +18,26 @@ from typing import Any
 import numpy as np
 import torch
 
+from service.faithfulness import examples as evaluation
+from service.loader import ModelEntry, load_directory
 from service.settings import Settings
-from service.store import evaluation
-from service.store.registry import ModelEntry, Registry
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 MODELS_MEASURED = ("digits", "residual", "digits-vit", "breast-cancer", "sentiment")
 
 
 def methods(entry: ModelEntry) -> dict[str, dict[str, float]]:
-    """Each composite's mean AOPCs as the choice of a default measures them (service.store.evaluation.compare: LRP-0
-    included, attention composites for transformers only), the input x gradient (not for token ids) and random
+    """Each composite's mean AOPCs as the choice of a default measures them (service.faithfulness.examples.compare:
+    LRP-0 included, attention composites for transformers only), the input x gradient (not for token ids) and random
     relevance."""
-    spec, prepared, text = entry.spec, entry.prepared, entry.text
+    subject = entry.subject
     found = {_label(c.composite, c.params): {"aopc_morf": c.aopc_morf, "aopc_lerf": c.aopc_lerf,
                                              "aopc_random": c.aopc_random}
-             for c in evaluation.compare(entry.name, spec, prepared, text, entry.serving)}
-    rows = evaluation.examples(entry.name, spec, text)
-    targets = evaluation.predicted(prepared, text, rows)
-    size = evaluation.per_pass(entry.serving, text, rows)
-    if text is None:
-        found["input x gradient"] = evaluation.given_aopcs(spec, prepared, text, rows, targets,
-                                                           evaluation.input_x_gradient(prepared, rows, targets), size)
-    rng = np.random.default_rng(0)
-    found["random relevance"] = evaluation.given_aopcs(spec, prepared, text, rows, targets,
-                                                       [rng.normal(size=tuple(r.shape)) for r in rows], size)
+             for c in evaluation.compare(entry.name, entry.spec, subject)}
+    held_out = evaluation.HeldOut.of(entry.name, entry.spec, subject)
+    if entry.text is None:
+        found["input x gradient"] = held_out.aopcs(subject.input_x_gradient(held_out.rows, held_out.targets))
+    found["random relevance"] = held_out.aopcs(held_out.random_relevance())
     return found
 
 
@@ -58,16 +53,12 @@ EPSILONS = (1e-6, 0.01, 0.1, 1.0)
 def epsilon_against_lrp_0(entry: ModelEntry) -> dict[float, tuple[float, float]]:
     """For each epsilon of EPSILONS: the mean over the examples of AOPC MoRF(epsilon) - AOPC MoRF(LRP-0), paired by
     example, and its standard error."""
-    spec, prepared, text = entry.spec, entry.prepared, entry.text
-    rows = evaluation.examples(entry.name, spec, text)
-    targets = evaluation.predicted(prepared, text, rows)
-    size = evaluation.per_pass(entry.serving, text, rows)
+    held_out = evaluation.HeldOut.of(entry.name, entry.spec, entry.subject)
 
     def morf(epsilon: float) -> np.ndarray:
-        method = prepared.resolve("epsilon", **{**entry.default_params("epsilon"), "epsilon": epsilon})
-        relevance = evaluation.explained(prepared, text, rows, targets, method)
-        aopcs = evaluation.example_aopcs(spec, prepared, text, rows, targets, relevance, size)
-        return np.array([each[0] for each in aopcs])
+        method = entry.prepared.resolve("epsilon", **{**entry.default_params("epsilon"), "epsilon": epsilon})
+        relevance = entry.subject.explained(held_out.rows, held_out.targets, method)
+        return np.array([each[0] for each in held_out.per_example(relevance)])
 
     lrp_0 = morf(0.0)
     found = {}
@@ -83,7 +74,7 @@ def main() -> None:
                         help="instead: the epsilon rule at other epsilons against LRP-0, paired by example")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    registry = Registry.from_directory(MODELS, torch.device("cpu"), Settings(models_dir=MODELS))
+    registry = load_directory(MODELS, torch.device("cpu"), Settings(models_dir=MODELS))
     if args.epsilon_grid:
         print("| model | epsilon | mean AOPC MoRF - LRP-0's, paired | standard error |\n|---|---|---|---|")
         for name in MODELS_MEASURED:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from service.api.fast_json import FastJSONRoute
-from service.schemas import ExplainRequest
+from service.api.schemas import ExplainRequest
 
 ANSWER = b"{}"
 

@@ -34,14 +34,14 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from bench import models
-from service.inputs import decode_instances
+from service.loader import load_directory
 from service.lrp import use_ieee_float32
-from service.render import png_bytes
+from service.modality.instances import decode_instances
+from service.render.heatmaps import png_bytes
 from service.serving.device import resolve_device
 from service.serving.heap import freeze_long_lived
 from service.settings import Settings
-from service.store.convert import convert_module, infer_classes
-from service.store.registry import Registry
+from service.store.from_module import convert_module, infer_classes
 from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,7 +221,7 @@ def engine_throughput(models_dir: Path, device: str, model: str, batch: int, sec
                       pause_s: float) -> EngineFigures:
     """Explain throughput (inputs/s) of the engine alone at `batch`, and its batch-of-1 times (s), on the model
     the server loads, with its default composite."""
-    entry = Registry.from_directory(models_dir, resolve_device(device), Settings(models_dir=models_dir)).get(model)
+    entry = load_directory(models_dir, resolve_device(device), Settings(models_dir=models_dir)).get(model)
     images = model != "digits" and entry.spec.input.kind == "image"
     x = decode_instances(entry.spec.input, instances(model, entry.spec.input.shape, batch, images), 10**8).x
     targets: list[int | None] = [i % len(entry.classes) for i in range(batch)]

@@ -22,8 +22,8 @@ from wordfreq import top_n_list
 
 from models.nets import TextClassifier
 from service.lrp import PreparedModel
-from service.store.spec import InputSpec, TextSpec
-from service.text import TextModel, words
+from service.manifest.model_json import InputSpec, TextSpec
+from service.modality.text import TextModel, words
 
 CLASSES = ["negative", "positive"]
 MAX_TOKENS = 64

@@ -23,13 +23,14 @@ from torch import nn
 
 from models import sentiment
 from models.nets import DigitsViT
+from service.faithfulness import Subject
+from service.faithfulness import examples as evaluation
+from service.loader import serving_config
+from service.manifest.model_json import ModelSpec
+from service.modality.text import TextModel
 from service.settings import Settings
-from service.store import evaluation
-from service.store.convert import convert_module
 from service.store.format import LoadedModel, write_spec
-from service.store.registry import serving_config
-from service.store.spec import ModelSpec
-from service.text import TextModel
+from service.store.from_module import convert_module
 
 SEED = 0
 EVALUATED = 20  # held-out examples in each model.json, on which the service measures faithfulness at load
@@ -260,9 +261,10 @@ def main() -> None:
 
 def chosen_default(loaded: LoadedModel) -> ModelSpec:
     """The model's spec with the default composite and parameters chosen by measurement on its evaluation examples
-    (service.store.evaluation.choose: the best mean AOPC MoRF, ties keep the designed default)."""
+    (service.faithfulness.examples.choose: the best mean AOPC MoRF, ties keep the designed default)."""
     serving = serving_config(Settings(), loaded.spec)  # as the service serves it
-    return evaluation.choose(loaded.name, loaded.spec, loaded.prepared, loaded.text, serving)
+    return evaluation.choose(loaded.name, loaded.spec,
+                               Subject(loaded.prepared, loaded.spec.input, loaded.text, serving))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,14 @@ import uvicorn
 
 from service.api.app import create_app
 from service.errors import ModelFileError
+from service.faithfulness import Subject
+from service.faithfulness import examples as evaluation
+from service.loader import serving_config
 from service.lrp import LRPError
 from service.serving.server import DrainingServer
 from service.settings import Settings, load_settings
-from service.store import evaluation
-from service.store.convert import ConversionError, convert_module, infer_classes, load_factory, load_state
 from service.store.format import load_model, write_spec
-from service.store.registry import serving_config
+from service.store.from_module import ConversionError, convert_module, infer_classes, load_factory, load_state
 
 
 def serve(settings: Settings) -> None:
@@ -77,7 +78,7 @@ def convert_hf(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="replace an existing model directory")
     args = parser.parse_args(argv)
     try:
-        from service.store.hugging_face import convert_checkpoint
+        from service.store.from_hugging_face import convert_checkpoint
 
         target = _target(args)
         examples = None if args.examples is None else json.loads(args.examples.read_text(encoding="utf-8"))
@@ -106,7 +107,8 @@ def choose_default(argv: list[str]) -> int:
     try:
         loaded = load_model(args.directory)
         serving = serving_config(load_settings(), loaded.spec)
-        chosen = evaluation.choose(loaded.name, loaded.spec, loaded.prepared, loaded.text, serving)
+        chosen = evaluation.choose(loaded.name, loaded.spec,
+                               Subject(loaded.prepared, loaded.spec.input, loaded.text, serving))
         if args.write:
             write_spec(args.directory, chosen)
             load_model(args.directory)  # the written folder still loads

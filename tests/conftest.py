@@ -13,8 +13,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from service.api.app import create_app
+from service.loader import Registry, load_directory
 from service.settings import Settings
-from service.store.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -23,7 +23,7 @@ MODELS = ROOT / "models"
 @functools.cache
 def shipped_models(settings: Settings | None = None) -> Registry:
     """The shipped models loaded on the CPU under `settings` (which give them their serving limits), once each."""
-    return Registry.from_directory(MODELS, torch.device("cpu"), settings or Settings(models_dir=MODELS))
+    return load_directory(MODELS, torch.device("cpu"), settings or Settings(models_dir=MODELS))
 
 
 @pytest.fixture(scope="session")

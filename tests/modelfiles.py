@@ -14,8 +14,8 @@ from torch import nn
 from models.nets import TextClassifier
 from service.errors import ModelFileError
 from service.lrp.capture import graph_from_module
-from service.store.convert import convert_module
 from service.store.format import load_model, save_model, spec_from_graph
+from service.store.from_module import convert_module
 
 
 def tiny_cnn() -> nn.Module:

@@ -8,8 +8,8 @@ import torch
 from sklearn.datasets import load_digits
 
 from service.inference import BatchKey, Sample, run_batch
-from service.inputs import decode_instances
-from service.serving.state import ServiceState
+from service.modality.instances import decode_instances
+from service.runtime.state import ServiceState
 from service.settings import Settings
 from tests.conftest import MODELS
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from service.faithfulness import aopc, curves, orders, perturbed
+from service.faithfulness.scheme import aopc, curves, orders, perturbed
 from service.lrp import PreparedModel
 
 

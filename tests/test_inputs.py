@@ -7,15 +7,15 @@ import torch
 from PIL import Image
 
 from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
-from service.images import DISPLAY_MAX_SIDE, decode_image
-from service.inputs import (
+from service.manifest.model_json import InputSpec
+from service.modality.images import DISPLAY_MAX_SIDE, decode_image
+from service.modality.instances import (
     decode_instances,
     display_pixels,
     image_to_array,
     model_space_bounds,
     tabular_values,
 )
-from service.store.spec import InputSpec
 
 PIXELS = 1_000_000
 TENSOR = InputSpec(kind="tensor", shape=[2, 3])

@@ -3,8 +3,8 @@ import io
 import numpy as np
 from PIL import Image
 
-from service.colormap import colorize
-from service.render import MIN_SIDE, explanation_png, heatmap, relevance_map, scaled
+from service.render.colormap import colorize
+from service.render.heatmaps import MIN_SIDE, explanation_png, heatmap, relevance_map, scaled
 from tests.pictures import find
 
 

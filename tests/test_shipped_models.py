@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 
 from models import sentiment, train
 from models.train import SEED, main
-from service.inputs import decode_instances
+from service.modality.instances import decode_instances
 from service.store.format import load_model
 from tests.conftest import MODELS, model_json
 

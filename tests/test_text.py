@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from service.errors import InvalidInputError, ModelFileError
-from service.store.spec import InputSpec
-from service.text import TextModel, Word, top_words, words
+from service.manifest.model_json import InputSpec
+from service.modality.text import TextModel, Word, top_words, words
 from tests.modelfiles import VOCABULARY, tiny_tokenizer
 
 

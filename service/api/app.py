@@ -14,16 +14,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service import __version__, inference
-from service.api import health, infer, manage, v2
-from service.api.body_limit import BodyLimitMiddleware, Limit
+from service.api import admin, health
 from service.api.docs import install_docs
 from service.api.observe import RequestMetricsMiddleware
 from service.api.openapi import service_openapi
+from service.api.rest import routes as rest
+from service.api.schemas import ErrorDetail, ErrorResponse
+from service.api.v2 import routes as v2
 from service.errors import ServiceError, describe_validation_errors
-from service.schemas import ErrorDetail, ErrorResponse
-from service.serving.state import ServiceState
+from service.loader import Registry
+from service.runtime.state import ServiceState
 from service.settings import Settings, load_settings
-from service.store.registry import Registry
 
 log = logging.getLogger("service")
 
@@ -34,35 +35,11 @@ heatmap with `Accept: image/png`. Image models also take uploads at `/predict/{m
 `/explain/{model}/image`. Errors are `{"error": {"code", "message"}}`."""
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                   path: str = "") -> JSONResponse:
-    """The one error body of the API, `schemas.ErrorResponse`; under /v2, the Open Inference Protocol's
-    `{"error": "..."}`."""
-    if path == "/v2" or path.startswith("/v2/"):
-        return v2.v2_error(status, message, headers)
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one error body of the service's own routes, `schemas.ErrorResponse` (/v2 answers in its protocol's form:
+    service.api.v2.route)."""
     body = ErrorResponse(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
-
-
-def is_model_upload(scope: Any) -> bool:
-    """A PUT /models/{name}: its limit is LRP_MAX_MODEL_BYTES, every other body's LRP_MAX_BODY_BYTES."""
-    return bool(scope.get("method") == "PUT" and str(scope.get("path", "")).startswith("/models/"))
-
-
-def body_limit(settings: Settings, scope: Any) -> Limit:
-    """The most bytes this request's body may have, and the setting that says so."""
-    if is_model_upload(scope):
-        return settings.max_model_bytes, "LRP_MAX_MODEL_BYTES"
-    return settings.max_body_bytes, "LRP_MAX_BODY_BYTES"
-
-
-def too_large_message(rule: Limit) -> str:
-    """The 413 message for a body past its limit."""
-    limit, setting = rule
-    if setting == "LRP_MAX_MODEL_BYTES":
-        return f"the request body exceeds {limit} bytes ({setting}); a model's files together must fit in it"
-    return (f"the request body exceeds {limit} bytes ({setting}); send fewer instances per request, or images as "
-            "PNG/JPEG uploads")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -70,7 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def service_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
-        return error_response(exc.status, exc.code, exc.message, exc.headers or None, request.url.path)
+        return error_response(exc.status, exc.code, exc.message, exc.headers or None)
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -79,14 +56,14 @@ def install_error_handlers(app: FastAPI) -> None:
             where = malformed.get("loc", ("body", 0))[-1]
             reason = malformed.get("ctx", {}).get("error", "not JSON")
             return error_response(400, "malformed_json", f"the body is not valid JSON ({reason} at character "
-                                  f"{where}); send a JSON object such as {{\"inputs\": [...]}}",
-                                  path=request.url.path)
+                                  f"{where}); send a JSON object such as {{\"inputs\": [...]}}")
         message = describe_validation_errors(exc.errors(), whole="body", skip="body", limit=5)
-        return error_response(422, "invalid_request", message, path=request.url.path)
+        return error_response(422, "invalid_request", message)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed",
+                413: "payload_too_large"}.get(exc.status_code, "http_error")
         message = str(exc.detail)
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}; see /docs"
@@ -94,12 +71,11 @@ def install_error_handlers(app: FastAPI) -> None:
             message = (f"the body of {request.method} {request.url.path} could not be parsed as "
                        f"{request.headers.get('content-type', '(no Content-Type)').split(';')[0]}; send a well-formed "
                        "multipart/form-data body with the image in the field \"file\"")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}), request.url.path)
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
     async def server_fault(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "internal", "internal server error; the details are in the server log",
-                              path=request.url.path)
+        return error_response(500, "internal", "internal server error; the details are in the server log")
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
@@ -124,16 +100,12 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                   docs_url=None, redoc_url=None)
     app.state.service = state
     app.include_router(health.router)
-    app.include_router(infer.router)
+    app.include_router(rest.router)
     app.include_router(v2.router)
     if state.settings.admin_token is not None:
-        app.include_router(manage.router)
-    app.add_middleware(BodyLimitMiddleware, limit_for=lambda scope: body_limit(state.settings, scope),
-                       too_large=lambda scope, rule: error_response(413, "payload_too_large", too_large_message(rule),
-                                                                    path=str(scope.get("path", ""))))
+        app.include_router(admin.router)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics,
-                       is_model=lambda name: state.registry is not None and name in state.registry.models,
-                       routes=[*health.router.routes, *infer.router.routes, *v2.router.routes])
+                       is_model=lambda name: state.registry is not None and name in state.registry)
     install_docs(app)
     install_error_handlers(app)
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.serving.state import ServiceState
-from service.store.registry import ModelEntry
+from service.loader import ModelEntry
+from service.runtime.state import ServiceState
 
 
 async def _state(request: Request) -> ServiceState:

@@ -9,10 +9,10 @@ from fastapi.responses import Response
 
 from service.api.deps import Entry, State
 from service.api.responses import LOADING, NOT_FOUND
+from service.api.schemas import Health, LayerRule, ModelDetail, ModelSummary, ServingSettings
+from service.loader import ModelEntry
 from service.lrp import COMPOSITE_NAMES
-from service.schemas import Health, LayerRule, ModelDetail, ModelSummary, ServingSettings
 from service.serving.metrics import CONTENT_TYPE
-from service.store.registry import ModelEntry
 
 router = APIRouter()
 
@@ -36,7 +36,7 @@ async def ready(state: State) -> Health:
     """200 once every model is loaded and warmed up (refused models are listed under `failed`); 503 before, and
     again from the moment shutdown begins (SIGTERM) while requests in flight finish."""
     registry = state.check_ready()
-    return Health(status="ready", models=sorted(registry.models), failed=registry.failures)
+    return Health(status="ready", models=registry.names, failed=dict(registry.failures))
 
 
 PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
@@ -53,7 +53,7 @@ async def metrics(state: State) -> Response:
 async def list_models(state: State) -> list[ModelSummary]:
     """Every registered model: input kind and shape, classes, default composite and measured accuracy."""
     registry = state.ready_registry()
-    return [ModelSummary(**_summary_fields(registry.models[name])) for name in sorted(registry.models)]
+    return [ModelSummary(**_summary_fields(entry)) for entry in registry.entries()]
 
 
 @router.get("/models/{model}", response_model=ModelDetail, tags=["models"],

@@ -4,10 +4,8 @@ verb ("infer" for the Open Inference Protocol)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.serving.metrics import ServiceMetrics
@@ -19,12 +17,10 @@ UNKNOWN_MODEL = "(unknown)"  # one label for every unregistered name, so typos c
 class RequestMetricsMiddleware:
     """Observe status and latency of the model endpoints; other paths pass through untouched."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, is_model: Callable[[str], bool],
-                 routes: Sequence[BaseRoute]) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, is_model: Callable[[str], bool]) -> None:
         self.app = app
         self.metrics = metrics
         self.is_model = is_model
-        self.routes = routes  # to name the route of a request answered before routing (a body over the limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,8 +42,6 @@ class RequestMetricsMiddleware:
 
     def _observe(self, scope: Scope, status: int, seconds: float) -> None:
         route, params = scope.get("route"), scope.get("path_params", {})
-        if route is None:
-            route, params = self._match(scope)
         template = getattr(route, "path", "")  # "/explain/{model}", "/predict/{model}/image", ...
         verb = template.split("/")[1] if template.startswith("/") else ""
         if template.startswith("/v2/models/") and template.endswith("/infer"):  # the model's or a version's
@@ -56,11 +50,3 @@ class RequestMetricsMiddleware:
             return
         model = str(params.get("model", ""))
         self.metrics.observe_request(model if self.is_model(model) else UNKNOWN_MODEL, verb, status, seconds)
-
-    def _match(self, scope: Scope) -> tuple[BaseRoute | None, dict[str, Any]]:
-        """The route the request's path and method match, with its path parameters."""
-        for route in self.routes:
-            match, child = route.matches(scope)
-            if match == Match.FULL:
-                return route, dict(child.get("path_params", {}))
-        return None, {}

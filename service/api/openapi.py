@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 
-from service.store.registry import ModelEntry, Registry
+from service.api.v2 import routes as v2
+from service.loader import ModelEntry, Registry
 
 EXAMPLE_PATHS = {"/predict/{model}": "predict", "/explain/{model}": "explain"}
 
@@ -38,7 +41,8 @@ def service_openapi(app: FastAPI, registry: Registry | None) -> dict[str, Any]:
     """Build the schema on each call, so that it lists the models loaded by now."""
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     _drop_fastapi_validation_errors(schema)
-    models = registry.models if registry is not None else {}
+    add_models(schema, v2.REQUEST_MODELS)
+    models = {entry.name: entry for entry in registry.entries()} if registry is not None else {}
     if not models:
         return schema
     names = sorted(models)
@@ -57,6 +61,15 @@ def service_openapi(app: FastAPI, registry: Registry | None) -> dict[str, Any]:
                            "value": example_body(models[name], verb)}
                     for name in names}
     return schema
+
+
+def add_models(schema: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:
+    """The JSON schemas of bodies a route reads by hand (documented by a $ref), in the document's components."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(found.pop("$defs", {}))
+        components[model.__name__] = found
 
 
 def _drop_fastapi_validation_errors(schema: dict[str, Any]) -> None:

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi.responses import Response
 
 from service.api.fast_json import FastJSONResponse
-from service.inference.encode import Media
-from service.schemas import ErrorResponse, ExplainResponse, PredictResponse
+from service.api.rest.drawn import Media
+from service.api.schemas import ErrorResponse, ExplainResponse, PredictResponse
 
 Documented = dict[int | str, dict[str, Any]]
 

@@ -1,6 +1,6 @@
-"""A request decoded once into a frozen Job: the model, the batch key (verb, composite, parameters), one sample
-per instance with its resolved target, and how the answer is to be encoded. Every decision about a request is
-taken here: the default composite, the merged parameters, the targets."""
+"""A request decoded once into a frozen Job: the model, the batch key (verb, composite, parameters) and one sample
+per instance with its resolved target. Every decision about what a request runs is taken here, whatever protocol it
+came in: the default composite, the merged parameters, the targets."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from typing import Any, Literal
 import torch
 
 from service.errors import InvalidInputError
-from service.inference.evaluate import Evaluation
-from service.inputs import Decoded
+from service.faithfulness import Evaluation
+from service.loader import ModelEntry
 from service.lrp import ExplanationInputError, Method
-from service.store.registry import ModelEntry
+from service.modality.instances import Decoded
 
 Verb = Literal["predict", "explain"]
-Output = Literal["json", "png", "html"]
 TargetValue = int | str | None
 Target = TargetValue | Sequence[TargetValue]
 
@@ -55,8 +54,6 @@ class Job:
     decoded: Decoded
     composite: str | dict[str, Any] | None = None
     params: dict[str, Any] | None = None
-    output: Output = "json"
-    overlay: bool = False
 
 
 def predict_job(entry: ModelEntry, decoded: Decoded) -> Job:
@@ -65,16 +62,9 @@ def predict_job(entry: ModelEntry, decoded: Decoded) -> Job:
 
 
 def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: str | dict[str, Any] | None,
-                params: dict[str, Any], output: Output = "json", overlay: bool = False,
-                evaluate: Evaluation | None = None) -> Job:
-    """The job of an /explain request: the model's default composite when none is named; its parameters are the
+                params: dict[str, Any], evaluate: Evaluation | None = None) -> Job:
+    """The job of an explain request: the model's default composite when none is named; its parameters are the
     model's defaults (see ModelEntry.default_params) with the request's own values on top."""
-    if evaluate is not None and output == "html":
-        raise InvalidInputError("evaluate is answered in JSON, or drawn under the heatmaps of a PNG: ask for format "
-                                "json or png")
-    if output == "html" and entry.text is None:
-        raise InvalidInputError(f"format html draws text explanations, and model '{entry.name}' takes "
-                                f"{entry.spec.input.kind} input; ask for json or png")
     chosen = entry.spec.default_composite if composite is None else composite
     merged = {**entry.default_params(chosen), **{k: v for k, v in params.items() if v is not None}}
     targets = resolve_targets(entry, target, len(decoded.x))
@@ -83,7 +73,7 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: 
     except ExplanationInputError as problem:
         raise InvalidInputError(str(problem)) from None
     samples = tuple(Sample(row, i, t, evaluate) for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
-    return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged, output, overlay)
+    return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged)
 
 
 def resolve_targets(entry: ModelEntry, target: Target, count: int) -> list[int | None]:

@@ -1,24 +1,26 @@
 """The pipeline's asynchronous stages on the event loop: decode a request's inputs (small ones inline, large ones
-and images in a worker thread), queue its job in the model's micro-batcher, and encode the answer."""
+and images in a worker thread), queue its job in the model's micro-batcher, and have its codec encode the answer."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from service import inputs
 from service.errors import InvalidImageError, OverloadedError, PayloadTooLargeError, QueueTimeoutError
-from service.inference.encode import Media, explain_answer, predict_answer
+from service.inference.codec import Codec
 from service.inference.job import Job
-from service.inputs import Decoded
-from service.schemas import ExplainResponse, PredictResponse
+from service.inference.results import Explained, Predicted
+from service.loader import ModelEntry
+from service.modality import instances as inputs
+from service.modality.instances import Decoded
+from service.runtime.state import ServiceState
 from service.serving.batcher import DeadlineExceededError, QueueFullError
-from service.serving.state import ServiceState
-from service.store.registry import ModelEntry
 
 INLINE_VALUES = 4096  # at most this many input values are decoded on the event loop (cheaper than a thread hop)
+RequestT = TypeVar("RequestT")
+AnswerT = TypeVar("AnswerT")
 
 
 async def decode_instances(state: ServiceState, entry: ModelEntry, instances: Sequence[Any]) -> Decoded:
@@ -53,22 +55,25 @@ async def decode_upload(state: ServiceState, entry: ModelEntry, data: bytes) -> 
         return await asyncio.to_thread(inputs.decode_upload, entry.spec.input, data, state.settings.max_image_pixels)
 
 
-async def answer(state: ServiceState, job: Job) -> PredictResponse | ExplainResponse | Media:
-    """Run the job through the model's micro-batcher and encode its answer (a PNG is drawn in a worker thread).
-    Full queue: 503 with Retry-After; past the deadline while queued: 504."""
+async def run(state: ServiceState, job: Job) -> list[Predicted | Explained]:
+    """Run the job's samples through the model's micro-batcher: one result per sample, in order. Full queue: 503 with
+    Retry-After; past the deadline while queued: 504; a sample that failed alone: its error."""
     batcher = state.batcher(job.entry)
     try:
         async with state.using(job.entry):
-            results: list[Any] = await batcher.submit(job.key, job.samples)
+            return await batcher.submit(job.key, job.samples)
     except QueueFullError:
         raise OverloadedError(f"model '{job.entry.name}' has {batcher.queued} inputs queued, its limit "
                               "(LRP_MAX_QUEUE); retry after the Retry-After seconds", {"Retry-After": "1"}) from None
     except DeadlineExceededError:
         raise QueueTimeoutError(f"the request waited more than {batcher.settings.timeout_s:g} s in the queue of "
                                 f"model '{job.entry.name}' and was not run; retry later") from None
-    if job.key.method is None:
-        return predict_answer(job, results)
-    if job.output != "json":
+
+
+async def answer(state: ServiceState, codec: Codec[RequestT, AnswerT], request: RequestT, job: Job) -> AnswerT:
+    """Run the job and encode its answer with the request's codec (a drawn answer in a worker thread)."""
+    results = await run(state, job)
+    if codec.draws(request):
         async with state.image_work:  # drawing over an upload is image work too
-            return await asyncio.to_thread(explain_answer, job, results)
-    return explain_answer(job, results)
+            return await asyncio.to_thread(codec.encode_response, request, job, results)
+    return codec.encode_response(request, job, results)

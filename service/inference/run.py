@@ -1,24 +1,24 @@
-"""The device side of the pipeline: one batched pass over samples of many requests, each sample's answer or the
-error of a sample that failed alone. Runs on the device thread (service.serving.state), never on the event loop."""
+"""The device side of the pipeline: one batched pass over samples of many requests, each sample's result (plain data,
+service.inference.results) or the error of a sample that failed alone. Runs on the device thread
+(service.runtime.state), never on the event loop."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
 import numpy as np
 import torch
 
-from service import text
-from service.errors import DeviceMemoryError, InvalidInputError, NumericalError, ServiceError
-from service.inference.evaluate import Evaluation, evaluate
+from service.errors import DeviceMemoryError, InvalidInputError, NumericalError
+from service.faithfulness import Evaluation
 from service.inference.job import BatchKey, Sample
-from service.schemas import InstanceExplanation, Prediction
-from service.store.registry import ModelEntry
+from service.inference.results import Explained, Predicted, Result
+from service.loader import ModelEntry
+from service.modality import text
 
 log = logging.getLogger("service")
-
-Result = Prediction | InstanceExplanation | ServiceError
 
 
 def probabilities(entry: ModelEntry, logits: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,7 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
     targets = result.targets[:, None]
     every = probabilities(entry, result.logits)
     chosen = every.gather(1, targets)[:, 0].cpu().tolist()
-    logits_all, probabilities_all = result.logits.cpu().tolist(), every.cpu().tolist()
+    logits_all, probabilities_all = result.logits.cpu().numpy(), every.cpu().numpy()
     relevance = result.relevance.cpu().numpy()
     answers: list[Result] = []
     for i, (sample, target, logit, probability, total, delta) in enumerate(zip(
@@ -68,23 +68,23 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
                 f"inputs[{sample.position}]: its relevance is not finite under composite "
                 f"{key.method.composite.name}; try a larger epsilon or stabilizer"))
         else:
-            answers.append(InstanceExplanation(
-                target=target, label=entry.classes[target], logit=logit, probability=probability,
-                relevance=relevance_i, relevance_sum=total, conservation_delta=delta, all_logits=logits_all[i],
-                all_probabilities=probabilities_all[i]))
+            answers.append(Explained(target, logit, probability, logits_all[i], probabilities_all[i], relevance_i,
+                                     total, delta))
     return _evaluated(entry, samples, answers)
 
 
 def _evaluated(entry: ModelEntry, samples: list[Sample], answers: list[Result]) -> list[Result]:
-    """Each explanation whose request asked for it with its faithfulness, the samples of one setting in one pass."""
-    groups: dict[Evaluation, list[tuple[int, InstanceExplanation]]] = {}
+    """Each explanation whose request asked for it with its faithfulness: the perturbed copies of all samples that
+    ask the same in passes of the model's batch size, after the explanation."""
+    groups: dict[Evaluation, list[tuple[int, Explained]]] = {}
     for i, (sample, answer) in enumerate(zip(samples, answers, strict=True)):
-        if sample.evaluate is not None and isinstance(answer, InstanceExplanation):
+        if sample.evaluate is not None and isinstance(answer, Explained):
             groups.setdefault(sample.evaluate, []).append((i, answer))
     for asked, chosen in groups.items():
-        found = evaluate(entry, [samples[i].x for i, _ in chosen], [answer for _, answer in chosen], asked)
-        for (i, answer), faithful in zip(chosen, found, strict=True):
-            answers[i] = answer.model_copy(update={"faithfulness": faithful})
+        found = entry.subject.measure([samples[i].x for i, _ in chosen], [answer.relevance for _, answer in chosen],
+                                      [answer.target for _, answer in chosen], asked)
+        for (i, answer), measured in zip(chosen, found, strict=True):
+            answers[i] = dataclasses.replace(answer, faithfulness=measured)
     return answers
 
 
@@ -96,15 +96,10 @@ def model_inputs(entry: ModelEntry, samples: list[Sample]
 
 
 def _predictions(entry: ModelEntry, logits: torch.Tensor, samples: list[Sample]) -> list[Result]:
-    probs = probabilities(entry, logits).cpu().tolist()
+    probs = probabilities(entry, logits).cpu().numpy()
     answers: list[Result] = []
-    for sample, row, prob in zip(samples, logits.cpu().tolist(), probs, strict=True):
-        if not all(map(math.isfinite, row)):
-            answers.append(_overflow(entry, sample))
-            continue
-        index = max(range(len(prob)), key=prob.__getitem__)
-        answers.append(Prediction.model_validate(
-            {"class": index, "label": entry.classes[index], "probabilities": prob, "logits": row}))
+    for sample, row, prob in zip(samples, logits.cpu().numpy(), probs, strict=True):
+        answers.append(Predicted(row, prob) if np.isfinite(row).all() else _overflow(entry, sample))
     return answers
 
 

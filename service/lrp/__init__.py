@@ -2,12 +2,14 @@
 
 Entry point: `explain(model, x, target=None, composite="epsilon_plus_flat", **params)`. The ops it can explain
 are the op table `OPS`; `check_node` validates a node read from a file against it.
+
+Imports: torch only (no other package of the service).
 """
 
 from service.lrp.capture import graph_from_module
 from service.lrp.composites import COMPOSITE_NAMES, Composite
 from service.lrp.engine import PreparedModel
-from service.lrp.errors import ExplanationInputError, LRPError, ModelPreparationError, UnsupportedLayerError
+from service.lrp.exceptions import ExplanationInputError, LRPError, ModelPreparationError, UnsupportedLayerError
 from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.graph import INPUT, OUTPUT_ACTIVATIONS, Graph, Node, check_input
 from service.lrp.ops import OPS, check_node

@@ -21,7 +21,7 @@ from torch.export import Dim, ExportedProgram
 
 from service.lrp import graph as ir
 from service.lrp.convert import TOKENS_HINT, Converter
-from service.lrp.errors import ExplanationInputError, ModelPreparationError
+from service.lrp.exceptions import ExplanationInputError, ModelPreparationError
 
 _WRAPPERS = (torch.ops.higher_order.wrap_with_set_grad_enabled, torch.ops.higher_order.wrap_with_autocast)
 

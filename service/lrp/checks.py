@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from service.lrp import graph as ir
-from service.lrp.errors import ExplanationInputError
+from service.lrp.exceptions import ExplanationInputError
 
 Extra = Mapping[str, torch.Tensor] | None  # other arguments of the forward by name (an attention mask): no relevance
 Binding = tuple[ir.Node, Callable[[Any], dict[str, Any]]]  # an extra input's node and its attrs bound to x's shape

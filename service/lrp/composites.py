@@ -9,7 +9,7 @@ from typing import Any
 
 from service.lrp import graph as ir
 from service.lrp import rules
-from service.lrp.errors import ExplanationInputError
+from service.lrp.exceptions import ExplanationInputError
 from service.lrp.ops import CP, OPS, RULE_MAP_TYPES, rule_nodes
 
 RuleTable = tuple[tuple[str, str], ...]  # (layer type or name, rule) pairs, sorted: hashable

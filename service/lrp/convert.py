@@ -22,7 +22,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 
 from service.lrp import calls, dims
 from service.lrp import graph as ir
-from service.lrp.errors import ModelPreparationError, UnsupportedLayerError
+from service.lrp.exceptions import ModelPreparationError, UnsupportedLayerError
 from service.lrp.fuse import fuse_activations
 from service.lrp.ops import (
     CONSTANT,

@@ -17,7 +17,7 @@ from service.lrp import canonize, checks, composites, dims
 from service.lrp import graph as ir
 from service.lrp.capture import graph_from_module
 from service.lrp.checks import Extra
-from service.lrp.errors import ExplanationInputError
+from service.lrp.exceptions import ExplanationInputError
 from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.flow import Flow
 from service.lrp.ops import (

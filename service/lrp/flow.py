@@ -10,7 +10,7 @@ from token ids) carry none.
 from __future__ import annotations
 
 from service.lrp import graph as ir
-from service.lrp.errors import ModelPreparationError
+from service.lrp.exceptions import ModelPreparationError
 from service.lrp.ops import COMPUTED, CP, OPS, SOFTMAX, normalizing_factor
 
 _SCALING_OPS = ("mul", "div")  # where a normalising factor may be used: scaling an activation

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from service.lrp.errors import ExplanationInputError
+from service.lrp.exceptions import ExplanationInputError
 
 Bound = float | tuple[float, ...]
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from service.lrp.checks import Extra
 from service.lrp.engine import PreparedModel
-from service.lrp.errors import ExplanationInputError
+from service.lrp.exceptions import ExplanationInputError
 from service.lrp.explanation import Explanation
 from service.lrp.targets import Target
 

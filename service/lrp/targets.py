@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from service.lrp.errors import ExplanationInputError
+from service.lrp.exceptions import ExplanationInputError
 
 Target = int | Sequence[int | None] | torch.Tensor | None
 

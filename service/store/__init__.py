@@ -1,2 +1,6 @@
-"""The model store: the on-disk format (model.json + weights.safetensors), the registry of loaded models, and the
-converter from a user's nn.Module."""
+"""Persistence: a model folder on disk (`format`: model.json + weights.safetensors + tokenizer.json, read and checked
+into a prepared graph, and written), its files committed and removed atomically with their version (`files`), and
+the converters that write one from a user's nn.Module (`from_module`) or a Hugging Face model (`from_hugging_face`).
+
+Imports: service.errors, service.lrp, service.manifest, service.modality (tokenizers).
+"""

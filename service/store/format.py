@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 
 from service.errors import ModelFileError, describe_validation_errors
 from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel, check_input
+from service.manifest.model_json import GraphSpec, InputSpec, ModelSpec, NodeSpec
+from service.modality.text import TOKENIZER_FILE, TextModel
 from service.store.files import version_of
-from service.store.spec import GraphSpec, InputSpec, ModelSpec, NodeSpec
-from service.text import TOKENIZER_FILE, TextModel
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"

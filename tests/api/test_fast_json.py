@@ -7,7 +7,7 @@ from fastapi.routing import APIRoute
 
 from service.api import fast_json
 from service.api.fast_json import FastJSONResponse, FastJSONRoute, parse_json
-from service.api.infer import router
+from service.api.rest.routes import router
 
 
 def test_float32_arrays_read_back_exactly_and_other_values_as_json():

@@ -21,9 +21,9 @@ from pydantic import SecretStr
 
 from service import inference
 from service.api.app import create_app
-from service.inputs import decode_instances
+from service.loader import load_directory
+from service.modality.instances import decode_instances
 from service.settings import Settings
-from service.store.registry import Registry
 from tests.conftest import MODELS
 from tests.prometheus import labels, parse
 
@@ -62,7 +62,7 @@ def models_dir(tmp_path: Path) -> Path:
 def _client(models_dir: Path, **settings: Any) -> TestClient:
     merged = {"models_dir": models_dir, "admin_token": TOKEN, **settings}
     config = Settings(**merged)
-    return TestClient(create_app(config, Registry.from_directory(models_dir, torch.device("cpu"), config)))
+    return TestClient(create_app(config, load_directory(models_dir, torch.device("cpu"), config)))
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def client(models_dir: Path) -> Iterator[TestClient]:
 
 def test_without_an_admin_token_the_routes_do_not_exist(models_dir):
     config = Settings(models_dir=models_dir)
-    with TestClient(create_app(config, Registry.from_directory(models_dir, torch.device("cpu"), config))) as c:
+    with TestClient(create_app(config, load_directory(models_dir, torch.device("cpu"), config))) as c:
         assert c.put("/models/x", files=_files("walkthrough"), headers=AUTH).status_code == 405
         assert c.delete("/models/walkthrough", headers=AUTH).status_code == 405
         assert "put" not in c.get("/openapi.json").json()["paths"]["/models/{model}"]
@@ -104,10 +104,10 @@ def test_a_new_model_is_served_at_once_and_after_a_restart(client, models_dir):
     assert served.status_code == 200
     detail = client.get("/models/cancer").json()
     assert detail["version"] == _sha256(files) and detail["loaded_at"].endswith("+00:00")
-    restarted = Registry.from_directory(models_dir, torch.device("cpu"), Settings(models_dir=models_dir))
-    assert sorted(restarted.models) == ["cancer", "walkthrough"]
-    assert restarted.models["cancer"].version == _sha256(files)
-    entry = restarted.models["cancer"]
+    restarted = load_directory(models_dir, torch.device("cpu"), Settings(models_dir=models_dir))
+    assert restarted.names == ["cancer", "walkthrough"]
+    assert restarted.get("cancer").version == _sha256(files)
+    entry = restarted.get("cancer")
     logits = entry.prepared.predict(decode_instances(entry.spec.input, [row], max_pixels=1).x)[0].tolist()
     assert served.json()["predictions"][0]["logits"] == pytest.approx(logits, rel=1e-6)
     found = parse(client.get("/metrics").text)
@@ -211,7 +211,7 @@ def test_requests_in_flight_finish_on_the_version_they_started_with(models_dir, 
 
     monkeypatch.setattr(inference, "run_batch", slow)
     config = Settings(models_dir=models_dir, admin_token=SecretStr(TOKEN), max_delay_ms=0)
-    app = create_app(config, Registry.from_directory(models_dir, torch.device("cpu"), config))
+    app = create_app(config, load_directory(models_dir, torch.device("cpu"), config))
     image = json.loads((MODELS / "digits" / "model.json").read_text())["input"]["example"]
 
     async def scenario() -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from PIL import Image
 from service import inference
 from service.api.app import create_app
 from service.lrp import PreparedModel
-from service.render import heatmap
+from service.render.heatmaps import heatmap
 from service.settings import Settings
 from service.store.format import load_model
 from tests.conftest import MODELS, model_json

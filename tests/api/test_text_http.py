@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from service import inference
 from service.api.app import create_app
-from service.colormap import colorize
+from service.render.colormap import colorize
 from service.settings import Settings
 from tests.conftest import MODELS, shipped_models
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from service.api.v2_codec import HEADER_LENGTH
+from service.api.v2.tensors import HEADER_LENGTH
 from tests.prometheus import labels, parse
 
 DIGITS = load_digits().images[:3].astype(int).tolist()

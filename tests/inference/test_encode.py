@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from service.inference.encode import ranked_features
+from service.api.rest.codec import ranked_features
 
 
 def test_ranked_features_order_by_magnitude():

@@ -15,8 +15,8 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from service.api.app import create_app
-from service.figure import CURVE_HEIGHT, LERF_COLOR, MORF_COLOR, RANDOM_COLOR
 from service.lrp import PreparedModel
+from service.render.figure import CURVE_HEIGHT, LERF_COLOR, MORF_COLOR, RANDOM_COLOR
 from service.settings import Settings
 from tests.conftest import MODELS, model_json, shipped_models
 

@@ -6,7 +6,7 @@ import torch
 from service.errors import InvalidInputError
 from service.inference import explain_job
 from service.inference.job import resolve_targets
-from service.inputs import Decoded
+from service.modality.instances import Decoded
 from tests.conftest import model_json
 
 TWO = Decoded(torch.zeros(2, 30))

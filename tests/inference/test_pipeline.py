@@ -10,8 +10,8 @@ import time
 import httpx2
 from PIL import Image
 
-from service import inputs
 from service.api.app import create_app
+from service.modality import instances as inputs
 from service.settings import Settings
 from tests.conftest import MODELS, shipped_models
 

@@ -7,8 +7,8 @@ import torch
 
 from service.errors import DeviceMemoryError, InvalidInputError, NumericalError
 from service.inference import PREDICT, Sample, explain_job, run_batch
-from service.inputs import Decoded
 from service.lrp import PreparedModel
+from service.modality.instances import Decoded
 from tests.conftest import model_json
 
 # The 3-3-1 network of docs/rules.md, written out independently of the shipped files.
@@ -46,7 +46,7 @@ def test_walkthrough_prediction_is_logit_1_268_probability_0_78(registry):
     assert prediction.logits == pytest.approx([1.268], abs=1e-6)
     assert prediction.probabilities == pytest.approx([1 / (1 + np.exp(-1.268))], abs=1e-6)
     assert round(prediction.probabilities[0], 2) == 0.78
-    assert (prediction.class_, prediction.label) == (0, "positive")
+    assert prediction.predicted_class == 0 and registry.get("walkthrough").classes[0] == "positive"
 
 
 def test_walkthrough_epsilon_relevance_matches_the_hand_formula(registry):
@@ -76,7 +76,7 @@ def test_service_explain_equals_the_engine_on_the_same_model_and_parameters(regi
     (result,) = explain(entry, x, "benign", "epsilon", {"epsilon": 0.25})
     direct = PreparedModel.from_graph(entry.prepared.graph).explain(x, 1, "epsilon", epsilon=0.25)
     np.testing.assert_allclose(result.relevance, direct.relevance[0].numpy(), rtol=1e-6)
-    assert (result.target, result.label) == (1, "benign")
+    assert (result.target, entry.classes[result.target]) == (1, "benign")
 
 
 def test_a_batch_gives_each_sample_what_it_gets_alone(registry):

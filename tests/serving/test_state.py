@@ -8,11 +8,11 @@ from fastapi.testclient import TestClient
 from service import inference
 from service.api.app import create_app
 from service.inference import PREDICT
-from service.serving import state as service_state
+from service.loader import load as loader_load
+from service.runtime import state as service_state
+from service.runtime.state import ServiceState
 from service.serving.cpu_threads import TORCH_DEFAULT_THREADS
-from service.serving.state import ServiceState
 from service.settings import Settings
-from service.store import registry
 from tests.conftest import MODELS
 from tests.live import wait_until
 
@@ -54,7 +54,7 @@ def test_each_model_s_batches_run_on_its_own_cpu_thread_count(registry):
 
 def test_loading_warm_up_and_every_model_s_batches_run_on_the_one_device_thread(monkeypatch):
     threads: dict[str, set[str]] = {"load": set(), "batch": set()}
-    real_load, real_batch = registry.load_entry, inference.run_batch
+    real_load, real_batch = loader_load.load_entry, inference.run_batch
 
     def load_entry(*args, **kwargs):
         threads["load"].add(threading.current_thread().name)
@@ -64,7 +64,7 @@ def test_loading_warm_up_and_every_model_s_batches_run_on_the_one_device_thread(
         threads["batch"].add(threading.current_thread().name)
         return real_batch(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "load_entry", load_entry)
+    monkeypatch.setattr(loader_load, "load_entry", load_entry)
     monkeypatch.setattr(inference, "run_batch", run_batch)
     with TestClient(create_app(Settings(models_dir=MODELS))) as client:
         wait_until(lambda: client.get("/health/ready").status_code == 200)

@@ -14,12 +14,13 @@ import torch
 
 from service.__main__ import main
 from service.errors import ModelFileError
+from service.faithfulness import Subject
+from service.faithfulness import examples as evaluation
+from service.loader import load_entry
 from service.lrp import LRPParams
 from service.serving.config import ServingConfig
 from service.settings import Settings
-from service.store import evaluation
 from service.store.format import load_model
-from service.store.registry import load_entry
 from tests.conftest import model_json
 from tests.modelfiles import edit_json, tiny_cnn, write_model
 
@@ -111,8 +112,9 @@ def test_compare_skips_composites_the_model_cannot_take_and_ties_keep_the_design
         directory = write_model(tmp_path / designed, tiny_cnn(), default_composite=designed,
                                 evaluation={"examples": examples, "steps": 4, "random_orders": 1})
         loaded = load_model(directory)
-        compared = evaluation.compare(loaded.name, loaded.spec, loaded.prepared, loaded.text,
-                                      ServingConfig.resolve(Settings(models_dir=tmp_path)))
+        serving = ServingConfig.resolve(Settings(models_dir=tmp_path))
+        compared = evaluation.compare(loaded.name, loaded.spec, Subject(loaded.prepared, loaded.spec.input,
+                                                                        loaded.text, serving))
         found = {(c.composite, json.dumps(c.params)): (place, c.aopc_morf) for place, c in enumerate(compared)}
         assert not {"epsilon_gamma_box", "attnlrp", "cp_lrp"} & {c.composite for c in compared}
         assert [c.aopc_morf for c in compared] == sorted((c.aopc_morf for c in compared), reverse=True)

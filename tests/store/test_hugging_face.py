@@ -15,14 +15,14 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from service.__main__ import main
-from service.inputs import decode_upload
+from service.loader import load_entry
+from service.modality.instances import decode_upload
 from service.settings import Settings
-from service.store.convert import ConversionError
 from service.store.format import load_model
-from service.store.registry import load_entry
+from service.store.from_module import ConversionError
 
 T = pytest.importorskip("transformers")
-from service.store.hugging_face import convert_hugging_face  # noqa: E402  (needs transformers only to be tested)
+from service.store.from_hugging_face import convert_hugging_face  # noqa: E402  (needs transformers only to be tested)
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was", "good", "bad", "plot", "great", "not",
          "##s", "a", "!"]

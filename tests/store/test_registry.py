@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from service.errors import ModelNotFoundError
+from service.loader import load_directory
 from service.serving.config import ServingConfig
 from service.settings import Settings
-from service.store.registry import Registry
 from tests.modelfiles import edit_json, write_model
 
 
@@ -19,8 +19,8 @@ def test_good_models_load_while_bad_ones_are_refused_and_logged(tmp_path, caplog
     (tmp_path / "empty").mkdir()  # no model.json: not a model directory
     (tmp_path / "README.md").write_text("notes")
     with caplog.at_level(logging.ERROR, logger="service.registry"):
-        registry = Registry.from_directory(tmp_path, torch.device("cpu"), Settings())
-    assert sorted(registry.models) == ["good"]
+        registry = load_directory(tmp_path, torch.device("cpu"), Settings())
+    assert registry.names == ["good"]
     assert sorted(registry.failures) == ["bad-composite", "wrong-classes"]
     assert "model 'wrong-classes': model.json" in registry.failures["wrong-classes"]
     assert "unknown composite 'nonsense'" in registry.failures["bad-composite"]
@@ -29,8 +29,8 @@ def test_good_models_load_while_bad_ones_are_refused_and_logged(tmp_path, caplog
 
 def test_missing_directory_serves_nothing_and_says_so(tmp_path, caplog):
     with caplog.at_level(logging.ERROR, logger="service.registry"):
-        registry = Registry.from_directory(tmp_path / "absent", torch.device("cpu"), Settings())
-    assert registry.models == {} and "does not exist (set LRP_MODELS_DIR)" in caplog.text
+        registry = load_directory(tmp_path / "absent", torch.device("cpu"), Settings())
+    assert registry.names == [] and "does not exist (set LRP_MODELS_DIR)" in caplog.text
 
 
 def test_unknown_model_lists_the_available_ones(registry):
@@ -59,7 +59,7 @@ def test_a_model_s_own_batching_values_win_over_the_service_settings(tmp_path):
     write_model(tmp_path / "inherits")
     settings = Settings(max_batch_size=32, max_delay_ms=5, max_queue=100, request_timeout_s=30, cpu_threads=3,
                         max_batch_tokens=1000)
-    registry = Registry.from_directory(tmp_path, torch.device("cpu"), settings)
+    registry = load_directory(tmp_path, torch.device("cpu"), settings)
     assert registry.get("own").serving == ServingConfig(max_batch_size=4, max_delay_ms=0.0, max_queue=100,
                                                         timeout_s=2.5, cpu_threads=2, max_batch_tokens=256)
     assert registry.get("inherits").serving == ServingConfig(max_batch_size=32, max_delay_ms=5.0, max_queue=100,

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from models.nets import TextClassifier
-from service.store.convert import ConversionError, convert_module
 from service.store.format import load_model
+from service.store.from_module import ConversionError, convert_module
 from tests.modelfiles import VOCABULARY, assert_refused, edit_json, text_fields, tiny_tokenizer, write_text_model
 
 

@@ -1,0 +1,66 @@
+"""Explanations drawn for the REST answers: PNG heatmaps (over the uploaded image or the input with `overlay`),
+feature bars for tabular rows, a strip for tensors, the coloured text of a text model as a PNG or an HTML page; with
+"evaluate", each panel's faithfulness curves under it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.inference import Explained, Job
+from service.modality import instances as inputs
+from service.modality import text
+from service.render import heatmaps, text_page
+
+
+@dataclass(frozen=True)
+class Media:
+    """A drawn answer: its bytes and media type (a PNG, an HTML page)."""
+
+    body: bytes
+    media_type: str
+
+
+def drawn_text(job: Job, results: Sequence[Explained], html: bool) -> Media:
+    """Text explanations as the HTML page or the PNG of service.render.text_page."""
+    assert job.decoded.texts is not None
+    shown = []
+    for i, (result, tokens) in enumerate(zip(results, job.decoded.texts, strict=True)):
+        values = [float(v) for v in result.relevance]
+        positive, negative = text.top_words(text.words(tokens, values))
+        shown.append(text_page.Shown(title(job, i, result, len(results)), tokens, values, positive, negative))
+    if html:
+        heading = f"LRP explanation: model {job.entry.name}, composite {job.key.method.composite.name}" \
+            if job.key.method is not None else f"model {job.entry.name}"
+        return Media(text_page.text_html(heading, shown).encode("utf-8"), "text/html; charset=utf-8")
+    return Media(text_page.text_png(shown, curves(results)), "image/png")
+
+
+def curves(results: Sequence[Explained]) -> list[heatmaps.Curves | None]:
+    """Each explanation's faithfulness curves and AOPCs, for the PNG (None where not evaluated)."""
+    return [None if r.faithfulness is None else (
+        (c := r.faithfulness.curves).morf, c.lerf, c.random, (c.aopc_morf, c.aopc_lerf, c.aopc_random))
+        for r in results]
+
+
+def heatmap_png(job: Job, results: Sequence[Explained], overlay: bool) -> Media:
+    """Heatmaps at the uploaded image's size, or over the input (image models, `overlay`), or on their own."""
+    spec = job.entry.spec.input
+    bases: list[np.ndarray | None] = [None] * len(results)
+    if job.decoded.images is not None:
+        bases = list(job.decoded.images)
+    elif overlay and spec.kind == "image":
+        bases = [inputs.display_pixels(spec, sample.x) for sample in job.samples]
+    return Media(heatmaps.explanation_png(
+        [r.relevance for r in results], [title(job, i, r, len(results)) for i, r in enumerate(results)], bases,
+        overlay, spec.features if spec.kind == "tabular" else None,
+        [f"[{i}]" for i in range(spec.shape[-1])] if spec.kind == "tensor" else None, curves(results)), "image/png")
+
+
+def title(job: Job, index: int, result: Explained, count: int) -> str:
+    """What a panel explains: the class, its logit and probability (and the instance's position in a grid)."""
+    said = (f"class {job.entry.classes[result.target]}: logit {result.logit:.3g}, probability "
+            f"{result.probability:.3g}")
+    return f"#{index} {said}" if count > 1 else said

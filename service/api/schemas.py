@@ -1,0 +1,279 @@
+"""Request and response bodies of the HTTP contract (pydantic models; the parts of model.json they show come from
+service.manifest.model_json), each with an example that works as-is. The routes publish them in the OpenAPI document and
+the pipeline builds every answer from them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.manifest.model_json import ComparedComposite
+
+WALKTHROUGH_INPUT: Any = [1.0, 0.8, 0.2]
+Bound = float | list[float]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(_Body):
+    """Instances to classify: nested lists shaped like the model's input, a feature object (tabular) or a
+    base64 PNG/JPEG string (image models)."""
+
+    inputs: list[Any] = Field(min_length=1, description="One entry per instance; see GET /models/{model} for "
+                              "the input kind and shape.")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [WALKTHROUGH_INPUT]}]})
+
+
+class LRPParamsBody(_Body):
+    """LRP rule parameters; omitted ones take the model's defaults (low/high: the input range)."""
+
+    epsilon: float | None = Field(default=None, ge=0, description="epsilon rule: z + epsilon * sign(z)")
+    stabilizer: float | None = Field(default=None, ge=0, description="added to denominators of the other rules")
+    gamma: float | None = Field(default=None, ge=0, description="gamma rule: w + gamma * w+")
+    alpha: float | None = Field(default=None, ge=0, description="alpha-beta rule (alpha - beta = 1)")
+    beta: float | None = Field(default=None, ge=0, description="alpha-beta rule")
+    low: Bound | None = Field(default=None, description="zbox: lowest input value (scalar or per channel)")
+    high: Bound | None = Field(default=None, description="zbox: highest input value (scalar or per channel)")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epsilon": 0.01}]})
+
+
+TargetField = int | str | list[int | str | None] | None
+
+
+class EvaluateBody(_Body):
+    """Measure the explanation by region perturbation: remove the most relevant features first (MoRF), the least
+    relevant first (LeRF) and in random orders, in `steps` steps, and report the target logit's curves and AOPCs."""
+
+    steps: int = Field(default=10, ge=1, le=100, description="k: the number of removal steps")
+    features_per_step: int | None = Field(default=None, ge=1, description="m: features removed per step; default "
+                                          "ceil(features / steps)")
+    random_orders: int = Field(default=3, ge=0, le=20, description="random orders averaged for aopc_random")
+
+
+class ExplainRequest(_Body):
+    """What to explain: instances, the class to explain for each, the composite and its parameters."""
+
+    inputs: list[Any] = Field(min_length=1, description="Instances, as for /predict.")
+    target: TargetField = Field(default=None, description="Class index or label for all instances, one per instance "
+                                "(null: that instance's predicted class), or null for every predicted class.")
+    composite: str | dict[str, Any] | None = Field(
+        None, description="A composite name (GET /models/{model} lists them) or a rule map "
+        "{\"base\": name, \"types\": {\"linear\"|\"conv\": rule}, \"layers\": {layer: rule}}; default: the model's.")
+    params: LRPParamsBody = LRPParamsBody()
+    format: Literal["json", "png", "html"] = Field(
+        default="json", description="png: a heatmap (a grid for several instances), the same as sending Accept: "
+        "image/png; html (text models): a page of the text coloured by relevance, the same as Accept: text/html.")
+    overlay: bool = Field(default=False, description="PNG of an image model: blend the heatmap over the input image.")
+    evaluate: EvaluateBody | None = Field(default=None, description="add each explanation's faithfulness (region "
+                                          "perturbation curves and AOPC; JSON answers)")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"inputs": [WALKTHROUGH_INPUT], "target": 0, "composite": "epsilon", "params": {"epsilon": 0}}]})
+
+
+class Prediction(BaseModel):
+    """One instance's prediction."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    class_: int = Field(alias="class", description="index of the most probable class")
+    label: str
+    probabilities: list[float]
+    logits: list[float]
+
+
+class PredictResponse(BaseModel):
+    """Predictions, one per input, in order."""
+
+    model: str
+    predictions: list[Prediction]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "walkthrough",
+        "predictions": [{"class": 0, "label": "positive", "probabilities": [0.7804], "logits": [1.268]}]}]})
+
+
+class FeatureRelevance(BaseModel):
+    """A tabular feature's raw value and relevance."""
+
+    name: str
+    value: float
+    relevance: float
+
+
+class TokenRelevance(BaseModel):
+    """One token of a text as the model read it: its text, its [start, end) character offsets in the input, whether
+    the tokenizer added it (special: [CLS], [SEP]) and its relevance."""
+
+    token: str
+    start: int
+    end: int
+    special: bool
+    relevance: float
+
+
+class WordRelevance(BaseModel):
+    """A word of the input text (its word pieces merged), its offsets and its summed relevance."""
+
+    word: str
+    start: int
+    end: int
+    relevance: float
+
+
+class TextExplanation(BaseModel):
+    """A text's tokens with their relevance, and the words that pushed most for and against the target."""
+
+    tokens: list[TokenRelevance]
+    top_positive: list[WordRelevance] = Field(description="most relevant for the target first (at most 10)")
+    top_negative: list[WordRelevance] = Field(description="most relevant against the target first (at most 10)")
+    truncated: bool = Field(description="the text had more tokens than the model takes and was cut to them "
+                            "(models whose model.json says truncate; others refuse such a text)")
+
+
+class Faithfulness(BaseModel):
+    """Region perturbation of one explanation: the target logit f_0 (unperturbed), f_1..f_k after each step, most
+    relevant first, least relevant first and in random orders (their mean), and AOPC = mean_j (f_0 - f_j)."""
+
+    aopc_morf: float
+    aopc_lerf: float
+    aopc_random: float
+    curve_morf: list[float]
+    curve_lerf: list[float]
+    curve_random: list[float]
+    steps: int
+    features_per_step: int
+
+
+class InstanceExplanation(BaseModel):
+    """One instance's explanation: relevance has the shape of one input instance (in model space)."""
+
+    target: int
+    label: str
+    logit: float
+    probability: float
+    relevance: Any = Field(description="nested lists shaped like one model input")
+    relevance_sum: float
+    conservation_delta: float = Field(description="logit - relevance_sum (0 for conservative rules without bias)")
+    features: list[FeatureRelevance] | None = Field(default=None, description="tabular models: features ranked by |R|")
+    text: TextExplanation | None = Field(default=None, description="text models: tokens and top words")
+    faithfulness: Faithfulness | None = Field(default=None, description="with \"evaluate\": the perturbation "
+                                              "curves and AOPCs")
+    all_logits: list[float] = Field(default=[], exclude=True)  # every class's logit: the V2 protocol's outputs
+    all_probabilities: list[float] = Field(default=[], exclude=True)
+
+
+class ExplainResponse(BaseModel):
+    """Explanations, one per input, in order."""
+
+    model: str
+    composite: str | dict[str, Any]
+    params: dict[str, Any]
+    explanations: list[InstanceExplanation]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "model": "walkthrough", "composite": "epsilon", "params": {"epsilon": 0.0},
+        "explanations": [{"target": 0, "label": "positive", "logit": 1.268, "probability": 0.7804,
+                          "relevance": [0.47, 0.248, 0.05], "relevance_sum": 0.768,
+                          "conservation_delta": 0.5}]}]})
+
+
+class LayerRule(BaseModel):
+    """A layer, its operation and the LRP rule it gets under the default composite."""
+
+    name: str
+    node: str
+    op: str
+    rule: str
+
+
+class ModelSummary(BaseModel):
+    """A registered model: what it takes, what it predicts and how it is explained by default."""
+
+    name: str
+    description: str
+    input: dict[str, Any]
+    classes: list[str]
+    output_activation: str
+    default_composite: str | dict[str, Any]
+    default_params: dict[str, Any]
+    metrics: dict[str, Any]
+    composites: list[str]
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "walkthrough", "description": "The 3-3-1 network of the LRP walkthrough",
+        "input": {"kind": "tensor", "shape": [3], "example": WALKTHROUGH_INPUT}, "classes": ["positive"],
+        "output_activation": "sigmoid", "default_composite": "epsilon", "default_params": {"epsilon": 0.0},
+        "metrics": {}, "composites": ["epsilon_plus_flat", "epsilon"]}]})
+
+
+class ServingSettings(BaseModel):
+    """The limits in force for one model: its model.json `batching` values over the service's LRP_* ones."""
+
+    max_batch_size: int = Field(description="most inputs in one batched pass")
+    max_batch_tokens: int = Field(description="a text model's most token positions in one pass (texts x the longest)")
+    max_delay_ms: float = Field(description="how long the first queued input waits for others")
+    max_queue: int = Field(description="queued inputs before requests get 503")
+    timeout_s: float = Field(description="a request still queued after this long gets 504")
+    cpu_threads: int = Field(description="torch threads per pass")
+
+
+class ModelDetail(ModelSummary):
+    """A model with the rule each of its layers gets under the default composite, its serving limits, its version
+    and when it was loaded."""
+
+    layers: list[LayerRule]
+    serving: ServingSettings
+    version: str = Field(description="sha256 (hex) of the model's files: model.json, weights and tokenizer")
+    faithfulness: dict[str, dict[str, float]] | None = Field(
+        default=None, description="measured at load on model.json's held-out examples: mean AOPC (MoRF, LeRF, random "
+        "orders) of the default composite, the input x gradient and random relevance")
+    composite_comparison: list[ComparedComposite] = Field(
+        default=[], description="model.json's evaluation.comparison: the composites (with their parameters) measured "
+        "on the same examples when the default was chosen, best AOPC MoRF first")
+    loaded_at: str = Field(description="when this version was loaded (ISO 8601, UTC)")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "walkthrough", "description": "The 3-3-1 network of the LRP walkthrough",
+        "input": {"kind": "tensor", "shape": [3], "example": WALKTHROUGH_INPUT}, "classes": ["positive"],
+        "output_activation": "sigmoid", "default_composite": "epsilon", "default_params": {"epsilon": 0.0},
+        "metrics": {}, "composites": ["epsilon_plus_flat", "epsilon"],
+        "layers": [{"name": "0", "node": "_0", "op": "linear", "rule": "epsilon"},
+                   {"name": "1", "node": "_1", "op": "activation", "rule": "pass"},
+                   {"name": "2", "node": "_2", "op": "linear", "rule": "epsilon"}],
+        "serving": {"max_batch_size": 32, "max_batch_tokens": 16384, "max_delay_ms": 5.0, "max_queue": 1024,
+                    "timeout_s": 30.0, "cpu_threads": 1},
+        "version": "4e1f3c0c6b1e9d7a2f8b5c3d9e0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2",
+        "loaded_at": "2026-12-01T12:00:00+00:00"}]})
+
+
+class ErrorDetail(BaseModel):
+    """A stable error code and a message that says how to fix the request."""
+
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer has this shape."""
+
+    error: ErrorDetail
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "error": {"code": "model_not_found", "message": "no model named 'x'; available models are ['digits']"}}]})
+
+
+class Health(BaseModel):
+    """Liveness/readiness: the loaded models and those refused at start-up with the reason."""
+
+    status: str
+    models: list[str] = []
+    failed: dict[str, str] = {}
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ready", "models": ["digits"],
+                                                               "failed": {}}]})

@@ -1,0 +1,173 @@
+"""The Open Inference Protocol's codec: an infer request (its tensors in JSON or Triton's binary extension) becomes a
+Job, and the job's results the output tensors.
+
+Each model has one input, `input` (the instances /predict takes: FP32 [-1, *shape], or BYTES [-1] for a text model)
+and the outputs `logits` and `probabilities` (FP32 [-1, classes]). The request parameter `explain: true` adds
+`relevance` (FP32 [-1, *shape]; text: [-1, longest], zero past each text's own tokens) and `target` (INT64 [-1]);
+`composite`, `target` and `params` (an object, or its JSON text) are those of /explain.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from service.api.schemas import LRPParamsBody
+from service.api.v2.schemas import InferRequest
+from service.api.v2.tensors import HEADER_LENGTH, Tensor, TensorError, read_inputs, write_outputs
+from service.errors import InvalidInputError, ServiceError, describe_validation_errors
+from service.inference import Codec, Explained, Job, Predicted, decode_instances, explain_job, of_kind, predict_job
+from service.loader import ModelEntry
+from service.runtime.state import ServiceState
+
+INPUT = "input"
+PREDICTED = ("logits", "probabilities")
+EXPLAINED = ("relevance", "target")
+
+
+class ProtocolError(ServiceError):
+    """A request that breaks the protocol itself (its JSON, its tensors, its parameters)."""
+
+    status = 400
+    code = "bad_request"
+
+
+@dataclass(frozen=True)
+class InferCall:
+    """An infer request as read from its body: the JSON part, checked, and the binary part after it."""
+
+    request: InferRequest
+    binary: bytes = b""
+
+    @classmethod
+    def read(cls, body: bytes, header_length: str | None) -> InferCall:
+        """The body split at Inference-Header-Content-Length (all JSON without it), its JSON part parsed and checked."""
+        if header_length is not None and (not header_length.isdigit() or int(header_length) > len(body)):
+            raise ProtocolError(f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
+        cut = len(body) if header_length is None else int(header_length)
+        try:
+            document = orjson.loads(body[:cut])
+        except orjson.JSONDecodeError as problem:
+            raise ProtocolError(f"the request is not valid JSON ({problem})") from None
+        try:
+            request = InferRequest.model_validate(document)
+        except ValidationError as problem:
+            raise ProtocolError('the request must be an object with "inputs": [{"name", "shape", "datatype", '
+                                '"data"}]: ' + describe_validation_errors(problem.errors(), "request")) from None
+        return cls(request, body[cut:])
+
+    def wanted(self) -> dict[str, bool]:
+        """The outputs the request names (all it can have when it names none), each with whether it wants them as
+        binary data; a 400 for an output this request cannot have."""
+        parameters = self.request.parameters
+        known = PREDICTED + EXPLAINED if parameters.explain else PREDICTED
+        asked = self.request.outputs
+        if asked is None:
+            return dict.fromkeys(known, parameters.binary_data_output)
+        unknown = [o.name for o in asked if o.name not in known]
+        if unknown:
+            more = "" if parameters.explain else " (relevance and target need the parameter explain: true)"
+            raise ProtocolError(f"unknown output(s) {unknown}; this request has {list(known)}{more}")
+        return {o.name: bool((o.parameters or {}).get("binary_data", False)) or parameters.binary_data_output
+                for o in asked}
+
+
+class V2Codec(Codec[InferCall, Response]):
+    """POST /v2/models/{model}/infer (and its version's)."""
+
+    async def decode_request(self, state: ServiceState, entry: ModelEntry, request: InferCall) -> Job:
+        request.wanted()  # an output it cannot have is refused before anything runs
+        decoded = await decode_instances(state, entry, _instances(entry, request))
+        parameters = request.request.parameters
+        if not parameters.explain:
+            return predict_job(entry, decoded)
+        composite, target = parameters.composite, parameters.target
+        if isinstance(composite, str) and composite.lstrip().startswith("{"):
+            composite = _json_parameter("composite", composite)
+        raw_params = parameters.params or {}
+        if isinstance(raw_params, str):
+            raw_params = _json_parameter("params", raw_params)
+        try:
+            params = LRPParamsBody.model_validate(raw_params).model_dump(exclude_none=True)
+        except ValidationError as problem:
+            raise InvalidInputError("parameter 'params': " + describe_validation_errors(problem.errors(), "params")) \
+                from None
+        if isinstance(target, str) and target.lstrip().startswith("["):
+            target = _json_parameter("target", target)
+        return explain_job(entry, decoded, target, composite, params)
+
+    def encode_response(self, request: InferCall, job: Job, results: Sequence[Predicted | Explained]) -> Response:
+        tensors = outputs(job, results)
+        wanted = request.wanted()
+        entries, raw = write_outputs([tensors[name] for name in wanted], {n for n, binary in wanted.items() if binary})
+        body = {"model_name": job.entry.name, "model_version": job.entry.version, "outputs": entries,
+                **({"id": request.request.id} if request.request.id is not None else {})}
+        header = orjson.dumps(body)
+        if not raw:
+            return Response(header, media_type="application/json")
+        return Response(header + raw, media_type="application/octet-stream",
+                        headers={HEADER_LENGTH: str(len(header))})
+
+
+def _instances(entry: ModelEntry, request: InferCall) -> list[Any]:
+    """The input tensor's rows as the instances /predict takes."""
+    try:
+        tensors = read_inputs(request.request.inputs, request.binary)
+    except TensorError as problem:
+        raise ProtocolError(str(problem)) from None
+    if len(tensors) != 1 or tensors[0].name != INPUT:
+        raise ProtocolError(f"model '{entry.name}' takes one input tensor named '{INPUT}' (GET /v2/models/"
+                            f"{entry.name}); got {[t.name for t in tensors]}")
+    tensor, spec = tensors[0], entry.spec.input
+    if spec.kind == "text":
+        if tensor.datatype != "BYTES" or len(tensor.shape) not in (1, 2) or tensor.shape[1:] not in ((), (1,)):
+            raise ProtocolError(f"input '{INPUT}' of a text model is BYTES of shape [n] (one text each)")
+        instances = list(tensor.values)
+    elif tensor.datatype == "BYTES" or list(tensor.shape[1:]) != spec.shape:
+        raise ProtocolError(f"input '{INPUT}' must be numbers of shape [n, {', '.join(map(str, spec.shape))}], got "
+                            f"{tensor.datatype} {list(tensor.shape)}")
+    else:
+        instances = list(np.asarray(tensor.values, dtype=np.float64).tolist())
+    if not instances:
+        raise ProtocolError(f"input '{INPUT}' holds no instances (shape {list(tensor.shape)}); send at least one")
+    return instances
+
+
+def _json_parameter(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as problem:
+        raise ProtocolError(f"parameter '{name}' is not valid JSON ({problem})") from None
+
+
+def outputs(job: Job, results: Sequence[Predicted | Explained]) -> dict[str, Tensor]:
+    """Every output tensor the job's results give."""
+    if job.key.method is None:
+        predicted = of_kind(results, Predicted)
+        return {"logits": _fp32("logits", np.stack([p.logits for p in predicted])),
+                "probabilities": _fp32("probabilities", np.stack([p.probabilities for p in predicted]))}
+    found = of_kind(results, Explained)
+    relevance = [np.asarray(e.relevance, dtype=np.float32) for e in found]
+    if job.decoded.texts is not None:  # texts: each row zero past its own tokens
+        padded = np.zeros((len(relevance), max(len(r) for r in relevance)), dtype=np.float32)
+        for row, values in zip(padded, relevance, strict=True):
+            row[:len(values)] = values
+        relevance = list(padded)
+    return {"logits": _fp32("logits", np.stack([e.logits for e in found])),
+            "probabilities": _fp32("probabilities", np.stack([e.probabilities for e in found])),
+            "relevance": _fp32("relevance", np.stack(relevance)),
+            "target": Tensor("target", (len(found),), "INT64", np.asarray([e.target for e in found], dtype=np.int64))}
+
+
+def _fp32(name: str, values: np.ndarray) -> Tensor:
+    return Tensor(name, tuple(values.shape), "FP32", values.astype(np.float32, copy=False))
+
+
+V2 = V2Codec()

@@ -1,0 +1,166 @@
+"""model.json as pydantic models: the input spec (kind, shape, range, image and tabular details), classes,
+defaults, per-model batching and the graph. Each node is checked against the engine's op table."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.lrp import INPUT, OUTPUT_ACTIVATIONS, check_input, check_node
+
+Bound = float | list[float]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+RESAMPLING = ("area", "bilinear", "bicubic", "lanczos", "nearest")  # Pillow's BOX, BILINEAR, BICUBIC, ...
+
+
+class ImageSpec(_Strict):
+    """How an uploaded image becomes the input tensor: convert to `mode`, resize to (H, W) of the shape with
+    Pillow's `resample` filter (default "area": each pixel the mean of the ones it covers), scale pixels to the
+    input range, then (x - mean) / std per channel."""
+
+    mode: Literal["L", "RGB"]
+    mean: list[float]
+    std: list[Annotated[float, Field(gt=0)]]
+    resample: Literal[RESAMPLING] = "area"  # type: ignore[valid-type]
+
+
+class Standardization(_Strict):
+    """Tabular features are fed to the model as (x - mean) / std, per feature."""
+
+    mean: list[float]
+    std: list[Annotated[float, Field(gt=0)]]
+
+
+class TextSpec(_Strict):
+    """How a string becomes token ids: the model folder's tokenizer.json (Hugging Face tokenizers), its special
+    tokens added or not, texts longer than the input's shape [T] truncated or refused, and texts of a batch padded
+    to the longest with `pad_token` on `padding_side`, with a 0/1 mask passed as the forward's `mask_argument`."""
+
+    pad_token: str = Field(min_length=1)
+    truncation: Literal["refuse", "truncate"] = "refuse"
+    padding_side: Literal["right", "left"] = "right"
+    add_special_tokens: bool = True
+    mask_argument: str | None = "attention_mask"
+
+
+class InputSpec(_Strict):
+    """One instance: its kind, shape (no batch dimension; text: [T], the most tokens per text, special tokens
+    included) and raw value range (scalar or per channel)."""
+
+    kind: Literal["tensor", "image", "tabular", "text"]
+    shape: list[PositiveInt] = Field(min_length=1)
+    range: tuple[Bound, Bound] | None = None
+    image: ImageSpec | None = None
+    features: list[str] | None = None
+    standardization: Standardization | None = None
+    text: TextSpec | None = None
+    example: Any = None
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> InputSpec:
+        if self.kind == "image":
+            if self.image is None or len(self.shape) != 3:
+                raise ValueError("an image input needs \"image\": {mode, mean, std} and a shape [C, H, W]")
+            channels = 1 if self.image.mode == "L" else 3
+            if self.shape[0] != channels or len(self.image.mean) != channels or len(self.image.std) != channels:
+                raise ValueError(f"image mode {self.image.mode} has {channels} channel(s): shape[0], mean and std "
+                                 "must agree with it")
+            if self.range is None:
+                raise ValueError("an image input needs \"range\": the values pixels 0 and 255 map to, e.g. [0, 1]")
+        if (self.kind == "text") != (self.text is not None):
+            raise ValueError("a text input needs \"text\": {pad_token, ...}, and only a text input takes it")
+        if self.kind == "text" and (len(self.shape) != 1 or self.range is not None):
+            raise ValueError("a text input has a shape [T] (the most tokens per text) and no range")
+        if self.kind == "tabular":
+            if self.features is None or len(self.shape) != 1 or len(self.features) != self.shape[0]:
+                raise ValueError("a tabular input needs a shape [N] and N feature names in \"features\"")
+            if len(set(self.features)) != len(self.features):
+                raise ValueError("feature names must be unique")
+            if self.standardization is not None and not (
+                    len(self.standardization.mean) == len(self.standardization.std) == self.shape[0]):
+                raise ValueError("standardization mean and std need one value per feature")
+        return self
+
+
+class NodeSpec(_Strict):
+    """One graph node; `params` maps a parameter name to its key in weights.safetensors."""
+
+    name: str = Field(min_length=1)
+    op: str
+    inputs: list[str] = []
+    attrs: dict[str, Any] = {}
+    params: dict[str, str] = {}
+    module: str = ""
+
+    def check(self) -> None:
+        """Raise ValueError saying what is wrong with this node's op, inputs, attrs or params (the op table's
+        checks). An input after the first is an extra input (an attention mask); the first is checked by the graph."""
+        if self.op == INPUT:
+            if self.inputs or self.params:
+                raise ValueError(f"node '{self.name}': an input reads no node and holds no params")
+            check_input(self.name, self.attrs, explained=False)
+            return
+        check_node(self.name, self.op, len(self.inputs), self.attrs, list(self.params))
+
+
+class GraphSpec(_Strict):
+    """Nodes in execution order (the first is the input) and the node whose value is the logits."""
+
+    nodes: list[NodeSpec] = Field(min_length=2)
+    output: str
+
+
+class BatchingSpec(_Strict):
+    """Per-model batching limits and CPU threads per pass; each one left out takes the LRP_* setting."""
+
+    max_batch_size: PositiveInt | None = None
+    max_batch_tokens: PositiveInt | None = None
+    max_delay_ms: Annotated[int, Field(ge=0)] | None = None
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    cpu_threads: PositiveInt | None = None
+
+
+class ComparedComposite(_Strict):
+    """One composite with its parameters and its mean AOPCs (MoRF, LeRF, random orders) on the held-out examples."""
+
+    composite: str | dict[str, Any]
+    params: dict[str, Any] = {}
+    aopc_morf: float
+    aopc_lerf: float
+    aopc_random: float
+
+
+class EvaluationSpec(_Strict):
+    """Held-out examples (instances as /predict takes them) on which the service measures the model's faithfulness
+    at load: `steps` removal steps, `random_orders` random orders (service.faithfulness.scheme). `comparison`: the
+    composites measured on them when the default was chosen, best AOPC MoRF first (service.faithfulness.examples)."""
+
+    examples: list[Any] = Field(min_length=1, max_length=256)
+    steps: Annotated[int, Field(ge=1, le=100)] = 10
+    random_orders: Annotated[int, Field(ge=0, le=20)] = 3
+    comparison: list[ComparedComposite] = Field(default=[], max_length=64)
+
+
+class ModelSpec(_Strict):
+    """The whole model.json document."""
+
+    format_version: Literal[1] = 1
+    description: str = ""
+    input: InputSpec
+    classes: list[str] = Field(min_length=1)
+    output_activation: Literal[OUTPUT_ACTIVATIONS] = "logits"  # type: ignore[valid-type]
+    default_composite: str | dict[str, Any] = "epsilon_plus_flat"
+    default_params: dict[str, Any] = {}
+    metrics: dict[str, float | int | str] = {}
+    batching: BatchingSpec | None = None
+    evaluation: EvaluationSpec | None = None
+    graph: GraphSpec
+
+

@@ -1,0 +1,179 @@
+"""Text models: strings to token ids with the model's tokenizer.json (Hugging Face tokenizers), texts of a batch
+padded to the longest with a 0/1 attention mask, and token relevance merged back into words.
+
+Each text is encoded alone (special tokens added as model.json says); one longer than the model's T tokens is
+truncated to T or refused, as model.json says. Padding never changes an answer: padded positions are masked, and
+each instance's relevance is read at its own positions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from service.errors import InvalidInputError, ModelFileError
+from service.manifest.model_json import InputSpec, TextSpec
+
+TOKENIZER_FILE = "tokenizer.json"
+# a batch of the model: its input, its extra inputs (the attention mask) and, for texts, each row's own positions
+Batch = tuple[torch.Tensor, dict[str, torch.Tensor], list[slice] | None]
+TOP_WORDS = 10  # words listed for and against the target in each text explanation
+MASK_TOKENS = ("[MASK]", "<mask>")  # a removed token's stand-in, where the vocabulary has one
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """One text as the model reads it: token ids, the tokens, their (start, end) character offsets in the text,
+    whether each is a special token, the word each belongs to (None for special tokens), and whether it was cut."""
+
+    text: str
+    ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    offsets: tuple[tuple[int, int], ...]
+    special: tuple[bool, ...]
+    word_ids: tuple[int | None, ...]
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word of the text (its word pieces merged): its characters, offsets and summed relevance."""
+
+    text: str
+    start: int
+    end: int
+    relevance: float
+
+
+@dataclass(frozen=True)
+class TextModel:
+    """A text model's tokenizer (padding and truncation off: model.json decides), a copy that truncates to T tokens,
+    the pad token's id, the model.json settings, the special tokens' ids and the token that stands for a removed
+    one in faithfulness curves (the mask token, else the pad token)."""
+
+    tokenizer: Tokenizer
+    truncating: Tokenizer
+    pad_id: int
+    max_tokens: int
+    spec: TextSpec
+    special_ids: frozenset[int] = frozenset()
+    mask_id: int = 0
+
+    @classmethod
+    def load(cls, directory: Path, spec: InputSpec, name: str) -> TextModel:
+        """Read `directory/tokenizer.json`; raise ModelFileError naming the model and the problem."""
+        path = directory / TOKENIZER_FILE
+        if not path.is_file():
+            raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} is missing from {directory} (a text model needs "
+                                 "its tokenizer, saved by Hugging Face tokenizers' Tokenizer.save)")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as problem:  # the Rust side raises plain Exception for every malformed file
+            raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} is not a tokenizers file: {problem}") from None
+        try:
+            return cls.build(tokenizer, spec)
+        except ValueError as problem:
+            raise ModelFileError(f"model '{name}': model.json: {problem}") from None
+
+    @classmethod
+    def build(cls, tokenizer: Tokenizer, spec: InputSpec) -> TextModel:
+        """The text model of a tokenizer under model.json's input spec (its padding and truncation settings are
+        switched off: model.json decides); ValueError when the pad token is not in the vocabulary."""
+        assert spec.text is not None, "a text input always has its text settings"
+        pad_id = tokenizer.token_to_id(spec.text.pad_token)
+        if pad_id is None:
+            raise ValueError(f"pad_token '{spec.text.pad_token}' is not in the tokenizer's vocabulary")
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        truncating = Tokenizer.from_str(tokenizer.to_str())
+        truncating.enable_truncation(spec.shape[0], direction="right")
+        added = {i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+        special = frozenset(added | set(tokenizer.encode("", add_special_tokens=True).ids))  # the template's too
+        masks = [tokenizer.token_to_id(token) for token in MASK_TOKENS]
+        mask_id = next((i for i in masks if i is not None), pad_id)
+        return cls(tokenizer, truncating, pad_id, spec.shape[0], spec.text, special, mask_id)
+
+    def encode(self, text: Any, where: str) -> TokenizedText:
+        """One instance's tokens; InvalidInputError when it is not a non-empty string of valid Unicode, or has more
+        than T tokens and model.json says refuse."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"{where}: a text model takes strings, got {_json_type(text)}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError(f"{where}: not valid Unicode (it holds a lone surrogate such as \\ud800); send "
+                                    "UTF-8 text") from None
+        special = self.spec.add_special_tokens
+        encoding = self.tokenizer.encode(text, add_special_tokens=special)
+        truncated = len(encoding.ids) > self.max_tokens
+        if truncated and self.spec.truncation == "refuse":
+            raise InvalidInputError(f"{where}: the text has {len(encoding.ids)} tokens; the model takes at most "
+                                    f"{self.max_tokens} (model.json refuses longer texts): shorten it")
+        if truncated:
+            encoding = self.truncating.encode(text, add_special_tokens=special)
+        if not encoding.ids or all(encoding.special_tokens_mask):
+            raise InvalidInputError(f"{where}: the text is empty (it has no tokens besides special ones); send "
+                                    "at least one word")
+        return TokenizedText(text, tuple(encoding.ids), tuple(encoding.tokens), tuple(encoding.offsets),
+                             tuple(bool(m) for m in encoding.special_tokens_mask), tuple(encoding.word_ids),
+                             truncated)
+
+    def pad(self, rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], list[slice]]:
+        """Token id rows of different lengths as one [batch, longest] batch padded on the model's side, the extra
+        inputs (the 0/1 attention mask under its argument name) and each row's own positions."""
+        longest = max(len(row) for row in rows)
+        ids = torch.full((len(rows), longest), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), longest), dtype=torch.long)
+        own = []
+        for i, row in enumerate(rows):
+            start = 0 if self.spec.padding_side == "right" else longest - len(row)
+            place = slice(start, start + len(row))
+            ids[i, place] = row
+            mask[i, place] = 1
+            own.append(place)
+        extra = {} if self.spec.mask_argument is None else {self.spec.mask_argument: mask}
+        return ids, extra, own
+
+
+def batch(text: TextModel | None, rows: Sequence[torch.Tensor]) -> Batch:
+    """Model-space rows as one batch: stacked, or for a text model padded with its attention mask, with each row's
+    own positions."""
+    if text is None:
+        return torch.stack(list(rows)), {}, None
+    return text.pad(rows)
+
+
+def words(text: TokenizedText, relevance: Sequence[float]) -> list[Word]:
+    """The text's words in order, each the span of its word pieces with their relevance summed; special tokens are
+    not words."""
+    merged: dict[int, list[Any]] = {}
+    for word, (start, end), value, special in zip(text.word_ids, text.offsets, relevance, text.special, strict=True):
+        if word is None or special:
+            continue
+        span = merged.setdefault(word, [start, end, 0.0])
+        span[0], span[1], span[2] = min(span[0], start), max(span[1], end), span[2] + float(value)
+    return [Word(text.text[start:end], start, end, total) for start, end, total in merged.values()]
+
+
+def top_words(found: Sequence[Word], count: int = TOP_WORDS) -> tuple[list[Word], list[Word]]:
+    """The words that pushed most for the target (largest positive relevance first) and most against it (most
+    negative first), at most `count` each; ties keep text order."""
+    positive = sorted((w for w in found if w.relevance > 0), key=lambda w: -w.relevance)
+    negative = sorted((w for w in found if w.relevance < 0), key=lambda w: w.relevance)
+    return positive[:count], negative[:count]
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an array" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
