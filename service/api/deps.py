@@ -6,16 +6,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.inference import PipelineState
 from service.loader import ModelEntry
-from service.runtime.state import ServiceState
 
 
-async def _state(request: Request) -> ServiceState:
-    state: ServiceState = request.app.state.service
+async def _state(request: Request) -> PipelineState:
+    state: PipelineState = request.app.state.service
     return state
 
 
-State = Annotated[ServiceState, Depends(_state)]
+State = Annotated[PipelineState, Depends(_state)]
 
 
 async def _entry(state: State, model: str) -> ModelEntry:

@@ -9,15 +9,14 @@ from starlette.requests import Request
 
 from service import inference
 from service.api.disconnect import unless_disconnected
-from service.inference import Codec
+from service.inference import Codec, PipelineState
 from service.loader import ModelEntry
-from service.runtime.state import ServiceState
 
 RequestT = TypeVar("RequestT")
 AnswerT = TypeVar("AnswerT")
 
 
-async def served(http: Request, state: ServiceState, entry: ModelEntry, codec: Codec[RequestT, AnswerT],
+async def served(http: Request, state: PipelineState, entry: ModelEntry, codec: Codec[RequestT, AnswerT],
                  request: RequestT) -> AnswerT:
     """The answer to `request` (decoded before the disconnect watch starts: the body has been read by then)."""
     job = await codec.decode_request(state, entry, request)

@@ -11,8 +11,8 @@ from typing import Generic, TypeVar
 
 from service.inference.job import Job
 from service.inference.results import Explained, Predicted
+from service.inference.run import PipelineState
 from service.loader import ModelEntry
-from service.runtime.state import ServiceState
 
 RequestT = TypeVar("RequestT")
 AnswerT = TypeVar("AnswerT")
@@ -22,7 +22,7 @@ class Codec(ABC, Generic[RequestT, AnswerT]):
     """How one protocol speaks to the pipeline."""
 
     @abstractmethod
-    async def decode_request(self, state: ServiceState, entry: ModelEntry, request: RequestT) -> Job:
+    async def decode_request(self, state: PipelineState, entry: ModelEntry, request: RequestT) -> Job:
         """The job of `request` for model `entry`: its instances decoded into model space (on the event loop when
         small, else in a worker thread), its targets, composite and parameters resolved. A client's mistake raises
         the ServiceError (4xx) that says how to fix it, before anything is queued."""

@@ -42,6 +42,11 @@ class Sample:
     target: int | None = None
     evaluate: Evaluation | None = None
 
+    @property
+    def size(self) -> int:
+        """Its size in a padded batch: a text's token ids (a batch of texts is padded to the longest)."""
+        return int(self.x.shape[-1])
+
 
 @dataclass(frozen=True)
 class Job:

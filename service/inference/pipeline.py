@@ -12,10 +12,10 @@ from service.errors import InvalidImageError, OverloadedError, PayloadTooLargeEr
 from service.inference.codec import Codec
 from service.inference.job import Job
 from service.inference.results import Explained, Predicted
+from service.inference.run import PipelineState
 from service.loader import ModelEntry
 from service.modality import instances as inputs
 from service.modality.instances import Decoded
-from service.runtime.state import ServiceState
 from service.serving.batcher import DeadlineExceededError, QueueFullError
 
 INLINE_VALUES = 4096  # at most this many input values are decoded on the event loop (cheaper than a thread hop)
@@ -23,7 +23,7 @@ RequestT = TypeVar("RequestT")
 AnswerT = TypeVar("AnswerT")
 
 
-async def decode_instances(state: ServiceState, entry: ModelEntry, instances: Sequence[Any]) -> Decoded:
+async def decode_instances(state: PipelineState, entry: ModelEntry, instances: Sequence[Any]) -> Decoded:
     """A request's JSON instances in model space; more than LRP_MAX_INSTANCES is a 413. Base64 images are decoded
     in a worker thread, at most LRP_MAX_CONCURRENT_DECODES requests' images at once."""
     settings = state.settings
@@ -44,7 +44,7 @@ async def decode_instances(state: ServiceState, entry: ModelEntry, instances: Se
         return await asyncio.to_thread(inputs.decode_instances, spec, instances, settings.max_image_pixels)
 
 
-async def decode_upload(state: ServiceState, entry: ModelEntry, data: bytes) -> Decoded:
+async def decode_upload(state: PipelineState, entry: ModelEntry, data: bytes) -> Decoded:
     """An uploaded image, for an image model only, decoded in a worker thread (at most LRP_MAX_CONCURRENT_DECODES
     at once)."""
     if entry.spec.input.kind != "image":
@@ -55,7 +55,7 @@ async def decode_upload(state: ServiceState, entry: ModelEntry, data: bytes) -> 
         return await asyncio.to_thread(inputs.decode_upload, entry.spec.input, data, state.settings.max_image_pixels)
 
 
-async def run(state: ServiceState, job: Job) -> list[Predicted | Explained]:
+async def run(state: PipelineState, job: Job) -> list[Predicted | Explained]:
     """Run the job's samples through the model's micro-batcher: one result per sample, in order. Full queue: 503 with
     Retry-After; past the deadline while queued: 504; a sample that failed alone: its error."""
     batcher = state.batcher(job.entry)
@@ -70,7 +70,7 @@ async def run(state: ServiceState, job: Job) -> list[Predicted | Explained]:
                                 f"model '{job.entry.name}' and was not run; retry later") from None
 
 
-async def answer(state: ServiceState, codec: Codec[RequestT, AnswerT], request: RequestT, job: Job) -> AnswerT:
+async def answer(state: PipelineState, codec: Codec[RequestT, AnswerT], request: RequestT, job: Job) -> AnswerT:
     """Run the job and encode its answer with the request's codec (a drawn answer in a worker thread)."""
     results = await run(state, job)
     if codec.draws(request):

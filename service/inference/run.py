@@ -17,8 +17,10 @@ from service.inference.job import BatchKey, Sample
 from service.inference.results import Explained, Predicted, Result
 from service.loader import ModelEntry
 from service.modality import text
+from service.runtime.state import ServiceState
 
 log = logging.getLogger("service")
+PipelineState = ServiceState[BatchKey, Sample, Predicted | Explained]  # the state the pipeline runs on
 
 
 def probabilities(entry: ModelEntry, logits: torch.Tensor) -> torch.Tensor:

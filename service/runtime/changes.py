@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from service.errors import InvalidModelError, ModelFileError, StorageError
 from service.loader import ModelEntry, load_entry
-from service.runtime.state import ServiceState
+from service.runtime.state import ItemT, KeyT, ResultT, ServiceState
 from service.serving.device import resolve_device
 from service.store import files
 
@@ -34,7 +34,8 @@ def checked_name(name: str) -> str:
     return name
 
 
-async def put_model(state: ServiceState, name: str, uploads: Mapping[str, BinaryIO]) -> tuple[ModelEntry, bool]:
+async def put_model(state: ServiceState[KeyT, ItemT, ResultT], name: str,
+                    uploads: Mapping[str, BinaryIO]) -> tuple[ModelEntry, bool]:
     """Load `uploads` (file name in the model folder -> its bytes) as model `name` and serve it; True when the name
     is new. InvalidModelError (422) names the file and the problem; StorageError (503) when the folder is read-only."""
     registry = state.ready_registry()
@@ -62,7 +63,7 @@ async def put_model(state: ServiceState, name: str, uploads: Mapping[str, Binary
     return entry, previous is None
 
 
-async def delete_model(state: ServiceState, name: str) -> None:
+async def delete_model(state: ServiceState[KeyT, ItemT, ResultT], name: str) -> None:
     """Stop serving model `name` (ModelNotFoundError, 404, for an unknown one), wait for the requests using it, then
     remove its files."""
     registry = state.ready_registry()

@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 from service.errors import NotReadyError
 from service.loader import ModelEntry, Registry, load_directory
-from service.serving.batcher import MicroBatcher
+from service.serving.batcher import BatchKey, MicroBatcher
 from service.serving.cpu_threads import on_cpu_threads
 from service.serving.device import device_thread, resolve_device
 from service.serving.heap import freeze_long_lived
@@ -23,28 +23,40 @@ from service.settings import Settings
 
 log = logging.getLogger("service")
 
+
+
+class Item(Protocol):
+    """What the state knows of a batch item: its size in a padded batch (a text's token ids)."""
+
+    @property
+    def size(self) -> int: ...
+
+
+KeyT = TypeVar("KeyT", bound=BatchKey)
+ItemT = TypeVar("ItemT", bound=Item)
+ResultT = TypeVar("ResultT")
 # run_batch(entry, key, items) -> one result per item; an item's result may be its own error
-RunBatch = Callable[[ModelEntry, Any, list[Any]], Sequence[Any]]
+RunBatch = Callable[[ModelEntry, KeyT, list[ItemT]], Sequence[ResultT | BaseException]]
 
 
 @dataclass
-class ServiceState:
+class ServiceState(Generic[KeyT, ItemT, ResultT]):
     """Settings, the function that runs one batch on the device, and the registry: None until every model has
     been loaded and warmed up. `draining` turns True on SIGTERM: readiness answers 503 while requests already sent
     still finish. `batchers` holds each model's current version's batcher (what metrics read); a version replaced or
     deleted keeps its own batcher until its last request has its answer."""
 
     settings: Settings
-    run_batch: RunBatch
+    run_batch: RunBatch[KeyT, ItemT, ResultT]
     registry: Registry | None = None
     load_error: str | None = None
-    batchers: dict[str, MicroBatcher] = field(default_factory=dict)
+    batchers: dict[str, MicroBatcher[KeyT, ItemT, ResultT]] = field(default_factory=dict)
     draining: bool = False
     metrics: ServiceMetrics = field(init=False)
     image_work: asyncio.Semaphore = field(init=False)  # at most LRP_MAX_CONCURRENT_DECODES images decoded or drawn
     device_thread: ThreadPoolExecutor = field(init=False, default_factory=device_thread)
     model_changes: asyncio.Lock = field(init=False)  # one PUT or DELETE of a model at a time
-    _versions: dict[ModelEntry, MicroBatcher] = field(init=False, default_factory=dict)
+    _versions: dict[ModelEntry, MicroBatcher[KeyT, ItemT, ResultT]] = field(init=False, default_factory=dict)
     _in_use: dict[ModelEntry, int] = field(init=False, default_factory=dict)
     _released: asyncio.Condition = field(init=False)
 
@@ -92,7 +104,7 @@ class ServiceState:
         """Whether `entry` is the version its name serves now (not replaced, not deleted)."""
         return self.registry is not None and self.registry.serves(entry)
 
-    def batcher(self, entry: ModelEntry) -> MicroBatcher:
+    def batcher(self, entry: ModelEntry) -> MicroBatcher[KeyT, ItemT, ResultT]:
         """The micro-batcher of this model version (created on first use), with its serving limits and CPU threads;
         a new version's batcher continues the refusal counts of the one it replaces."""
         found = self._versions.get(entry)
@@ -101,7 +113,8 @@ class ServiceState:
             before = self.batchers.get(entry.name)
             found = self._versions[entry] = MicroBatcher(
                 run, entry.serving, self.device_thread, on_batch=self.metrics.batch_observer(entry.name),
-                stats=before.stats if before is not None else None, size_of=None if entry.text is None else _tokens)
+                stats=before.stats if before is not None else None,
+                size_of=None if entry.text is None else _size)
             if self.is_current(entry):
                 self.batchers[entry.name] = found
         return found
@@ -144,6 +157,6 @@ class ServiceState:
         self.device_thread.shutdown(wait=False, cancel_futures=True)
 
 
-def _tokens(sample: Any) -> int:
-    """A text sample's size in the batch: its token ids (the batch is padded to the longest)."""
-    return int(sample.x.shape[-1])
+def _size(item: Item) -> int:
+    """An item's size in a padded batch."""
+    return item.size

@@ -13,15 +13,29 @@ import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, Protocol, TypeVar
 
 from service.serving.config import ServingConfig
 
+
+class BatchKey(Protocol):
+    """What samples share a batch under: hashable, and naming the verb its passes serve (the metrics' label)."""
+
+    @property
+    def verb(self) -> str: ...
+
+    def __hash__(self) -> int: ...
+
+
+KeyT = TypeVar("KeyT", bound=BatchKey)
+KeyT_co = TypeVar("KeyT_co", bound=BatchKey, covariant=True)
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 # run(key, items) -> one result per item, in order; an item's entry may be an exception (that item failed alone)
-BatchFunction = Callable[[Hashable, list[Any]], Sequence[Any]]
+BatchFunction = Callable[[KeyT, list[ItemT]], Sequence[ResultT | BaseException]]
 
 
 IDLE_EXIT_S = 60.0  # a key's loop ends after this long without work
@@ -44,16 +58,11 @@ class DeadlineExceededError(Exception):
 
 
 @dataclass
-class _Request:
-    items: list[Any]
-    future: asyncio.Future[list[Any]]
+class _Request(Generic[ItemT, ResultT]):
+    items: list[ItemT]
+    future: asyncio.Future[list[ResultT]]
     deadline: float
-    results: list[Any] = field(default_factory=list)
-    remaining: int = 0
-
-    def __post_init__(self) -> None:
-        self.results = [None] * len(self.items)
-        self.remaining = len(self.items)
+    results: dict[int, ResultT] = field(default_factory=dict)  # by item index, until every item has its result
 
     @property
     def abandoned(self) -> bool:
@@ -61,8 +70,8 @@ class _Request:
 
 
 @dataclass
-class _Queued:
-    request: _Request
+class _Queued(Generic[ItemT, ResultT]):
+    request: _Request[ItemT, ResultT]
     index: int
     arrived: float
 
@@ -77,10 +86,10 @@ class BatchStats:
 
 
 @dataclass(frozen=True)
-class BatchRecord:
+class BatchRecord(Generic[KeyT_co]):
     """One batch that ran: its key, each sample's wait in the queue and the batch function's run time (seconds)."""
 
-    key: Hashable
+    key: KeyT_co
     queue_waits: list[float]
     run_seconds: float
 
@@ -89,20 +98,20 @@ class BatchRecord:
         return len(self.queue_waits)
 
 
-class MicroBatcher:
-    """Queues samples per key and runs them through `run` in batches on one worker thread."""
+class MicroBatcher(Generic[KeyT, ItemT, ResultT]):
+    """Queues items per key and runs them through `run` in batches on one worker thread."""
 
-    def __init__(self, run: BatchFunction, settings: ServingConfig, executor: Executor | None = None,
-                 on_batch: Callable[[BatchRecord], None] | None = None, stats: BatchStats | None = None,
-                 size_of: Callable[[Any], int] | None = None) -> None:
+    def __init__(self, run: BatchFunction[KeyT, ItemT, ResultT], settings: ServingConfig,
+                 executor: Executor | None = None, on_batch: Callable[[BatchRecord[KeyT]], None] | None = None,
+                 stats: BatchStats | None = None, size_of: Callable[[ItemT], int] | None = None) -> None:
         self._run = run
         self.settings = settings
         self._size_of = size_of  # a sample's size (a text's tokens): batches are padded to their largest
         self._owns_executor = executor is None  # a shared executor is shut down by its owner
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
-        self._queues: dict[Hashable, deque[_Queued]] = {}
-        self._wakeups: dict[Hashable, asyncio.Event] = {}
-        self._workers: dict[Hashable, asyncio.Task[None]] = {}
+        self._queues: dict[KeyT, deque[_Queued[ItemT, ResultT]]] = {}
+        self._wakeups: dict[KeyT, asyncio.Event] = {}
+        self._workers: dict[KeyT, asyncio.Task[None]] = {}
         self._queued = 0
         self._on_batch = on_batch
         self.stats = stats or BatchStats()  # shared with a batcher this one replaces: the counts go on
@@ -112,7 +121,7 @@ class MicroBatcher:
         """Samples waiting (not yet running) over all keys."""
         return self._queued
 
-    async def submit(self, key: Hashable, items: Sequence[Any]) -> list[Any]:
+    async def submit(self, key: KeyT, items: Sequence[ItemT]) -> list[ResultT]:
         """The results for `items`, in order. Raises QueueFullError at once when the queue is full,
         DeadlineExceededError when the deadline passes while queued, or the first failing item's exception."""
         if not items:
@@ -122,7 +131,7 @@ class MicroBatcher:
             raise QueueFullError(f"{self._queued} samples are queued (limit {self.settings.max_queue})")
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        request = _Request(list(items), loop.create_future(), now + self.settings.timeout_s)
+        request: _Request[ItemT, ResultT] = _Request(list(items), loop.create_future(), now + self.settings.timeout_s)
         queue = self._queues.setdefault(key, deque())
         queue.extend(_Queued(request, i, now) for i in range(len(items)))
         self._queued += len(items)
@@ -137,7 +146,7 @@ class MicroBatcher:
                 request.future.cancel()  # its queued samples are dropped when a batch is formed
             raise
 
-    async def _work(self, key: Hashable) -> None:
+    async def _work(self, key: KeyT) -> None:
         """One loop per key: wait for a full batch or for the oldest sample's delay to pass, then run it."""
         queue, wakeup = self._queues[key], self._wakeups[key]
         delay = self.settings.max_delay_ms / 1000
@@ -158,7 +167,7 @@ class MicroBatcher:
             self._queued -= len(batch)
             await self._run_batch(key, batch)
 
-    def _batch_length(self, queue: deque[_Queued]) -> int:
+    def _batch_length(self, queue: deque[_Queued[ItemT, ResultT]]) -> int:
         """How many samples from the front make the next batch: at most max_batch_size, and with sizes, as many as
         keep n x the largest within max_batch_tokens (one at least)."""
         most = min(len(queue), self.settings.max_batch_size)
@@ -171,10 +180,10 @@ class MicroBatcher:
                 return count
         return most
 
-    def _drop_dead(self, queue: deque[_Queued]) -> None:
+    def _drop_dead(self, queue: deque[_Queued[ItemT, ResultT]]) -> None:
         """Remove samples of cancelled requests and fail the requests whose deadline has passed."""
         now = time.monotonic()
-        kept: deque[_Queued] = deque()
+        kept: deque[_Queued[ItemT, ResultT]] = deque()
         while queue:
             sample = queue.popleft()
             request = sample.request
@@ -188,13 +197,14 @@ class MicroBatcher:
             kept.append(sample)
         queue.extend(kept)
 
-    async def _run_batch(self, key: Hashable, batch: list[_Queued]) -> None:
+    async def _run_batch(self, key: KeyT, batch: list[_Queued[ItemT, ResultT]]) -> None:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         waits = [started - s.arrived for s in batch]
         items = [s.request.items[s.index] for s in batch]
+        results: Sequence[ResultT | BaseException]
         try:
-            results: Sequence[Any] = await loop.run_in_executor(self._executor, self._run, key, items)
+            results = await loop.run_in_executor(self._executor, self._run, key, items)
             if len(results) != len(items):
                 raise RuntimeError(f"the batch function returned {len(results)} results for {len(items)} items")
         except Exception as error:  # the whole batch failed: every sample in it fails with that error
@@ -209,9 +219,8 @@ class MicroBatcher:
                 request.future.set_exception(result)
                 continue
             request.results[sample.index] = result
-            request.remaining -= 1
-            if request.remaining == 0:
-                request.future.set_result(request.results)
+            if len(request.results) == len(request.items):
+                request.future.set_result([request.results[i] for i in range(len(request.items))])
 
     def close(self) -> None:
         """Stop the workers and, unless it was given, the thread pool (queued requests are cancelled)."""

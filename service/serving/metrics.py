@@ -7,22 +7,36 @@ Queue depth and refusals are read from the batchers' own counters when Prometheu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.serving.batcher import BatchRecord, MicroBatcher
+from service.serving.batcher import BatchKey, BatchRecord, BatchStats
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+class Queue(Protocol):
+    """What the metrics read of a model's batcher: the inputs waiting and the requests it refused."""
+
+    @property
+    def queued(self) -> int: ...
+
+    @property
+    def stats(self) -> BatchStats: ...
+
+
+Queues = Callable[[], Mapping[str, Queue]]  # each served model's batcher, by model name
+
+
 class _BatcherCollector(Collector):
     """Queue depth per model and refused requests per model and reason, read from the live batchers."""
 
-    def __init__(self, batchers: Callable[[], Mapping[str, MicroBatcher]]) -> None:
+    def __init__(self, batchers: Queues) -> None:
         self._batchers = batchers
 
     def collect(self) -> Iterable[Metric]:
@@ -43,7 +57,7 @@ class _BatcherCollector(Collector):
 class ServiceMetrics:
     """The service's metrics; `render()` gives the Prometheus text exposition."""
 
-    def __init__(self, batchers: Callable[[], Mapping[str, MicroBatcher]]) -> None:
+    def __init__(self, batchers: Queues) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("lrp_requests", "Finished /predict and /explain requests by HTTP status",
                                 ["model", "verb", "status"], registry=self.registry)
@@ -70,11 +84,11 @@ class ServiceMetrics:
         forbidden."""
         self.model_changes.labels(model, operation, outcome).inc()
 
-    def batch_observer(self, model: str) -> Callable[[BatchRecord], None]:
+    def batch_observer(self, model: str) -> Callable[[BatchRecord[BatchKey]], None]:
         """The `on_batch` callback for a model's batcher; the batch key's `verb` is the metric's label."""
 
-        def observe(record: BatchRecord) -> None:
-            verb = record.key.verb  # type: ignore[attr-defined]  # the service's batch keys name their verb
+        def observe(record: BatchRecord[BatchKey]) -> None:
+            verb = record.key.verb
             self.batch_size.labels(model, verb).observe(record.size)
             self.batch_seconds.labels(model, verb).observe(record.run_seconds)
             waits = self.queue_wait.labels(model, verb)

@@ -5,13 +5,20 @@ and /explain for the same inputs."""
 from __future__ import annotations
 
 import json
+import logging
 import struct
 
+import jsonschema
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sklearn.datasets import load_digits
 
+from service import inference
+from service.api.app import create_app
 from service.api.v2.tensors import HEADER_LENGTH
+from service.settings import Settings
+from tests.conftest import MODELS
 from tests.prometheus import labels, parse
 
 DIGITS = load_digits().images[:3].astype(int).tolist()
@@ -202,3 +209,68 @@ def test_the_served_version_answers_under_its_version_path_and_others_are_404(cl
                                            "(GET /v2/models/digits)"}
     assert client.post("/v2/models/digits/versions/1/infer", json=body).status_code == 404
     assert client.get(f"/v2/models/nope/versions/{version}").status_code == 404
+
+
+def test_unknown_v2_paths_and_methods_answer_in_the_protocol_s_form(client):
+    missing = client.get("/v2/nowhere")
+    assert (missing.status_code, missing.json()) == (404, {"error": "no route GET /v2/nowhere; see /docs"})
+    wrong = client.get("/v2/models/digits/infer")
+    assert (wrong.status_code, wrong.json(), wrong.headers["allow"]) == (405, {"error": "Method Not Allowed"}, "POST")
+    other = client.get("/nowhere")  # outside /v2 the service's own error body
+    assert other.status_code == 404 and other.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"inputs": [[None, None]]}, "inputs.0: Input should be a valid dictionary"),
+    ({"inputs": [{"name": "input", "shape": [4294967296, 4294967296], "datatype": "FP32", "data": []}]},
+     "data must hold 18446744073709551616 values"),
+    ({"inputs": [{"name": "input", "shape": [0, 1, 8, 8], "datatype": "FP32", "data": []}]},
+     "input 'input' holds no instances (shape [0, 1, 8, 8])"),
+    ({"inputs": [{"name": "input", "shape": [-1, 64], "datatype": "FP32", "data": []}]},
+     "inputs.0.shape.0: Input should be greater than or equal to 0"),
+    ({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": [0] * 64}], "parameters": []},
+     "parameters: Input should be a valid dictionary"),
+    ({"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                  "parameters": {"binary_data_size": -5}}]}, "binary_data_size -5 runs past the body's binary part"),
+])
+def test_malformed_tensors_are_400s_that_name_the_problem(client, body, message):
+    answer = client.post("/v2/models/digits/infer", json=body)
+    assert answer.status_code == 400, answer.text
+    assert set(answer.json()) == {"error"} and message in answer.json()["error"]
+
+
+def test_an_output_the_request_cannot_have_is_refused_before_the_model_runs(client, monkeypatch):
+    monkeypatch.setattr(inference, "answer", lambda *args: pytest.fail("the job was run"))
+    refused = _infer(client, "walkthrough", [[1.0, 0.8, 0.2]], [1, 3], outputs=[{"name": "relevance"}])
+    assert refused.status_code == 400 and "explain: true" in refused.json()["error"]
+
+
+def test_a_fault_in_a_v2_route_is_a_bare_500_in_the_protocol_s_form_and_is_logged(registry, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(registry.get("walkthrough").prepared, "predict", broken)
+    with TestClient(create_app(Settings(models_dir=MODELS), registry), raise_server_exceptions=False) as faulty, \
+            caplog.at_level(logging.ERROR, logger="service"):
+        answer = _infer(faulty, "walkthrough", [[1.0, 0.8, 0.2]], [1, 3])
+    assert answer.status_code == 500 and set(answer.json()) == {"error"}
+    assert "secret" not in answer.text and "server log" in answer.json()["error"]
+    assert "secret internal detail" in caplog.text
+
+
+def test_the_infer_body_is_documented_from_its_model_and_the_document_accepts_what_the_route_takes(client):
+    document = client.get("/openapi.json").json()
+    content = document["paths"]["/v2/models/{model}/infer"]["post"]["requestBody"]["content"]
+    reference = content["application/json"]["schema"]["$ref"]
+    assert reference == "#/components/schemas/InferRequest" and "application/octet-stream" in content
+    schema = {**document["components"]["schemas"]["InferRequest"], "components": document["components"]}
+    body = {"id": "7", "inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 0.8, 0.2]}],
+            "parameters": {"explain": True}, "outputs": [{"name": "relevance"}]}
+    jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+    bad = {**body, "inputs": [{**body["inputs"][0], "datatype": "FP8"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema, cls=jsonschema.Draft202012Validator)
+    answer = client.post("/v2/models/walkthrough/infer", json=body)
+    assert answer.status_code == 200 and [o["name"] for o in answer.json()["outputs"]] == ["relevance"]
+    assert answer.json()["id"] == "7"
+    assert client.post("/v2/models/walkthrough/infer", json=bad).status_code == 400

@@ -44,7 +44,8 @@ def test_a_batch_adds_its_size_run_time_and_every_sample_wait(registry):
 
 
 def test_queue_depth_and_refusals_are_read_from_the_batchers_when_scraped():
-    batcher = MicroBatcher(lambda key, items: items, ServingConfig(32, 5.0, 1024, 30.0, 1, 16384))
+    batcher: MicroBatcher[BatchKey, int, int] = MicroBatcher(lambda key, items: items,
+                                                             ServingConfig(32, 5.0, 1024, 30.0, 1, 16384))
     metrics = ServiceMetrics(lambda: {"digits": batcher})
     batcher.stats.rejected, batcher.stats.expired, batcher.stats.cancelled = 3, 2, 1
     batcher._queued = 7  # what the queue would hold between batches

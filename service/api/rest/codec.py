@@ -27,6 +27,7 @@ from service.inference import (
     Codec,
     Explained,
     Job,
+    PipelineState,
     Predicted,
     decode_instances,
     decode_upload,
@@ -37,7 +38,6 @@ from service.inference import (
 from service.inference.job import Target
 from service.loader import ModelEntry
 from service.modality import text
-from service.runtime.state import ServiceState
 
 Output = Literal["json", "png", "html"]
 RestAnswer = PredictResponse | ExplainResponse | Media
@@ -69,7 +69,7 @@ class RestRequest:
 class RestCodec(Codec[RestRequest, RestAnswer]):
     """/predict and /explain, JSON or image upload."""
 
-    async def decode_request(self, state: ServiceState, entry: ModelEntry, request: RestRequest) -> Job:
+    async def decode_request(self, state: PipelineState, entry: ModelEntry, request: RestRequest) -> Job:
         decoded = (await decode_upload(state, entry, request.upload) if request.upload is not None
                    else await decode_instances(state, entry, request.instances))
         asked = request.explain

@@ -23,9 +23,18 @@ from service.api.schemas import LRPParamsBody
 from service.api.v2.schemas import InferRequest
 from service.api.v2.tensors import HEADER_LENGTH, Tensor, TensorError, read_inputs, write_outputs
 from service.errors import InvalidInputError, ServiceError, describe_validation_errors
-from service.inference import Codec, Explained, Job, Predicted, decode_instances, explain_job, of_kind, predict_job
+from service.inference import (
+    Codec,
+    Explained,
+    Job,
+    PipelineState,
+    Predicted,
+    decode_instances,
+    explain_job,
+    of_kind,
+    predict_job,
+)
 from service.loader import ModelEntry
-from service.runtime.state import ServiceState
 
 INPUT = "input"
 PREDICTED = ("logits", "probabilities")
@@ -82,7 +91,7 @@ class InferCall:
 class V2Codec(Codec[InferCall, Response]):
     """POST /v2/models/{model}/infer (and its version's)."""
 
-    async def decode_request(self, state: ServiceState, entry: ModelEntry, request: InferCall) -> Job:
+    async def decode_request(self, state: PipelineState, entry: ModelEntry, request: InferCall) -> Job:
         request.wanted()  # an output it cannot have is refused before anything runs
         decoded = await decode_instances(state, entry, _instances(entry, request))
         parameters = request.request.parameters
