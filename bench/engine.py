@@ -19,7 +19,7 @@ from torch import nn
 
 from bench import models
 from service.lrp import PreparedModel, use_ieee_float32
-from tests.zennit_oracle import load_zennit
+from tests.support.zennit_oracle import load_zennit
 
 COMPOSITES = ["epsilon_plus_flat", "epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1",
               "epsilon_alpha2_beta1_flat"]

@@ -42,7 +42,7 @@ from service.serving.device import resolve_device
 from service.serving.heap import freeze_long_lived
 from service.settings import Settings
 from service.store.from_module import convert_module, infer_classes
-from tests.live import free_port
+from tests.support.live import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_S = 120

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 from PIL import Image
 
-from tests.live import start_service, stop  # the same start-up as the live tests
+from tests.support.live import start_service, stop  # the same start-up as the live tests
 
 DEFAULT_PIXELS = 40_000_000  # LRP_MAX_IMAGE_PIXELS's default
 

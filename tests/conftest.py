@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,32 @@ def model_json(name: str) -> dict[str, Any]:
     """The shipped model.json of `name`, parsed with plain json (not the code under test)."""
     document: dict[str, Any] = json.loads((MODELS / name / "model.json").read_text())
     return document
+
+
+_SKIPPED: list[str] = []
+
+
+def _note_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Remember a skip with its reason (CI allows only CUDA's: `.ci/run` installs every other tool)."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        _SKIPPED.append(f"{report.nodeid}: {report.longrepr[2]}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _note_skip(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """A module skipped whole (`pytest.importorskip` of a missing package) counts too."""
+    _note_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under CI (CI=true), a test skipped for anything but a missing CUDA device fails the run, naming it."""
+    if os.environ.get("CI") != "true":
+        return
+    missing = [skip for skip in _SKIPPED if "CUDA" not in skip]
+    if missing:
+        print("\nCI skips only what needs CUDA; these were skipped for another reason (install what they need in "
+              ".ci/run or the requirements):\n" + "\n".join(missing))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

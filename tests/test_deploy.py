@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.prometheus import parse
+from tests.support.prometheus import parse
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 
 from tests.conftest import ROOT
-from tests.live import start_service, stop
+from tests.support.live import start_service, stop
 
 
 def hadolint() -> str | None:
@@ -73,6 +73,7 @@ def build_layout(root: Path) -> tuple[Path, dict[str, str], list[str], list[str]
     return workdir, env, command, probe
 
 
+@pytest.mark.slow
 def test_the_image_layout_serves_the_shipped_models_and_its_health_check_passes(tmp_path):
     workdir, env, command, probe = build_layout(tmp_path)
     assert not (workdir / "tests").exists() and not (workdir / "models" / "train.py").exists()

@@ -62,6 +62,7 @@ def test_aopc_is_the_mean_drop_over_steps_zero_to_k():
     assert aopc([4.0, 3.0, 1.0, 0.0]) == pytest.approx((0 + 1 + 3 + 4) / 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_step", [1, 8])
 def test_the_morf_and_lerf_curves_equal_quantus_pixel_flipping(per_step):
     quantus = _quantus()

@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
-from tests.live import free_port, output_of, start_service, stop
+from tests.support.live import free_port, output_of, start_service, stop
 
+pytestmark = pytest.mark.slow  # a real process per module
 ADMIN_TOKEN = "the-readme-test-admin-token"
 
 

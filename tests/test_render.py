@@ -5,7 +5,7 @@ from PIL import Image
 
 from service.render.colormap import colorize
 from service.render.heatmaps import MIN_SIDE, explanation_png, heatmap, relevance_map, scaled
-from tests.pictures import find
+from tests.support.pictures import find
 
 
 def decode(data: bytes) -> np.ndarray:

@@ -51,6 +51,7 @@ def test_breast_cancer_reaches_its_recorded_accuracy_with_features_by_name(clien
     assert accuracy > 0.93
 
 
+@pytest.mark.slow
 def test_training_script_recreates_the_shipped_models(tmp_path, monkeypatch):
     """Same seed, same data: the same model.json (accuracy included) and the same tensors. Weights are equal only
     up to the CPU's float rounding: SGD amplifies kernel-order differences between processors (the residual net's
@@ -95,6 +96,7 @@ def held_out_sentences() -> tuple[list[str], list[int]]:
                                sentiment.TEST_SEED)
 
 
+@pytest.mark.slow
 def test_sentiment_reaches_its_recorded_accuracy_through_the_api(client, held_out_sentences):
     texts, labels = held_out_sentences
     predicted = []
@@ -107,6 +109,7 @@ def test_sentiment_reaches_its_recorded_accuracy_through_the_api(client, held_ou
     assert accuracy > 0.85
 
 
+@pytest.mark.slow
 def test_sentiment_explanations_agree_with_the_lexicon_as_recorded(registry, held_out_sentences):
     """The ground-truth figures in model.json hold for the shipped files: word relevance rises with lexicon valence,
     and the most relevant word is mostly a lexicon word (neutral words are most of every sentence)."""
@@ -125,6 +128,7 @@ def test_the_shipped_tokenizer_is_the_one_the_training_script_makes():
     assert shipped.get_vocab() == sentiment.tokenizer(sentiment.vocabulary()).get_vocab()
 
 
+@pytest.mark.slow
 def test_the_sentiment_training_script_writes_a_servable_model(tmp_path, monkeypatch):
     """The whole recipe at a small size (the full one trains for minutes): a loadable text model with its
     tokenizer and every recorded figure."""

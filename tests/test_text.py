@@ -11,7 +11,7 @@ import torch
 from service.errors import InvalidInputError, ModelFileError
 from service.manifest.model_json import InputSpec
 from service.modality.text import TextModel, Word, top_words, words
-from tests.modelfiles import VOCABULARY, tiny_tokenizer
+from tests.support.modelfiles import VOCABULARY, tiny_tokenizer
 
 
 def text_model(max_tokens: int = 12, **settings: Any) -> TextModel:

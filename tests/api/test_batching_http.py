@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 from service.api.app import create_app
 from service.settings import Settings
 from tests.conftest import MODELS, shipped_models
-from tests.prometheus import Key, labels, parse
+from tests.support.prometheus import Key, labels, parse
 
 CLIENTS = 64
 
@@ -57,6 +57,7 @@ def _scrape(app) -> dict[Key, float]:
     return parse(asyncio.run(get()))
 
 
+@pytest.mark.slow
 def test_64_concurrent_explains_each_equal_the_same_request_alone():
     settings = Settings(models_dir=MODELS, max_batch_size=32, max_delay_ms=20)
     app = create_app(settings, shipped_models(settings))
@@ -117,6 +118,7 @@ def test_a_full_queue_answers_503_with_retry_after():
     assert found["lrp_requests_total", labels(model="walkthrough", verb="predict", status="503")] == 2
 
 
+@pytest.mark.slow
 def test_a_request_whose_deadline_passes_in_the_queue_answers_504(monkeypatch):
     from service import inference
 

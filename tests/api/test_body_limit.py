@@ -11,7 +11,7 @@ from service.api import fast_json
 from service.api.app import create_app
 from service.settings import MULTIPART_MARGIN, Settings
 from tests.conftest import MODELS, shipped_models
-from tests.prometheus import labels, parse
+from tests.support.prometheus import labels, parse
 
 LIMIT = 200_000
 

@@ -4,6 +4,7 @@ few seconds in all)."""
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
@@ -13,7 +14,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.live import start_service, stop
+from tests.support.live import start_service, stop
 
 EXAMPLES = 100
 # The contract: no server error, a documented status, a body matching its schema, a documented content type.
@@ -22,6 +23,7 @@ EXAMPLES = 100
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]
 
 
+@pytest.mark.slow
 def test_every_operation_keeps_its_contract() -> None:
     base, process = start_service(LRP_MAX_INSTANCES="4", LRP_MAX_BODY_BYTES="1000000",
                                   LRP_MAX_UPLOAD_BYTES="900000")

@@ -19,8 +19,9 @@ from service.api.disconnect import unless_disconnected
 from service.errors import ClientDisconnectedError
 from service.settings import Settings
 from tests.conftest import MODELS, shipped_models
-from tests.live import wait_until
+from tests.support.live import wait_until
 
+pytestmark = pytest.mark.slow  # a live server process
 LIVENESS_S = 10  # a bound only a hang reaches
 
 

@@ -25,7 +25,7 @@ from service.loader import load_directory
 from service.modality.instances import decode_instances
 from service.settings import Settings
 from tests.conftest import MODELS
-from tests.prometheus import labels, parse
+from tests.support.prometheus import labels, parse
 
 TOKEN = "a-long-enough-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from service.api.app import create_app
 from service.settings import Settings
 from tests.conftest import MODELS
-from tests.prometheus import parse
+from tests.support.prometheus import parse
 
 WALK = [[1.0, 0.8, 0.2]]
 

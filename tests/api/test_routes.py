@@ -20,9 +20,9 @@ from service.render.heatmaps import heatmap
 from service.settings import Settings
 from service.store.format import load_model
 from tests.conftest import MODELS, model_json
-from tests.live import wait_until
-from tests.modelfiles import edit_json, write_model
-from tests.pictures import find
+from tests.support.live import wait_until
+from tests.support.modelfiles import edit_json, write_model
+from tests.support.pictures import find
 
 DIGIT = model_json("digits")["input"]["example"]  # 8x8, pixel values 0..16
 WALKTHROUGH = [1.0, 0.8, 0.2]

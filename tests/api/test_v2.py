@@ -19,7 +19,7 @@ from service.api.app import create_app
 from service.api.v2.tensors import HEADER_LENGTH
 from service.settings import Settings
 from tests.conftest import MODELS
-from tests.prometheus import labels, parse
+from tests.support.prometheus import labels, parse
 
 DIGITS = load_digits().images[:3].astype(int).tolist()
 TEXTS = ["a wonderful film", "the plot was a terrible mess, not good at all"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from tests.live import start_service, stop
+from tests.support.live import start_service, stop
 
 triton = pytest.importorskip("tritonclient.http")
 utils = pytest.importorskip("tritonclient.utils")

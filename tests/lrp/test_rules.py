@@ -10,7 +10,7 @@ from torch import nn
 
 from service.lrp import PreparedModel
 from service.lrp.stabilize import divide, stabilize
-from tests import reference as ref
+from tests.support import reference as ref
 
 LAYERS = {
     "linear": (lambda bias: nn.Linear(7, 5, bias=bias), (7,)),

@@ -13,7 +13,7 @@ from torch import nn
 
 from service.lrp import explain
 from tests.lrp.nets import randomize_batchnorm
-from tests.zennit_oracle import load_zennit
+from tests.support.zennit_oracle import load_zennit
 
 zennit, why = load_zennit()
 pytestmark = pytest.mark.skipif(zennit is None, reason=f"zennit unavailable: {why}")

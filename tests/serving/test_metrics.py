@@ -6,7 +6,7 @@ from service.inference import PREDICT, BatchKey
 from service.serving.batcher import BatchRecord, MicroBatcher
 from service.serving.config import ServingConfig
 from service.serving.metrics import ServiceMetrics
-from tests.prometheus import Key, labels, parse
+from tests.support.prometheus import Key, labels, parse
 
 
 def samples(metrics: ServiceMetrics) -> dict[Key, float]:

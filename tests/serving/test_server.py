@@ -8,12 +8,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
+import pytest
 import uvicorn
 from sklearn.datasets import load_digits
 
 from service.serving.server import DrainingServer
-from tests.live import output_of, start_service, stop, wait_until
-from tests.prometheus import labels, parse
+from tests.support.live import output_of, start_service, stop, wait_until
+from tests.support.prometheus import labels, parse
 
 LIVENESS_S = 30  # a bound only a hang reaches
 
@@ -65,6 +66,7 @@ def explain_bodies(count: int) -> list[dict]:
     return [{"inputs": [image], "target": i % 10} for i, image in enumerate(images)]
 
 
+@pytest.mark.slow
 def test_requests_queued_at_sigterm_all_finish_with_200_and_the_exit_is_clean():
     # A 2 s batching delay keeps all requests queued while SIGTERM arrives and the listener closes.
     base, process = start_service(LRP_MAX_DELAY_MS="2000", LRP_MAX_BATCH_SIZE="64", LRP_SHUTDOWN_DELAY_S="0")
@@ -94,6 +96,7 @@ def test_requests_queued_at_sigterm_all_finish_with_200_and_the_exit_is_clean():
         stop(process)
 
 
+@pytest.mark.slow
 def test_during_the_shutdown_delay_readiness_is_503_and_requests_are_still_served():
     base, process = start_service(LRP_SHUTDOWN_DELAY_S="2")
     try:

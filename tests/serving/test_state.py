@@ -2,6 +2,7 @@ import asyncio
 import dataclasses
 import threading
 
+import pytest
 import torch
 from fastapi.testclient import TestClient
 
@@ -14,7 +15,7 @@ from service.runtime.state import ServiceState
 from service.serving.cpu_threads import TORCH_DEFAULT_THREADS
 from service.settings import Settings
 from tests.conftest import MODELS
-from tests.live import wait_until
+from tests.support.live import wait_until
 
 
 def _passes(entry, key, samples):
@@ -52,6 +53,7 @@ def test_each_model_s_batches_run_on_its_own_cpu_thread_count(registry):
         torch.set_num_threads(TORCH_DEFAULT_THREADS)  # new threads start from the last count set anywhere
 
 
+@pytest.mark.slow
 def test_loading_warm_up_and_every_model_s_batches_run_on_the_one_device_thread(monkeypatch):
     threads: dict[str, set[str]] = {"load": set(), "batch": set()}
     real_load, real_batch = loader_load.load_entry, inference.run_batch

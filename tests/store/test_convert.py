@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 from service.__main__ import main
 from service.lrp import PreparedModel
 from service.store.format import load_model
-from tests.factories import net
+from tests.support.factories import net
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def trained(tmp_path):
 
 @pytest.mark.parametrize("weights", ["net.pt", "net.safetensors"])
 def test_convert_writes_a_model_that_reproduces_the_module(tmp_path, trained, capsys, weights):
-    code = main(["convert", "tests.factories:net", "--weights", str(tmp_path / weights), "--name", "mine",
+    code = main(["convert", "tests.support.factories:net", "--weights", str(tmp_path / weights), "--name", "mine",
                  "--input-shape", "1,6,6", "--classes", "cat,dog,bird", "--models-dir", str(tmp_path / "out")])
     assert code == 0, capsys.readouterr().err
     assert "wrote" in capsys.readouterr().out
@@ -42,7 +42,7 @@ def test_convert_takes_further_fields_from_a_spec_file_and_infers_class_labels(t
                                              "image": {"mode": "L", "mean": [0.5], "std": [0.25]}},
             "default_composite": "epsilon_gamma_box"}
     (tmp_path / "spec.json").write_text(json.dumps(spec))
-    assert main(["convert", "tests.factories:net", "--weights", str(tmp_path / "net.pt"), "--name", "img",
+    assert main(["convert", "tests.support.factories:net", "--weights", str(tmp_path / "net.pt"), "--name", "img",
                  "--spec", str(tmp_path / "spec.json"), "--models-dir", str(tmp_path)]) == 0
     loaded = load_model(tmp_path / "img")
     assert loaded.spec.classes == ["0", "1", "2"] and loaded.spec.input.kind == "image"
@@ -50,10 +50,10 @@ def test_convert_takes_further_fields_from_a_spec_file_and_infers_class_labels(t
 
 
 @pytest.mark.parametrize("args,message", [
-    (["tests.factories:not_a_module", "--input-shape", "4"], "returned str, not a torch.nn.Module"),
-    (["tests.factories:missing", "--input-shape", "4"], "cannot load tests.factories:missing"),
-    (["tests.factories", "--input-shape", "4"], "expected MODULE:FACTORY"),
-    (["tests.factories:net"], "give --input-shape"),
+    (["tests.support.factories:not_a_module", "--input-shape", "4"], "returned str, not a torch.nn.Module"),
+    (["tests.support.factories:missing", "--input-shape", "4"], "cannot load tests.support.factories:missing"),
+    (["tests.support.factories", "--input-shape", "4"], "expected MODULE:FACTORY"),
+    (["tests.support.factories:net"], "give --input-shape"),
 ])
 def test_convert_refuses_with_a_reason(tmp_path, trained, capsys, args, message):
     weights = tmp_path / "net.pt"
@@ -67,8 +67,8 @@ def test_convert_refuses_with_a_reason(tmp_path, trained, capsys, args, message)
 def test_convert_names_the_unsupported_layer(tmp_path, capsys):
     module = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Hardshrink(), torch.nn.Linear(4, 2))
     torch.save(module.state_dict(), tmp_path / "w.pt")
-    assert main(["convert", "tests.factories:with_hardshrink", "--weights", str(tmp_path / "w.pt"), "--name", "hs",
-                 "--input-shape", "4", "--models-dir", str(tmp_path)]) == 1
+    assert main(["convert", "tests.support.factories:with_hardshrink", "--weights", str(tmp_path / "w.pt"),
+                 "--name", "hs", "--input-shape", "4", "--models-dir", str(tmp_path)]) == 1
     error = capsys.readouterr().err
     assert "unsupported" in error.lower() and "hardshrink" in error and "module '1'" in error
     assert not (tmp_path / "hs").exists()
@@ -76,10 +76,10 @@ def test_convert_names_the_unsupported_layer(tmp_path, capsys):
 
 def test_convert_refuses_mismatched_weights_and_existing_models(tmp_path, trained, capsys):
     save_file({"conv.weight": torch.zeros(1)}, str(tmp_path / "bad.safetensors"))
-    assert main(["convert", "tests.factories:net", "--weights", str(tmp_path / "bad.safetensors"), "--name", "b",
-                 "--input-shape", "1,6,6", "--models-dir", str(tmp_path)]) == 1
+    assert main(["convert", "tests.support.factories:net", "--weights", str(tmp_path / "bad.safetensors"),
+                 "--name", "b", "--input-shape", "1,6,6", "--models-dir", str(tmp_path)]) == 1
     assert "state_dict" in capsys.readouterr().err
-    args = ["convert", "tests.factories:net", "--weights", str(tmp_path / "net.pt"), "--name", "twice",
+    args = ["convert", "tests.support.factories:net", "--weights", str(tmp_path / "net.pt"), "--name", "twice",
             "--input-shape", "1,6,6", "--models-dir", str(tmp_path)]
     assert main(args) == 0
     assert main(args) == 1
@@ -93,7 +93,7 @@ def test_pickled_objects_in_torch_files_are_not_executed(tmp_path, capsys):
             return (print, ("code ran",))
 
     torch.save({"weight": Payload()}, tmp_path / "evil.pt")
-    assert main(["convert", "tests.factories:net", "--weights", str(tmp_path / "evil.pt"), "--name", "e",
+    assert main(["convert", "tests.support.factories:net", "--weights", str(tmp_path / "evil.pt"), "--name", "e",
                  "--input-shape", "1,6,6", "--models-dir", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert "code ran" not in captured.out and "cannot read" in captured.err

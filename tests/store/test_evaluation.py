@@ -22,7 +22,7 @@ from service.serving.config import ServingConfig
 from service.settings import Settings
 from service.store.format import load_model
 from tests.conftest import model_json
-from tests.modelfiles import edit_json, tiny_cnn, write_model
+from tests.support.modelfiles import edit_json, tiny_cnn, write_model
 
 
 def _served_aopcs(client, model: str, examples: list, **method: Any) -> tuple[float, float, float]:

@@ -9,7 +9,7 @@ from torch import nn
 from service.errors import ModelFileError
 from service.lrp import PreparedModel
 from service.store.format import load_model, readable_json
-from tests.modelfiles import assert_refused, edit_json, tiny_cnn, write_model
+from tests.support.modelfiles import assert_refused, edit_json, tiny_cnn, write_model
 
 
 def test_round_trip_reproduces_the_module(tmp_path):

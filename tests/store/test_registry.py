@@ -8,7 +8,7 @@ from service.errors import ModelNotFoundError
 from service.loader import load_directory
 from service.serving.config import ServingConfig
 from service.settings import Settings
-from tests.modelfiles import edit_json, write_model
+from tests.support.modelfiles import edit_json, write_model
 
 
 def test_good_models_load_while_bad_ones_are_refused_and_logged(tmp_path, caplog):

@@ -13,7 +13,14 @@ import torch
 from models.nets import TextClassifier
 from service.store.format import load_model
 from service.store.from_module import ConversionError, convert_module
-from tests.modelfiles import VOCABULARY, assert_refused, edit_json, text_fields, tiny_tokenizer, write_text_model
+from tests.support.modelfiles import (
+    VOCABULARY,
+    assert_refused,
+    edit_json,
+    text_fields,
+    tiny_tokenizer,
+    write_text_model,
+)
 
 
 def _input_nodes(directory: Path) -> list[dict[str, Any]]:

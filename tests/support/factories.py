@@ -1,4 +1,4 @@
-"""Module factories that the converter tests import by `tests.factories:NAME`, as a user's code would be."""
+"""Module factories that the converter tests import by `tests.support.factories:NAME`, as a user's code would be."""
 
 from __future__ import annotations
 
