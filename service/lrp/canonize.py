@@ -9,6 +9,7 @@ import torch
 
 from service.lrp import graph as ir
 from service.lrp.ops import BATCHNORM, COMPUTED, LAYOUT, OPS
+from service.lrp.ops.normalization import BatchNormAttrs
 
 
 def copy_params(graph: ir.Graph) -> ir.Graph:
@@ -68,7 +69,7 @@ def _folded_params(layer: ir.Node, batchnorm: ir.Node) -> dict[str, torch.Tensor
     mean, var = stats["running_mean"], stats["running_var"]
     gain = stats.get("weight", torch.ones_like(mean))
     shift = stats.get("bias", torch.zeros_like(mean))
-    scale = gain / torch.sqrt(var + batchnorm.attrs["eps"])
+    scale = gain / torch.sqrt(var + batchnorm.typed(BatchNormAttrs).eps)
     bias = layer.params.get("bias")
     old_bias = bias.to(torch.float64) if bias is not None else torch.zeros_like(mean)
     new_weight = weight.to(torch.float64) * scale.reshape(-1, *([1] * (weight.dim() - 1)))

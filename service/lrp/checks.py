@@ -25,7 +25,7 @@ def input_tensor(x: Any, node: ir.Node, tokens: bool, device: torch.device, dtyp
     if tokens:
         if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise ExplanationInputError(f"x must hold integer token ids, got {x.dtype}")
-        longest = node.attrs.get("max_tokens")
+        longest = node.typed(ir.InputAttrs).max_tokens
         if longest is not None and x.dim() >= 2 and x.shape[1] > longest:
             raise ExplanationInputError(f"x has {x.shape[1]} tokens; the model takes at most {longest}")
         return x.detach().to(device=device, dtype=torch.long)
@@ -47,5 +47,5 @@ def extra_inputs(extra: Extra, expected: Mapping[str, Binding], shape: tuple[int
         if not isinstance(value, torch.Tensor) or list(value.shape) != wanted:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ExplanationInputError(f"extra input '{argument}' must have shape {tuple(wanted)}, got {got}")
-        values[node.name] = value.detach().to(device=device, dtype=getattr(torch, node.attrs["dtype"]))
+        values[node.name] = value.detach().to(device=device, dtype=getattr(torch, node.typed(ir.ExtraInputAttrs).dtype))
     return values

@@ -82,8 +82,9 @@ class PreparedModel:
         self.dtype = first.dtype if first is not None else torch.get_default_dtype()
         self._binders = {node.name: _binder(node, self.device) for node, _ in self._steps
                          if dims.has_exprs(dict(node.attrs)) or (node.op == COMPUTED.name and not node.inputs)}
-        self._tokens = "dtype" in graph.input.attrs
-        self._extra = {node.attrs["argument"]: (node, dims.binder(dict(node.attrs))) for node in graph.extra_inputs}
+        self._tokens = graph.input.typed(ir.InputAttrs).dtype is not None
+        self._extra = {node.typed(ir.ExtraInputAttrs).argument: (node, dims.binder(dict(node.attrs)))
+                       for node in graph.extra_inputs}
 
     @classmethod
     def from_graph(cls, graph: ir.Graph) -> PreparedModel:

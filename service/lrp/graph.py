@@ -9,17 +9,21 @@ attention mask: arguments that carry no relevance); `output` names the logits no
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
 from service.lrp import dims
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 INPUT = "input"  # the op of the input nodes, which come first; every other op is in the op table (service.lrp.ops)
 OUTPUT_ACTIVATIONS = ("logits", "softmax", "log_softmax", "sigmoid")
 TOKEN_DTYPES = ("int64", "int32")  # the explained input's "dtype" when it holds token ids
 EXTRA_DTYPES = ("int64", "int32", "bool", "float32", "float64")  # an extra input's "dtype"
+AttrsT = TypeVar("AttrsT", bound="DataclassInstance")  # an op's attributes class
 
 
 def check_input(node: str, attrs: Mapping[str, Any], explained: bool) -> None:
@@ -54,6 +58,25 @@ def check_input(node: str, attrs: Mapping[str, Any], explained: bool) -> None:
     dims.check(shape)
 
 
+@dataclass(frozen=True)
+class InputAttrs:
+    """The explained input's attributes: none for a floating-point input, or the dtype of its token ids and the
+    longest input the model takes (check_input holds a file to these)."""
+
+    dtype: str | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ExtraInputAttrs:
+    """An extra input's attributes: the forward's keyword it is passed as, its shape (the first sizes following the
+    explained input's, as {"expr": ...}) and its dtype."""
+
+    argument: str
+    shape: list[Any]
+    dtype: str
+
+
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -73,6 +96,18 @@ class Node:
     def label(self) -> str:
         """The layer name people know: the module path, or the node name for functional calls."""
         return self.module or self.name
+
+    def typed(self, kind: type[AttrsT]) -> AttrsT:
+        """The attributes as `kind`, a dataclass whose fields are the op's attribute names (optional ones with a
+        default), made once per node. The attributes were checked when the node was read from a file
+        (OpDef.check) or written by the capture's readers."""
+        cache: dict[type[Any], Any] = self.__dict__.setdefault("_typed", {})  # not a field: replace() starts afresh
+        found = cache.get(kind)
+        if found is None:
+            names = {f.name for f in fields(kind)}
+            found = cache[kind] = kind(**{name: value for name, value in self.attrs.items() if name in names})
+        assert isinstance(found, kind)
+        return found
 
     def with_params(self, params: Mapping[str, torch.Tensor]) -> Node:
         """A copy of this node holding other tensors."""

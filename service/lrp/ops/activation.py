@@ -70,9 +70,14 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
+def activation_of(node: Node) -> Activation:
+    """The function an activation node applies (its `fn`, checked against ACTIVATIONS when the node was read)."""
+    return ACTIVATIONS[str(node.attrs["fn"])]
+
+
 def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-    options = {k: v for k, v in node.attrs.items() if k != "fn"}
-    return ACTIVATIONS[node.attrs["fn"]].function(args[0], **options), None
+    options = {k: v for k, v in node.attrs.items() if k != "fn"}  # the function's own keywords (Activation.options)
+    return activation_of(node).function(args[0], **options), None
 
 
 def _options(attrs: Mapping[str, Any]) -> tuple[Attr, ...]:
@@ -126,10 +131,10 @@ _READERS |= {aten.elu.default: _elu, aten.elu_.default: _elu, aten.relu6.default
 
 def is_normalizer(node: Node) -> bool:
     """Whether the node computes a normalising factor (sqrt, rsqrt, reciprocal of an activation)."""
-    return node.op == ACTIVATION.name and ACTIVATIONS[node.attrs["fn"]].normalizer
+    return node.op == ACTIVATION.name and activation_of(node).normalizer
 
 
 ACTIVATION = OpDef(
     "activation", "element-wise functions (ReLU, GELU, SiLU, tanh, exp, sqrt, ...)", _forward, pass_relevance,
     fixed_rule="pass", attrs=(Attr("fn", choice(list(ACTIVATIONS))),), dependent_attrs=_options,
-    nonnegative=lambda node: ACTIVATIONS[node.attrs["fn"]].nonnegative, aten=_READERS)
+    nonnegative=lambda node: activation_of(node).nonnegative, aten=_READERS)

@@ -7,15 +7,25 @@ vector-Jacobian product W^T s that every rule is written with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import INT, Attr, OpDef, Read, Reader, Site, UnsupportedCallError, ints, ints_of
+from service.lrp.ops.spec import INT, SPATIAL, OpDef, Read, Reader, Site, UnsupportedCallError, attrs_of, ints_of
 
 aten = torch.ops.aten
+
+
+@dataclass(frozen=True)
+class ConvAttrs:
+    """A convolution's stride, padding and dilation per spatial dimension, and its groups."""
+
+    stride: Annotated[list[int], SPATIAL]
+    padding: Annotated[list[int], SPATIAL]
+    dilation: Annotated[list[int], SPATIAL]
+    groups: Annotated[int, INT]
 
 
 @dataclass(frozen=True)
@@ -33,9 +43,8 @@ class AffineOp:
         """The map a Linear/Conv node applies."""
         if node.op == LINEAR.name:
             return cls()
-        attrs = node.attrs
-        return cls(len(attrs["stride"]), tuple(attrs["stride"]), tuple(attrs["padding"]), tuple(attrs["dilation"]),
-                   int(attrs["groups"]))
+        a = node.typed(ConvAttrs)
+        return cls(len(a.stride), tuple(a.stride), tuple(a.padding), tuple(a.dilation), a.groups)
 
     @property
     def channel_dim(self) -> int:
@@ -110,8 +119,7 @@ def _conv_reader(dims: int) -> Reader:
 
 def _conv_def(dims: int, calls: tuple[Any, ...]) -> OpDef:
     return OpDef(f"conv{dims}d", f"Conv{dims}d", _forward, layer_type="conv",
-                 attrs=(Attr("stride", ints(dims)), Attr("padding", ints(dims)), Attr("dilation", ints(dims)),
-                        Attr("groups", INT)),
+                 attrs=attrs_of(ConvAttrs, dims),
                  params=("weight",), optional_params=("bias",), aten={call: _conv_reader(dims) for call in calls})
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 
@@ -23,7 +24,6 @@ from service.lrp.graph import Node
 from service.lrp.ops.spec import (
     ANY_INPUTS,
     INT,
-    Attr,
     AttrType,
     BackwardCall,
     OpDef,
@@ -32,6 +32,7 @@ from service.lrp.ops.spec import (
     Ref,
     Site,
     UnsupportedCallError,
+    attrs_of,
 )
 
 # Ops whose output is a linear map of each tensor input that moves, copies or selects elements.
@@ -66,6 +67,24 @@ COMPUTED_TARGETS = LAYOUT_TARGETS | frozenset({
 _JSON = AttrType("JSON arguments", lambda v: isinstance(v, Mapping))
 _TARGET_NAMES = AttrType("an ATen op name", lambda v: isinstance(v, str) and v in COMPUTED_TARGETS)
 _LAYOUT_NAMES = AttrType("a data-movement ATen op name", lambda v: isinstance(v, str) and v in LAYOUT_TARGETS)
+
+
+@dataclass(frozen=True)
+class CallAttrs:
+    """An ATen call replayed: its "op.overload" name, its arguments by schema name as encoded JSON (tensors as
+    references to the node's inputs, sizes that follow the input as {"expr": ...}) and, for a call that returns
+    several tensors, which one the node is."""
+
+    target: Annotated[str, _TARGET_NAMES]
+    args: Annotated[dict[str, Any], _JSON]
+    item: Annotated[int | None, INT] = None
+
+
+@dataclass(frozen=True)
+class LayoutCallAttrs(CallAttrs):
+    """A call that moves, copies or selects elements (relevance follows the data)."""
+
+    target: Annotated[str, _LAYOUT_NAMES]
 
 
 def encode(value: Any, inputs: list[Ref]) -> Any:
@@ -116,11 +135,12 @@ def _device(inputs: list[torch.Tensor], node: Node) -> torch.device:
 
 def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     """Replay the call; a factory with no tensor input runs on the device the engine bound into attrs."""
-    device = _device(args, node)
-    kwargs = {k: decode(v, args, device) for k, v in node.attrs["args"].items()}
-    result = overload(node.attrs["target"])(**kwargs)
+    device, call = _device(args, node), node.typed(CallAttrs)
+    kwargs = {k: decode(v, args, device) for k, v in call.args.items()}
+    result = overload(call.target)(**kwargs)
     if isinstance(result, list | tuple):  # split/chunk/unbind: one item, chosen by the capture
-        result = result[node.attrs["item"]]
+        assert call.item is not None, "the capture names the item of a call that returns several tensors"
+        result = result[call.item]
     return result, None
 
 
@@ -156,9 +176,9 @@ def _overloads(targets: frozenset[str], reader: Reader) -> dict[Any, Reader]:
 
 LAYOUT = OpDef("layout", "transpose/permute/slice/expand/index/masked_fill (relevance follows the data)", _forward,
                _layout_back, fixed_rule="gradient", inputs=None,
-               attrs=(Attr("target", _LAYOUT_NAMES), Attr("args", _JSON), Attr("item", INT, required=False)),
+               attrs=attrs_of(LayoutCallAttrs),
                aten=_overloads(LAYOUT_TARGETS, call_reader))
 COMPUTED = OpDef("computed", "tensors computed from constants and sizes (position ids, masks)", _forward,
                  fixed_rule="none (depends on no explained input)", inputs=ANY_INPUTS,
-                 attrs=(Attr("target", _TARGET_NAMES), Attr("args", _JSON), Attr("item", INT, required=False)))
+                 attrs=attrs_of(CallAttrs))
 CALLS = (LAYOUT, COMPUTED)

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +21,13 @@ from service.lrp.graph import Node
 from service.lrp.ops.spec import (
     BOOL,
     NUMBER,
-    Attr,
     AttrType,
     BackwardCall,
     OpDef,
     Read,
     Site,
     UnsupportedCallError,
+    attrs_of,
     normalize_dim,
 )
 from service.lrp.ops.structure import batch_sized
@@ -58,12 +59,30 @@ def softmax_relevance(x: torch.Tensor, y: torch.Tensor, relevance: torch.Tensor,
     return x * (relevance - y * relevance.sum(dim, keepdim=True))
 
 
+@dataclass(frozen=True)
+class SoftmaxAttrs:
+    """softmax along `dim` (never the batch's)."""
+
+    dim: Annotated[int, AttrType("a non-negative int", lambda v: isinstance(v, int) and not isinstance(v, bool)
+                                 and v >= 0)]
+
+
+@dataclass(frozen=True)
+class AttentionAttrs:
+    """scaled_dot_product_attention's options: a causal mask, the scale (default 1 / sqrt(head size)) and grouped
+    query heads (keys and values shared by several query heads)."""
+
+    is_causal: Annotated[bool, BOOL]
+    scale: Annotated[float | None, NUMBER] = None
+    enable_gqa: Annotated[bool, BOOL] = False
+
+
 def _softmax(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-    return torch.softmax(args[0], node.attrs["dim"]), None
+    return torch.softmax(args[0], node.typed(SoftmaxAttrs).dim), None
 
 
 def _softmax_back(call: BackwardCall) -> list[torch.Tensor | None]:
-    return [softmax_relevance(call.args[0], call.out, call.relevance, call.node.attrs["dim"])]
+    return [softmax_relevance(call.args[0], call.out, call.relevance, call.node.typed(SoftmaxAttrs).dim)]
 
 
 def _read_softmax(site: Site) -> Read:
@@ -117,12 +136,12 @@ def _attention_weights(node: Node, q: torch.Tensor, k: torch.Tensor, mask: torch
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(q k^T, scaled, the scores after the mask, softmax of the scores), k already repeated for grouped queries."""
     raw = torch.matmul(q, _t(k))
-    scale = node.attrs.get("scale")
-    scaled = raw * (scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+    options = node.typed(AttentionAttrs)
+    scaled = raw * (options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1]))
     scores = scaled
     if mask is not None:
         scores = scores.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else scores + mask
-    if node.attrs["is_causal"]:
+    if options.is_causal:
         rows, cols = scores.shape[-2:]
         causal = torch.ones(rows, cols, dtype=torch.bool, device=scores.device).tril()
         scores = scores.masked_fill(~causal, -math.inf)
@@ -131,15 +150,16 @@ def _attention_weights(node: Node, q: torch.Tensor, k: torch.Tensor, mask: torch
 
 def _repeat_heads(node: Node, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Keys and values repeated over the query heads that share them (grouped-query attention)."""
-    if not node.attrs.get("enable_gqa") or t.shape[-3] == q.shape[-3]:
+    if not node.typed(AttentionAttrs).enable_gqa or t.shape[-3] == q.shape[-3]:
         return t
     return t.repeat_interleave(q.shape[-3] // t.shape[-3], dim=-3)
 
 
 def _sdpa(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     q, k, v, *rest = args
-    out = F.scaled_dot_product_attention(q, k, v, rest[0] if rest else None, 0.0, node.attrs["is_causal"],
-                                         scale=node.attrs.get("scale"), enable_gqa=node.attrs.get("enable_gqa", False))
+    options = node.typed(AttentionAttrs)
+    out = F.scaled_dot_product_attention(q, k, v, rest[0] if rest else None, 0.0, options.is_causal,
+                                         scale=options.scale, enable_gqa=options.enable_gqa)
     return out, None
 
 
@@ -161,7 +181,7 @@ def _sdpa_back(call: BackwardCall) -> list[torch.Tensor | None]:
                                        (weights_live, call.live[2]))
     r_q = r_k = None
     if r_weights is not None:
-        masked = bool(rest) or call.node.attrs["is_causal"]
+        masked = bool(rest) or call.node.typed(AttentionAttrs).is_causal
         r_scores = softmax_relevance(scores, weights, r_weights, -1, masked)
         if rest and rest[0].dtype != torch.bool:
             r_scores = scaled * divide(r_scores, scores, call.stabilizer)
@@ -196,16 +216,14 @@ def _read_sdpa(site: Site) -> Read:
     return Read(inputs, attrs)
 
 
-_NON_NEGATIVE_DIM = AttrType("a non-negative int", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0)
 SOFTMAX = OpDef("softmax", "softmax", _softmax, _softmax_back, fixed_rule="AttnLRP softmax (Taylor at x)",
-                attrs=(Attr("dim", _NON_NEGATIVE_DIM),),
+                attrs=attrs_of(SoftmaxAttrs),
                 aten={aten.softmax.int: _read_softmax, aten._softmax.default: _read_softmax})
 MATMUL = OpDef("matmul", "A @ B (+ a mask)", _matmul, _matmul_back, fixed_rule="AttnLRP product (epsilon, halved)",
                arity=(2, 3), aten={aten.matmul.default: _read_matmul, aten.bmm.default: _read_matmul,
                                    aten.mm.default: _read_matmul, aten.baddbmm.default: _read_baddbmm})
 SDPA = OpDef("sdpa", "scaled_dot_product_attention", _sdpa, _sdpa_back,
              fixed_rule="AttnLRP attention (CP-LRP: values only)", saving_forward=_sdpa_saving, arity=(3, 4),
-             attrs=(Attr("is_causal", BOOL), Attr("scale", NUMBER, required=False),
-                    Attr("enable_gqa", BOOL, required=False)),
+             attrs=attrs_of(AttentionAttrs),
              aten={aten.scaled_dot_product_attention.default: _read_sdpa})
 ATTENTION = (SOFTMAX, MATMUL, SDPA)

@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 
-from service.lrp.ops.spec import NUMBER, Attr, BackwardCall, OpDef, Read, Ref, Site, UnsupportedCallError, choice
+from service.lrp.graph import Node
+from service.lrp.ops.spec import NUMBER, BackwardCall, OpDef, Read, Ref, Site, UnsupportedCallError, attrs_of, choice
 from service.lrp.stabilize import divide
 
 aten = torch.ops.aten
@@ -59,10 +61,34 @@ def _rsub(site: Site) -> Read:
     return _scalar("rsub", site.tensor("self"), site.args.get("other"))
 
 
+@dataclass(frozen=True)
+class AddAttrs:
+    """a + alpha b (a - b: alpha -1)."""
+
+    alpha: Annotated[float, NUMBER] = 1
+
+
+@dataclass(frozen=True)
+class ScalarAttrs:
+    """A tensor and a number: x + c, x * c, x / c or c - x (`fn`: add, mul, div, rsub)."""
+
+    fn: Annotated[str, choice(["add", "mul", "div", "rsub"])]
+    other: Annotated[float, NUMBER]
+
+
+def _add(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
+    return torch.add(args[0], args[1], alpha=node.typed(AddAttrs).alpha), None
+
+
+def _scalar_forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
+    a = node.typed(ScalarAttrs)
+    return _SCALAR_FUNCTIONS[a.fn](args[0], a.other), None
+
+
 def _add_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """R_a = a * R / stab(a + alpha b), R_b = alpha b * R / stab(a + alpha b), summed over broadcast dimensions."""
     s = divide(call.relevance, call.out, call.stabilizer)
-    alpha = call.node.attrs.get("alpha", 1)
+    alpha = call.node.typed(AddAttrs).alpha
     terms = (call.args[0], call.args[1] * alpha if alpha != 1 else call.args[1])
     return [(term * s).sum_to_size(arg.shape) if live else None
             for term, arg, live in zip(terms, call.args, call.live, strict=True)]
@@ -76,16 +102,15 @@ def _product_back(call: BackwardCall) -> list[torch.Tensor | None]:
 
 def _scalar_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """x * c, x / c: R passes on; x + c, x - c, c - x: R_x = (+-x) * R / stab(out), c absorbs its share."""
-    fn = call.node.attrs["fn"]
+    fn = call.node.typed(ScalarAttrs).fn
     if fn in ("mul", "div"):
         return [call.relevance]
     x = -call.args[0] if fn == "rsub" else call.args[0]
     return [x * divide(call.relevance, call.out, call.stabilizer)]
 
 
-ADD = OpDef("add", "tensor + tensor, tensor - tensor", lambda node, args: (
-    torch.add(args[0], args[1], alpha=node.attrs.get("alpha", 1)), None),
-    _add_back, fixed_rule="norm (epsilon)", inputs=2, keeps_sign=True, attrs=(Attr("alpha", NUMBER, required=False),),
+ADD = OpDef("add", "tensor + tensor, tensor - tensor", _add, _add_back, fixed_rule="norm (epsilon)", inputs=2,
+            keeps_sign=True, attrs=attrs_of(AddAttrs),
     aten={aten.add.Tensor: _arithmetic("add", "add"), aten.add_.Tensor: _arithmetic("add", "add"),
           aten.sub.Tensor: _arithmetic("sub", "add"), aten.sub_.Tensor: _arithmetic("sub", "add")})
 MUL = OpDef("mul", "tensor * tensor", lambda node, args: (args[0] * args[1], None), _product_back,
@@ -94,9 +119,8 @@ MUL = OpDef("mul", "tensor * tensor", lambda node, args: (args[0] * args[1], Non
 DIV = OpDef("div", "tensor / tensor", lambda node, args: (args[0] / args[1], None), _product_back,
             fixed_rule="uniform (R / factors)", inputs=2, keeps_sign=True,
             aten={aten.div.Tensor: _arithmetic("div", "div"), aten.div_.Tensor: _arithmetic("div", "div")})
-SCALAR = OpDef(SCALAR_NAME, "tensor and a number (+ - * /)", lambda node, args: (
-    _SCALAR_FUNCTIONS[node.attrs["fn"]](args[0], node.attrs["other"]), None), _scalar_back,
-    fixed_rule="pass (* /), epsilon (+ -)", attrs=(Attr("fn", choice(list(_SCALAR_FUNCTIONS))), Attr("other", NUMBER)),
+SCALAR = OpDef(SCALAR_NAME, "tensor and a number (+ - * /)", _scalar_forward, _scalar_back,
+    fixed_rule="pass (* /), epsilon (+ -)", attrs=attrs_of(ScalarAttrs),
     aten={aten.rsub.Scalar: _rsub, aten.mul.Scalar: lambda site: _scalar("mul", site.tensor("self"),
                                                                            site.args.get("other")),
           aten.div.Scalar: lambda site: _scalar("div", site.tensor("self"), site.args.get("other")),

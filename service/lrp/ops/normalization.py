@@ -4,7 +4,8 @@ Prop. 3.4); RMSNorm: identity. A vector norm (F.normalize's denominator) is a no
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -14,13 +15,13 @@ from service.lrp.ops.spec import (
     BOOL,
     INT_LIST,
     NUMBER,
-    Attr,
     AttrType,
     BackwardCall,
     OpDef,
     Read,
     Site,
     UnsupportedCallError,
+    attrs_of,
     is_int,
     normalize_dim,
 )
@@ -30,10 +31,45 @@ from service.lrp.stabilize import divide
 aten = torch.ops.aten
 
 
+_SHAPE = AttrType("a list of positive ints", lambda v: isinstance(v, list) and all(is_int(i) and i > 0 for i in v))
+
+
+@dataclass(frozen=True)
+class BatchNormAttrs:
+    """eps added to the running variance."""
+
+    eps: Annotated[float, NUMBER]
+
+
+@dataclass(frozen=True)
+class LayerNormAttrs:
+    """The trailing dimensions normalised, and eps added to their variance."""
+
+    normalized_shape: Annotated[list[int], _SHAPE]
+    eps: Annotated[float, NUMBER]
+
+
+@dataclass(frozen=True)
+class RMSNormAttrs:
+    """The trailing dimensions normalised, and eps (None: torch's default, the dtype's machine epsilon)."""
+
+    normalized_shape: Annotated[list[int], _SHAPE]
+    eps: Annotated[float | None, NUMBER] = None
+
+
+@dataclass(frozen=True)
+class VectorNormAttrs:
+    """The `ord`-norm over the dimensions `dim`, keeping them as size 1 or not."""
+
+    ord: Annotated[float, NUMBER]
+    dim: Annotated[list[int], INT_LIST]
+    keepdim: Annotated[bool, BOOL]
+
+
 def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     p = node.params
     return F.batch_norm(args[0], p["running_mean"], p["running_var"], p.get("weight"), p.get("bias"),
-                        training=False, eps=node.attrs["eps"]), None
+                        training=False, eps=node.typed(BatchNormAttrs).eps), None
 
 
 def _batchnorm(site: Site) -> Read:
@@ -48,15 +84,14 @@ def _batchnorm(site: Site) -> Read:
 
 
 BATCHNORM = OpDef("batchnorm", "BatchNorm1d/2d", _forward, pass_relevance, fixed_rule="pass",
-                  attrs=(Attr("eps", NUMBER),), params=("running_mean", "running_var"),
+                  attrs=attrs_of(BatchNormAttrs), params=("running_mean", "running_var"),
                   optional_params=("weight", "bias"), aten={aten.batch_norm.default: _batchnorm})
 
 
 def _layer_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     """The output, saving 1/sigma (native_layer_norm computes it anyway)."""
-    p = node.params
-    shape, eps = node.attrs["normalized_shape"], node.attrs["eps"]
-    out, _, inverse_sigma = torch.native_layer_norm(args[0], shape, p.get("weight"), p.get("bias"), eps)
+    p, a = node.params, node.typed(LayerNormAttrs)
+    out, _, inverse_sigma = torch.native_layer_norm(args[0], a.normalized_shape, p.get("weight"), p.get("bias"), a.eps)
     return out, inverse_sigma
 
 
@@ -64,7 +99,7 @@ def _layer_norm_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """AttnLRP Prop. 3.4: sigma held constant, the epsilon rule on y = (x - mean(x)) / sigma * w + b:
     g = w * R / stab(y) / sigma; R_in = x * (g - mean(g)), the means over the normalised dimensions."""
     x, node = call.args[0], call.node
-    reduced = tuple(range(x.dim() - len(node.attrs["normalized_shape"]), x.dim()))
+    reduced = tuple(range(x.dim() - len(node.typed(LayerNormAttrs).normalized_shape), x.dim()))
     g = divide(call.relevance, call.out, call.stabilizer).mul_(call.saved)
     weight = node.params.get("weight")
     if weight is not None:
@@ -80,7 +115,8 @@ def _read_layer_norm(site: Site) -> Read:
 
 
 def _rms_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-    return F.rms_norm(args[0], node.attrs["normalized_shape"], node.params.get("weight"), node.attrs.get("eps")), None
+    a = node.typed(RMSNormAttrs)
+    return F.rms_norm(args[0], a.normalized_shape, node.params.get("weight"), a.eps), None
 
 
 def _read_rms_norm(site: Site) -> Read:
@@ -92,8 +128,8 @@ def _read_rms_norm(site: Site) -> Read:
 
 
 def _vector_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-    a = node.attrs
-    return torch.linalg.vector_norm(args[0], a["ord"], a["dim"], a["keepdim"]), None
+    a = node.typed(VectorNormAttrs)
+    return torch.linalg.vector_norm(args[0], a.ord, a.dim, a.keepdim), None
 
 
 def _read_vector_norm(site: Site) -> Read:
@@ -112,16 +148,15 @@ def _normalizer_back(call: BackwardCall) -> list[torch.Tensor | None]:
     raise AssertionError("the engine never sends relevance into a normalising factor")
 
 
-_SHAPE = AttrType("a list of positive ints", lambda v: isinstance(v, list) and all(is_int(i) and i > 0 for i in v))
 LAYERNORM = OpDef("layernorm", "LayerNorm", _layer_norm, _layer_norm_back,
                   fixed_rule="AttnLRP LayerNorm (epsilon, 1/sigma constant)",
-                  attrs=(Attr("normalized_shape", _SHAPE), Attr("eps", NUMBER)), optional_params=("weight", "bias"),
+                  attrs=attrs_of(LayerNormAttrs), optional_params=("weight", "bias"),
                   aten={aten.layer_norm.default: _read_layer_norm})
 RMSNORM = OpDef("rmsnorm", "RMSNorm", _rms_norm, pass_relevance, fixed_rule="identity",
-                attrs=(Attr("normalized_shape", _SHAPE), Attr("eps", NUMBER, required=False)),
+                attrs=attrs_of(RMSNormAttrs),
                 optional_params=("weight",), aten={aten.rms_norm.default: _read_rms_norm})
 VECTOR_NORM = OpDef("vector_norm", "vector norm (a normalising factor, F.normalize)", _vector_norm, _normalizer_back,
                     fixed_rule="held constant (a normalising factor)",
-                    attrs=(Attr("ord", NUMBER), Attr("dim", INT_LIST), Attr("keepdim", BOOL)),
+                    attrs=attrs_of(VectorNormAttrs),
                     aten={aten.linalg_vector_norm.default: _read_vector_norm})
 NORMALIZATION = (BATCHNORM, LAYERNORM, RMSNORM, VECTOR_NORM)

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -16,13 +17,13 @@ from service.lrp.graph import Node
 from service.lrp.ops.spec import (
     BOOL,
     INT_LIST,
-    Attr,
     AttrType,
     BackwardCall,
     OpDef,
     Read,
     Site,
     UnsupportedCallError,
+    attrs_of,
     choice,
     normalize_dim,
 )
@@ -32,16 +33,30 @@ from service.lrp.stabilize import divide
 aten = torch.ops.aten
 
 
+_NON_NEGATIVE = AttrType("a list of non-negative ints",
+                         lambda v: INT_LIST.check(v) and all(i >= 0 for i in v))
+
+
+@dataclass(frozen=True)
+class ReduceAttrs:
+    """mean or sum over the dimensions `dim` (the batch's never), keeping them as size 1 or not."""
+
+    fn: Annotated[str, choice(["mean", "sum"])]
+    dim: Annotated[list[int], _NON_NEGATIVE]
+    keepdim: Annotated[bool, BOOL]
+
+
 def _reduce(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-    fn = torch.mean if node.attrs["fn"] == "mean" else torch.sum
-    return fn(args[0], node.attrs["dim"], keepdim=node.attrs["keepdim"]), None
+    a = node.typed(ReduceAttrs)
+    fn = torch.mean if a.fn == "mean" else torch.sum
+    return fn(args[0], a.dim, keepdim=a.keepdim), None
 
 
 def _reduce_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """R_in = x * R / stab(sum(x)), R broadcast back over the reduced dimensions."""
-    x, a = call.args[0], call.node.attrs
-    total = x.sum(a["dim"], keepdim=True)
-    relevance = call.relevance if a["keepdim"] else call.relevance.reshape(total.shape)
+    x, a = call.args[0], call.node.typed(ReduceAttrs)
+    total = x.sum(a.dim, keepdim=True)
+    relevance = call.relevance if a.keepdim else call.relevance.reshape(total.shape)
     return [x * divide(relevance, total, call.stabilizer)]
 
 
@@ -74,10 +89,8 @@ def _read_embedding(site: Site) -> Read:
     return Read([site.tensor("indices")], {}, {"weight": weight})
 
 
-_NON_NEGATIVE = AttrType("a list of non-negative ints",
-                         lambda v: INT_LIST.check(v) and all(i >= 0 for i in v))
 REDUCE = OpDef("reduce", "mean / sum over dimensions", _reduce, _reduce_back, fixed_rule="epsilon",
-               attrs=(Attr("fn", choice(["mean", "sum"])), Attr("dim", _NON_NEGATIVE), Attr("keepdim", BOOL)),
+               attrs=attrs_of(ReduceAttrs),
                keeps_sign=True, aten={aten.mean.dim: _reader("mean"), aten.sum.dim_IntList: _reader("sum")})
 EMBEDDING = OpDef("embedding", "Embedding", _embedding, _embedding_back, fixed_rule="token relevance (sum over hidden)",
                   params=("weight",), aten={aten.embedding.default: _read_embedding})

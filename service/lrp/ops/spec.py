@@ -4,8 +4,9 @@ recognises it in a captured model. Every op of the engine is one `OpDef`; nothin
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -90,6 +91,22 @@ class Attr:
     name: str
     type: AttrType
     required: bool = True
+
+
+# In an op's attributes class, stands for "one int per spatial dimension": attrs_of(kind, dims) makes it ints(dims).
+SPATIAL = AttrType("one int per spatial dimension", lambda value: False)
+
+
+def attrs_of(kind: type[Any], dims: int = 0) -> tuple[Attr, ...]:
+    """The attributes an op's attributes class declares, in order: each field `name: Annotated[T, AttrType]` is one,
+    required unless it has a default (a node reads them as that class with `Node.typed`)."""
+    hints = typing.get_type_hints(kind, include_extras=True)
+    found = []
+    for declared in fields(kind):
+        check = next(m for m in getattr(hints[declared.name], "__metadata__", ()) if isinstance(m, AttrType))
+        found.append(Attr(declared.name, ints(dims) if check is SPATIAL else check,
+                          required=declared.default is MISSING and declared.default_factory is MISSING))
+    return tuple(found)
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,17 @@ calls that are no op at all (Dropout in eval mode, contiguous, clone)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 
 from service.lrp import dims
+from service.lrp.graph import Node
 from service.lrp.ops.spec import (
     INT,
     NON_BATCH_DIM,
     SIZES,
-    Attr,
     AttrType,
     BackwardCall,
     OpDef,
@@ -21,6 +22,7 @@ from service.lrp.ops.spec import (
     Ref,
     Site,
     UnsupportedCallError,
+    attrs_of,
     normalize_dim,
 )
 
@@ -32,9 +34,40 @@ def pass_relevance(call: BackwardCall) -> list[torch.Tensor | None]:
     return [call.relevance]
 
 
+@dataclass(frozen=True)
+class CatAttrs:
+    """torch.cat along `dim` (never the batch's)."""
+
+    dim: Annotated[int, NON_BATCH_DIM]
+
+
+@dataclass(frozen=True)
+class FlattenAttrs:
+    """flatten from `start_dim` (never the batch's) to `end_dim`."""
+
+    start_dim: Annotated[int, NON_BATCH_DIM]
+    end_dim: Annotated[int, INT]
+
+
+@dataclass(frozen=True)
+class ReshapeAttrs:
+    """The output's shape: ints, or in a file {"expr": ...} sizes that follow the input's (bound before the
+    forward, service.lrp.dims)."""
+
+    shape: Annotated[list[int], SIZES]
+
+
+@dataclass(frozen=True)
+class CastAttrs:
+    """The floating-point dtype converted to, by its torch name."""
+
+    dtype: Annotated[str, AttrType("a floating-point dtype name (float32, float64, bfloat16, float16)",
+                                   lambda v: v in ("float32", "float64", "bfloat16", "float16"))]
+
+
 def _cat_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """Each input gets its own slice of the output relevance."""
-    dim = call.node.attrs["dim"]
+    dim = call.node.typed(CatAttrs).dim
     return list(torch.split(call.relevance, [arg.shape[dim] for arg in call.args], dim=dim))
 
 
@@ -70,15 +103,29 @@ def _reshape(site: Site) -> Read:
 
 
 RESHAPE_NAME = "reshape"
-CAT = OpDef("cat", "torch.cat", lambda node, args: (torch.cat(args, dim=node.attrs["dim"]), None), _cat_back,
-            fixed_rule="gradient", inputs=None, attrs=(Attr("dim", NON_BATCH_DIM),), keeps_sign=True,
-            aten={aten.cat.default: _cat})
-FLATTEN = OpDef("flatten", "flatten",
-                lambda node, args: (args[0].flatten(node.attrs["start_dim"], node.attrs["end_dim"]), None),
-                _reshape_back, fixed_rule="gradient", attrs=(Attr("start_dim", NON_BATCH_DIM), Attr("end_dim", INT)),
-                keeps_sign=True, aten={aten.flatten.using_ints: _flatten})
-RESHAPE = OpDef(RESHAPE_NAME, "view/reshape", lambda node, args: (args[0].reshape(node.attrs["shape"]), None),
-                _reshape_back, fixed_rule="gradient", attrs=(Attr("shape", SIZES),), keeps_sign=True,
+def _cat_forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
+    return torch.cat(args, dim=node.typed(CatAttrs).dim), None
+
+
+def _flatten_forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
+    a = node.typed(FlattenAttrs)
+    return args[0].flatten(a.start_dim, a.end_dim), None
+
+
+def _reshape_forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
+    return args[0].reshape(node.typed(ReshapeAttrs).shape), None
+
+
+def _cast_forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, None]:
+    return args[0].to(getattr(torch, node.typed(CastAttrs).dtype)), None
+
+
+CAT = OpDef("cat", "torch.cat", _cat_forward, _cat_back, fixed_rule="gradient", inputs=None, attrs=attrs_of(CatAttrs),
+            keeps_sign=True, aten={aten.cat.default: _cat})
+FLATTEN = OpDef("flatten", "flatten", _flatten_forward, _reshape_back, fixed_rule="gradient",
+                attrs=attrs_of(FlattenAttrs), keeps_sign=True, aten={aten.flatten.using_ints: _flatten})
+RESHAPE = OpDef(RESHAPE_NAME, "view/reshape", _reshape_forward, _reshape_back, fixed_rule="gradient",
+                attrs=attrs_of(ReshapeAttrs), keeps_sign=True,
                 aten={aten.view.default: _reshape, aten.reshape.default: _reshape,
                       aten._unsafe_view.default: _reshape})
 CONSTANT = OpDef("constant", "a parameter, buffer or constant tensor used directly",
@@ -109,10 +156,7 @@ def _cast(site: Site) -> Read:
     return Read([site.tensor("self")], {"dtype": str(dtype).removeprefix("torch.")})
 
 
-_FLOAT_TYPES = AttrType("a floating-point dtype name (float32, float64, bfloat16, float16)",
-                        lambda v: v in ("float32", "float64", "bfloat16", "float16"))
-CAST = OpDef("cast", "conversion to another floating-point type", lambda node, args: (
-    args[0].to(getattr(torch, node.attrs["dtype"])), None), pass_relevance, fixed_rule="pass",
-    attrs=(Attr("dtype", _FLOAT_TYPES),), keeps_sign=True,
-    aten={aten._to_copy.default: _cast, aten.to.dtype: _cast, aten.to.dtype_layout: _cast})
+CAST = OpDef("cast", "conversion to another floating-point type", _cast_forward, pass_relevance, fixed_rule="pass",
+             attrs=attrs_of(CastAttrs), keeps_sign=True,
+             aten={aten._to_copy.default: _cast, aten.to.dtype: _cast, aten.to.dtype_layout: _cast})
 STRUCTURE = (CAT, FLATTEN, RESHAPE, CONSTANT, CAST)
