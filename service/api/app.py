@@ -83,7 +83,15 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, server_fault)
 
 
-def create_app(settings: Settings | None = None, registry: Registry | None = None) -> FastAPI:
+class ServiceApp(FastAPI):
+    """The service's FastAPI app: its OpenAPI document is built on each call, so that it lists the models loaded by
+    then (service.api.openapi)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return service_openapi(self, self.state.service.registry)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None) -> ServiceApp:
     """The app; models load in a worker thread at start-up unless a ready `registry` is given."""
     state = ServiceState(settings or load_settings(), inference.run_batch, registry)
 
@@ -96,8 +104,8 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
             loading.cancel()
         state.close()
 
-    app = FastAPI(title="LRP explanation service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = ServiceApp(title="LRP explanation service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                     docs_url=None, redoc_url=None)
     app.state.service = state
     app.include_router(health.router)
     app.include_router(rest.router)
@@ -108,9 +116,4 @@ def create_app(settings: Settings | None = None, registry: Registry | None = Non
                        is_model=lambda name: state.registry is not None and name in state.registry)
     install_docs(app)
     install_error_handlers(app)
-
-    def openapi() -> dict[str, Any]:
-        return service_openapi(app, state.registry)
-
-    app.openapi = openapi  # type: ignore[method-assign]
     return app

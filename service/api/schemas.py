@@ -8,10 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.manifest.model_json import ComparedComposite
+from service.manifest.model_json import ComparedComposite, PerChannel
 
 WALKTHROUGH_INPUT: Any = [1.0, 0.8, 0.2]
-Bound = float | list[float]
 
 
 class _Body(BaseModel):
@@ -36,8 +35,8 @@ class LRPParamsBody(_Body):
     gamma: float | None = Field(default=None, ge=0, description="gamma rule: w + gamma * w+")
     alpha: float | None = Field(default=None, ge=0, description="alpha-beta rule (alpha - beta = 1)")
     beta: float | None = Field(default=None, ge=0, description="alpha-beta rule")
-    low: Bound | None = Field(default=None, description="zbox: lowest input value (scalar or per channel)")
-    high: Bound | None = Field(default=None, description="zbox: highest input value (scalar or per channel)")
+    low: PerChannel | None = Field(default=None, description="zbox: lowest input value (scalar or per channel)")
+    high: PerChannel | None = Field(default=None, description="zbox: highest input value (scalar or per channel)")
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epsilon": 0.01}]})
 

@@ -17,8 +17,8 @@ from service.lrp import ExplanationInputError, Method
 from service.modality.instances import Decoded
 
 Verb = Literal["predict", "explain"]
-TargetValue = int | str | None
-Target = TargetValue | Sequence[TargetValue]
+ClassRef = int | str | None  # a class index, a class label, or None: the predicted class
+TargetRequest = ClassRef | Sequence[ClassRef]  # one for all instances, or one per instance
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def predict_job(entry: ModelEntry, decoded: Decoded) -> Job:
     return Job(entry, PREDICT, tuple(Sample(row, i) for i, row in enumerate(decoded.rows)), decoded)
 
 
-def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: str | dict[str, Any] | None,
+def explain_job(entry: ModelEntry, decoded: Decoded, target: TargetRequest, composite: str | dict[str, Any] | None,
                 params: dict[str, Any], evaluate: Evaluation | None = None) -> Job:
     """The job of an explain request: the model's default composite when none is named; its parameters are the
     model's defaults (see ModelEntry.default_params) with the request's own values on top."""
@@ -81,7 +81,7 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: Target, composite: 
     return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged)
 
 
-def resolve_targets(entry: ModelEntry, target: Target, count: int) -> list[int | None]:
+def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> list[int | None]:
     """One class index (or None: the argmax) per instance, from an index, a class label or a list of them."""
     if target is None or isinstance(target, int | str):
         return [_class_index(entry, target, "target")] * count
@@ -92,7 +92,7 @@ def resolve_targets(entry: ModelEntry, target: Target, count: int) -> list[int |
     return [_class_index(entry, value, f"target[{i}]") for i, value in enumerate(values)]
 
 
-def _class_index(entry: ModelEntry, value: TargetValue, where: str) -> int | None:
+def _class_index(entry: ModelEntry, value: ClassRef, where: str) -> int | None:
     classes = entry.classes
     if value is None:
         return None

@@ -13,7 +13,7 @@ from service.lrp.exceptions import ExplanationInputError, LRPError, ModelPrepara
 from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.graph import INPUT, OUTPUT_ACTIVATIONS, Graph, Node, check_input
 from service.lrp.ops import OPS, check_node
-from service.lrp.params import LRPParams
+from service.lrp.params import Bound, LRPParams
 from service.lrp.precision import use_ieee_float32
 from service.lrp.prepare import explain, prepare
 from service.lrp.rules import RULE_NAMES
@@ -24,6 +24,7 @@ __all__ = [
     "OPS",
     "OUTPUT_ACTIVATIONS",
     "RULE_NAMES",
+    "Bound",
     "Composite",
     "Explanation",
     "ExplanationInputError",

@@ -13,6 +13,8 @@ from service.lrp.exceptions import ExplanationInputError
 from service.lrp.ops import CP, OPS, RULE_MAP_TYPES, rule_nodes
 
 RuleTable = tuple[tuple[str, str], ...]  # (layer type or name, rule) pairs, sorted: hashable
+# a composite as a request names it: a name, or a rule map {"base": name, "types": {...}, "layers": {...}} to check
+CompositeSpec = str | Mapping[str, object]
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ NAMED: dict[str, Composite] = {
 COMPOSITE_NAMES = tuple(NAMED)
 
 
-def resolve(composite: str | Mapping[str, Any] | Composite) -> Composite:
+def resolve(composite: CompositeSpec | Composite) -> Composite:
     """A Composite from a name, or from a rule map {"base": name, "types": {...}, "layers": {...}}."""
     if isinstance(composite, Composite):
         return composite
@@ -93,7 +95,10 @@ def resolve(composite: str | Mapping[str, Any] | Composite) -> Composite:
     extra = sorted(set(composite) - {"base", "types", "layers"})
     if extra:
         raise ExplanationInputError(f"unknown rule map key(s) {extra}; use \"base\", \"types\" and \"layers\"")
-    base = resolve(composite.get("base", rules.EPSILON))
+    base_spec = composite.get("base", rules.EPSILON)
+    if not isinstance(base_spec, str | Mapping):
+        raise ExplanationInputError("composite must be a name or a rule map {\"base\", \"types\", \"layers\"}")
+    base = resolve(base_spec)
     by_type = _rule_table(composite.get("types") or {}, "types")
     bad_types = sorted(set(by_type) - set(RULE_MAP_TYPES))
     if bad_types:
@@ -108,7 +113,7 @@ def _sorted(table: Mapping[str, str]) -> RuleTable:
     return tuple(sorted(table.items()))
 
 
-def _rule_table(table: Any, what: str) -> dict[str, str]:
+def _rule_table(table: object, what: str) -> dict[str, str]:
     if not isinstance(table, Mapping):
         raise ExplanationInputError(f"rule map \"{what}\" must be an object of {{name: rule}}")
     bad = {k: v for k, v in table.items() if v not in rules.RULE_NAMES}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 EXPR = "expr"
 Shape = Sequence[int]
@@ -20,7 +20,7 @@ _OPERATORS: dict[type[ast.operator], Callable[[int, int], int]] = {
     ast.FloorDiv: lambda a, b: a // b, ast.Mod: lambda a, b: a % b}
 
 
-def is_expr(value: Any) -> bool:
+def is_expr(value: object) -> TypeGuard[dict[str, str]]:
     """Whether `value` is a size written as an expression: {"expr": "..."}."""
     return isinstance(value, dict) and set(value) == {EXPR} and isinstance(value[EXPR], str)
 
@@ -56,14 +56,14 @@ def _compile(node: ast.expr, text: str) -> Evaluate:
                      f"{sorted(_FUNCTIONS)} are allowed")
 
 
-def uses(value: Any, dimension: int) -> bool:
+def uses(value: object, dimension: int) -> bool:
     """Whether a size (an int or an expression) depends on the input's dimension `dimension`."""
     if not is_expr(value):
         return False
     return any(isinstance(n, ast.Name) and n.id == f"d{dimension}" for n in ast.walk(ast.parse(value[EXPR])))
 
 
-def has_exprs(value: Any) -> bool:
+def has_exprs(value: object) -> bool:
     """Whether an attribute value holds a size expression anywhere."""
     if is_expr(value):
         return True
@@ -74,7 +74,7 @@ def has_exprs(value: Any) -> bool:
     return False
 
 
-def binder(value: Any) -> Callable[[Shape], Any]:
+def binder(value: object) -> Callable[[Shape], Any]:
     """A function of the input's shape returning `value` with every size expression evaluated."""
     if is_expr(value):
         return compile_expr(value[EXPR])
@@ -88,7 +88,7 @@ def binder(value: Any) -> Callable[[Shape], Any]:
     return lambda shape: value
 
 
-def check(value: Any) -> None:
+def check(value: object) -> None:
     """Raise ValueError if any size expression in `value` is outside the grammar."""
     if is_expr(value):
         compile_expr(value[EXPR])

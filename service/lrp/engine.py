@@ -7,7 +7,7 @@ its relevance to its inputs by its rule, and relevance arriving at a tensor from
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 import torch
@@ -110,7 +110,7 @@ class PreparedModel:
         return PreparedModel(ir.Graph(nodes, self.graph.output, self.graph.output_activation, self.graph.folded))
 
     # -- rules -------------------------------------------------------------------------------------------
-    def rules(self, composite: str | Mapping[str, Any] | composites.Composite) -> dict[str, str]:
+    def rules(self, composite: composites.CompositeSpec | composites.Composite) -> dict[str, str]:
         """The rule of every Linear/Conv node under `composite`, by node name (cached)."""
         resolved = composites.resolve(composite)
         found = self._assignments.get(resolved)
@@ -120,7 +120,7 @@ class PreparedModel:
                 self._assignments[resolved] = found
         return found
 
-    def resolve(self, composite: str | Mapping[str, Any] | composites.Composite, **params: Any) -> Method:
+    def resolve(self, composite: composites.CompositeSpec | composites.Composite, **params: object) -> Method:
         """Check a composite and its parameters against this model; raise ExplanationInputError saying how to fix
         them (an unknown composite or parameter, alpha - beta != 1, zbox without bounds or with per-channel bounds
         of the wrong length). Methods already resolved are remembered (at most RESOLVED_KEPT)."""
@@ -134,7 +134,7 @@ class PreparedModel:
                 self._resolved[key] = found
         return found
 
-    def _resolve(self, composite: str | Mapping[str, Any] | composites.Composite, params: dict[str, Any]) -> Method:
+    def _resolve(self, composite: composites.CompositeSpec | composites.Composite, params: dict[str, object]) -> Method:
         resolved = composites.resolve(composite)
         checked = LRPParams.from_kwargs(**params)
         resolved.check_params(params)
@@ -158,7 +158,7 @@ class PreparedModel:
                     f"parameter '{bound}' has {len(value)} values, but layer '{label}' (zbox rule) takes {channels} "
                     f"input channel(s): give one value, or {channels}")
 
-    def layer_rules(self, composite: str | Mapping[str, Any] = "epsilon_plus_flat") -> list[dict[str, str]]:
+    def layer_rules(self, composite: composites.CompositeSpec = "epsilon_plus_flat") -> list[dict[str, str]]:
         """Every layer with its op and rule (folded BatchNorms listed as folded), for documentation."""
         assigned = self.rules(composite)
         listed = []
@@ -174,13 +174,13 @@ class PreparedModel:
         return checks.input_tensor(x, self.graph.input, self._tokens, self.device, self.dtype)
 
     def _forward(self, x: torch.Tensor, extra: Extra = None, explaining: bool = False
-                 ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, ir.Node]]:
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, object], dict[str, ir.Node]]:
         """Every node's value, what its forward saved (for a backward when `explaining`), and the nodes whose sizes
         follow the input, bound to it."""
         shape = tuple(x.shape)
         extra_values = checks.extra_inputs(extra, self._extra, shape, self.device)
         values: dict[str, torch.Tensor] = {self.graph.input.name: x, **extra_values}
-        saved: dict[str, Any] = {}
+        saved: dict[str, object] = {}
         bound: dict[str, ir.Node] = {}
         for node, definition in self._steps:
             bind = self._binders.get(node.name)
@@ -217,9 +217,9 @@ class PreparedModel:
         return gradient
 
     def explain(self, x: torch.Tensor, target: Target = None,
-                composite: str | Mapping[str, Any] | composites.Composite = "epsilon_plus_flat",
+                composite: composites.CompositeSpec | composites.Composite = "epsilon_plus_flat",
                 layers: Iterable[str] = (), output_relevance: torch.Tensor | None = None, extra: Extra = None,
-                **params: Any) -> Explanation:
+                **params: object) -> Explanation:
         """LRP relevance of `target` (None: argmax) for each sample of x; see `service.lrp.explain`.
 
         `output_relevance`, when given, replaces the seed one-hot(target) * logit (same shape as the logits).
@@ -263,7 +263,7 @@ class PreparedModel:
             wanted[by_label[name]] = name
         return wanted
 
-    def _backward(self, values: dict[str, torch.Tensor], saved: dict[str, Any], bound: dict[str, ir.Node],
+    def _backward(self, values: dict[str, torch.Tensor], saved: dict[str, object], bound: dict[str, ir.Node],
                   seed: torch.Tensor, assigned: dict[str, str], method: Method,
                   wanted: dict[str, str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         params, attention = method.params, method.composite.attention

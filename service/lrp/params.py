@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
 
 import torch
 
@@ -32,20 +31,16 @@ class LRPParams:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
-    def from_kwargs(cls, **given: Any) -> LRPParams:
+    def from_kwargs(cls, **given: object) -> LRPParams:
         """Validate user parameters; raise ExplanationInputError saying how to fix a bad one."""
         unknown = sorted(set(given) - set(cls.names()))
         if unknown:
             raise ExplanationInputError(
                 f"unknown LRP parameter(s) {unknown}; accepted parameters are {list(cls.names())}")
-        values: dict[str, Any] = {}
-        for name in ("epsilon", "stabilizer", "gamma", "alpha", "beta"):
-            if given.get(name) is not None:
-                values[name] = _non_negative(name, given[name])
-        for name in ("low", "high"):
-            if given.get(name) is not None:
-                values[name] = _bound(name, given[name])
-        params = cls(**values)
+        numbers = {name: _non_negative(name, given[name])
+                   for name in ("epsilon", "stabilizer", "gamma", "alpha", "beta") if given.get(name) is not None}
+        low, high = (None if given.get(name) is None else _bound(name, given[name]) for name in ("low", "high"))
+        params = cls(**numbers, low=low, high=high)
         if not math.isclose(params.alpha - params.beta, 1.0, rel_tol=0, abs_tol=1e-9):
             raise ExplanationInputError(
                 f"alpha - beta must equal 1 (got alpha={params.alpha}, beta={params.beta}); "
@@ -65,7 +60,7 @@ def _values(bound: Bound) -> tuple[float, ...]:
     return bound if isinstance(bound, tuple) else (bound,)
 
 
-def _non_negative(name: str, value: Any) -> float:
+def _non_negative(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ExplanationInputError(f"parameter '{name}' must be a number, got {value!r}")
     number = float(value)
@@ -74,7 +69,7 @@ def _non_negative(name: str, value: Any) -> float:
     return number
 
 
-def _bound(name: str, value: Any) -> Bound:
+def _bound(name: str, value: object) -> Bound:
     if isinstance(value, torch.Tensor):
         value = value.tolist()
     if isinstance(value, Sequence) and not isinstance(value, str):
@@ -84,7 +79,7 @@ def _bound(name: str, value: Any) -> Bound:
     return _finite(name, value)
 
 
-def _finite(name: str, value: Any) -> float:
+def _finite(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ExplanationInputError(f"parameter '{name}' must be finite numbers, got {value!r}")
     return float(value)

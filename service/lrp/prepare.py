@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
 from service.lrp.checks import Extra
+from service.lrp.composites import CompositeSpec
 from service.lrp.engine import PreparedModel
 from service.lrp.exceptions import ExplanationInputError
 from service.lrp.explanation import Explanation
@@ -67,8 +68,8 @@ def prepare(model: nn.Module | PreparedModel, example: torch.Tensor, extra: Extr
 
 
 def explain(model: nn.Module | PreparedModel, x: torch.Tensor, target: Target = None,
-            composite: str | Mapping[str, Any] = "epsilon_plus_flat", layers: Iterable[str] = (),
-            extra: Extra = None, **params: Any) -> Explanation:
+            composite: CompositeSpec = "epsilon_plus_flat", layers: Iterable[str] = (),
+            extra: Extra = None, **params: object) -> Explanation:
     """LRP of `model` at x: `.relevance` shaped like x, `.output` the model's output.
 
     target: an int, one int per sample, or None (the argmax); composite: a name from
@@ -76,4 +77,5 @@ def explain(model: nn.Module | PreparedModel, x: torch.Tensor, target: Target = 
     layers: names whose output relevance is returned in `.layers`; extra: other arguments of the forward by name
     (`{"attention_mask": mask}`), which carry no relevance. The model is never modified.
     """
-    return prepare(model, x, extra).explain(x, target, composite, layers, extra=extra, **params)
+    prepared = prepare(model, x, extra)
+    return prepared.explain_resolved(x, target, prepared.resolve(composite, **params), layers, extra=extra)

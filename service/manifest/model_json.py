@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.lrp import INPUT, OUTPUT_ACTIVATIONS, check_input, check_node
 
-Bound = float | list[float]
+PerChannel = float | list[float]  # a value for every channel, or one per channel
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
@@ -56,7 +56,7 @@ class InputSpec(_Strict):
 
     kind: Literal["tensor", "image", "tabular", "text"]
     shape: list[PositiveInt] = Field(min_length=1)
-    range: tuple[Bound, Bound] | None = None
+    range: tuple[PerChannel, PerChannel] | None = None
     image: ImageSpec | None = None
     features: list[str] | None = None
     standardization: Standardization | None = None

@@ -2,5 +2,5 @@
 model-space tensors (`instances`), PNG/JPEG decoding within bounded memory (`images`), and text models' tokenizers,
 padding and words (`text`).
 
-Imports: service.errors, service.manifest.
+Imports: service.errors, service.lrp (the engine's Bound), service.manifest.
 """

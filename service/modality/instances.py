@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
+from service.lrp import Bound
 from service.manifest.model_json import InputSpec
 from service.modality.images import decode_image
 from service.modality.text import TextModel, TokenizedText
@@ -23,7 +24,7 @@ RESAMPLE_FILTERS = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.B
                     "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
                     "nearest": Image.Resampling.NEAREST}  # model.json's image.resample -> Pillow's filter
 
-Bounds = tuple[float | tuple[float, ...], float | tuple[float, ...]]
+Bounds = tuple[Bound, Bound]  # the lowest and highest model-space value (per channel, or one for all)
 
 
 @dataclass(frozen=True)

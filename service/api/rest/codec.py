@@ -35,7 +35,7 @@ from service.inference import (
     of_kind,
     predict_job,
 )
-from service.inference.job import Target
+from service.inference.job import TargetRequest
 from service.loader import ModelEntry
 from service.modality import text
 
@@ -48,7 +48,7 @@ class ExplainOptions:
     """What an /explain request asks besides its inputs: the targets, the composite and its parameters, the answer's
     format, whether a PNG is drawn over the input image, and the faithfulness to measure."""
 
-    target: Target = None
+    target: TargetRequest = None
     composite: str | dict[str, Any] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     output: Output = "json"

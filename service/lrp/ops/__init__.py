@@ -1,7 +1,7 @@
 """The op table: every op the engine can explain, each defined once in the module of its family.
 
-Tracing (service.lrp.trace), the model format's checks (`check_node`), the composites' layer types and the
-unsupported-layer message all read `OPS`. To add an op, define its `OpDef` and list it here.
+The capture (service.lrp.capture, service.lrp.convert), the model format's checks (`check_node`), the composites'
+layer types and the unsupported-layer message all read `OPS`. To add an op, define its `OpDef` and list it here.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def activation_of(node: Node) -> Activation:
     return ACTIVATIONS[str(node.attrs["fn"])]
 
 
-def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     options = {k: v for k, v in node.attrs.items() if k != "fn"}  # the function's own keywords (Activation.options)
     return activation_of(node).function(args[0], **options), None
 

@@ -74,7 +74,7 @@ class AffineOp:
         return values if not self.conv_dims else values.view((1, -1) + (1,) * (like.dim() - 2))
 
 
-def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     return AffineOp.from_node(node).forward(args[0], node.params["weight"], node.params.get("bias")), None
 
 

@@ -133,7 +133,7 @@ def _device(inputs: list[torch.Tensor], node: Node) -> torch.device:
     return inputs[0].device if inputs else torch.device(node.attrs.get("device", "cpu"))
 
 
-def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     """Replay the call; a factory with no tensor input runs on the device the engine bound into attrs."""
     device, call = _device(args, node), node.typed(CallAttrs)
     kwargs = {k: decode(v, args, device) for k, v in call.args.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,7 @@ class AttentionAttrs:
     enable_gqa: Annotated[bool, BOOL] = False
 
 
-def _softmax(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _softmax(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     return torch.softmax(args[0], node.typed(SoftmaxAttrs).dim), None
 
 
@@ -95,7 +95,7 @@ def _read_softmax(site: Site) -> Read:
     return Read([x], {"dim": dim})
 
 
-def _matmul(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _matmul(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     product = torch.matmul(args[0], args[1])
     return (product + args[2], product) if len(args) == 3 else (product, None)
 
@@ -106,7 +106,7 @@ def _matmul_back(call: BackwardCall) -> list[torch.Tensor | None]:
     live = (call.live[0], call.live[1])
     product, relevance = call.out, call.relevance
     if len(call.args) == 3:
-        product = call.saved
+        product = call.saved_tensor()
         relevance = product * divide(relevance, call.out, call.stabilizer)
     parts = product_relevance(call.args[0], call.args[1], product, relevance, call.stabilizer, live)
     return [*parts, None] if len(call.args) == 3 else list(parts)
@@ -155,7 +155,7 @@ def _repeat_heads(node: Node, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return t.repeat_interleave(q.shape[-3] // t.shape[-3], dim=-3)
 
 
-def _sdpa(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _sdpa(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     q, k, v, *rest = args
     options = node.typed(AttentionAttrs)
     out = F.scaled_dot_product_attention(q, k, v, rest[0] if rest else None, 0.0, options.is_causal,
@@ -163,18 +163,30 @@ def _sdpa(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
     return out, None
 
 
-def _sdpa_saving(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+class AttentionSaved(NamedTuple):
+    """What attention's saving forward keeps for the backward."""
+
+    k_full: torch.Tensor  # keys repeated over the query heads that share them
+    v_full: torch.Tensor
+    raw: torch.Tensor  # q k^T
+    scaled: torch.Tensor
+    scores: torch.Tensor  # after the mask
+    weights: torch.Tensor  # softmax of the scores
+
+
+def _sdpa_saving(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     """softmax(q k^T * scale + mask) @ v written out, saving (k and v repeated for grouped queries, q k^T, the
     scaled scores, the scores after the mask, the attention weights) for the backward."""
     q, k, v, *rest = args
     k_full, v_full = _repeat_heads(node, q, k), _repeat_heads(node, q, v)
     raw, scaled, scores, weights = _attention_weights(node, q, k_full, rest[0] if rest else None)
-    return torch.matmul(weights, v_full), (k_full, v_full, raw, scaled, scores, weights)
+    return torch.matmul(weights, v_full), AttentionSaved(k_full, v_full, raw, scaled, scores, weights)
 
 
 def _sdpa_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """v <- the product rule on weights @ v; weights <- softmax rule; scores <- the mask as a bias; q, k <- the
     product rule on q @ k^T. Under CP-LRP the weights are constant and only v receives relevance."""
+    assert isinstance(call.saved, AttentionSaved), "sdpa's backward follows its saving forward"
     (q, k, v, *rest), (k_full, v_full, raw, scaled, scores, weights) = call.args, call.saved
     weights_live = call.attention != CP and (call.live[0] or call.live[1])
     r_weights, r_v = product_relevance(weights, v_full, call.out, call.relevance, call.stabilizer,

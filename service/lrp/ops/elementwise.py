@@ -10,12 +10,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, TypeGuard
 
 import torch
 
 from service.lrp.graph import Node
-from service.lrp.ops.spec import NUMBER, BackwardCall, OpDef, Read, Ref, Site, UnsupportedCallError, attrs_of, choice
+from service.lrp.ops.spec import (
+    NUMBER,
+    BackwardCall,
+    OpDef,
+    Read,
+    Reader,
+    Ref,
+    Site,
+    UnsupportedCallError,
+    attrs_of,
+    choice,
+)
 from service.lrp.stabilize import divide
 
 aten = torch.ops.aten
@@ -26,17 +37,17 @@ _SCALAR_FUNCTIONS = {
     "div": lambda x, c: aten.div.Tensor(x, c)}
 
 
-def _number(value: Any) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _scalar(fn: str, x: Ref, other: Any) -> Read:
+def _scalar(fn: str, x: Ref, other: object) -> Read:
     if not _number(other):
         raise UnsupportedCallError(f"{fn} with a {type(other).__name__} operand")
     return Read([x], {"fn": fn, "other": other}, op=SCALAR_NAME)
 
 
-def _arithmetic(fn: str, tensor_op: str) -> Any:
+def _arithmetic(fn: str, tensor_op: str) -> Reader:
     """Read a + b, a - b, a * b, a / b: two tensors become `tensor_op`, a tensor and a number the scalar op."""
 
     def read(site: Site) -> Read:

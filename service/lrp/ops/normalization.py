@@ -66,7 +66,7 @@ class VectorNormAttrs:
     keepdim: Annotated[bool, BOOL]
 
 
-def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     p = node.params
     return F.batch_norm(args[0], p["running_mean"], p["running_var"], p.get("weight"), p.get("bias"),
                         training=False, eps=node.typed(BatchNormAttrs).eps), None
@@ -88,7 +88,7 @@ BATCHNORM = OpDef("batchnorm", "BatchNorm1d/2d", _forward, pass_relevance, fixed
                   optional_params=("weight", "bias"), aten={aten.batch_norm.default: _batchnorm})
 
 
-def _layer_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _layer_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     """The output, saving 1/sigma (native_layer_norm computes it anyway)."""
     p, a = node.params, node.typed(LayerNormAttrs)
     out, _, inverse_sigma = torch.native_layer_norm(args[0], a.normalized_shape, p.get("weight"), p.get("bias"), a.eps)
@@ -100,7 +100,7 @@ def _layer_norm_back(call: BackwardCall) -> list[torch.Tensor | None]:
     g = w * R / stab(y) / sigma; R_in = x * (g - mean(g)), the means over the normalised dimensions."""
     x, node = call.args[0], call.node
     reduced = tuple(range(x.dim() - len(node.typed(LayerNormAttrs).normalized_shape), x.dim()))
-    g = divide(call.relevance, call.out, call.stabilizer).mul_(call.saved)
+    g = divide(call.relevance, call.out, call.stabilizer).mul_(call.saved_tensor())
     weight = node.params.get("weight")
     if weight is not None:
         g = g.mul_(weight)
@@ -114,7 +114,7 @@ def _read_layer_norm(site: Site) -> Read:
                 {name: value for name, value in params.items() if value is not None})
 
 
-def _rms_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _rms_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     a = node.typed(RMSNormAttrs)
     return F.rms_norm(args[0], a.normalized_shape, node.params.get("weight"), a.eps), None
 
@@ -127,7 +127,7 @@ def _read_rms_norm(site: Site) -> Read:
     return Read([site.tensor("input")], attrs, {"weight": weight} if weight is not None else {})
 
 
-def _vector_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _vector_norm(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     a = node.typed(VectorNormAttrs)
     return torch.linalg.vector_norm(args[0], a.ord, a.dim, a.keepdim), None
 

@@ -4,7 +4,7 @@ R_in = x * vjp(pool, R / stab(pool(x))). 1-d poolings run as the equivalent (1, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -81,26 +81,26 @@ def _max_window(node: Node) -> tuple[list[int], list[int], list[int], list[int],
             _as_2d(node, a.dilation, 1), a.ceil_mode)
 
 
-def _maxpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _maxpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     out, indices = F.max_pool2d(_lift(node, args[0]), *_max_window(node), return_indices=True)
     return _drop(node, out), indices
 
 
 def _maxpool_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """Winner takes all: the gradient of max pooling applied to R."""
-    node, args, saved, relevance = call.node, call.args, call.saved, call.relevance
+    node, args, saved, relevance = call.node, call.args, call.saved_tensor(), call.relevance
     grad = torch.ops.aten.max_pool2d_with_indices_backward(
         _lift(node, relevance), _lift(node, args[0]), *_max_window(node), saved)
     return [_drop(node, grad)]
 
 
-def _avgpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _avgpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     a = node.typed(AvgPoolAttrs)
     pool = F.avg_pool1d if _dims(node) == 1 else F.avg_pool2d
     return pool(args[0], a.kernel_size, a.stride, a.padding, a.ceil_mode, a.count_include_pad), None
 
 
-def _adaptive_avgpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _adaptive_avgpool(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     size = node.typed(AdaptiveAttrs).output_size
     if _dims(node) == 1:
         return F.adaptive_avg_pool1d(args[0], size[0]), None

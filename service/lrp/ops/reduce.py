@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -16,15 +16,16 @@ import torch.nn.functional as F
 from service.lrp.graph import Node
 from service.lrp.ops.spec import (
     BOOL,
-    INT_LIST,
     AttrType,
     BackwardCall,
     OpDef,
     Read,
+    Reader,
     Site,
     UnsupportedCallError,
     attrs_of,
     choice,
+    is_int,
     normalize_dim,
 )
 from service.lrp.ops.structure import batch_sized
@@ -34,7 +35,7 @@ aten = torch.ops.aten
 
 
 _NON_NEGATIVE = AttrType("a list of non-negative ints",
-                         lambda v: INT_LIST.check(v) and all(i >= 0 for i in v))
+                         lambda v: isinstance(v, list) and all(is_int(i) and i >= 0 for i in v))
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ReduceAttrs:
     keepdim: Annotated[bool, BOOL]
 
 
-def _reduce(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _reduce(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     a = node.typed(ReduceAttrs)
     fn = torch.mean if a.fn == "mean" else torch.sum
     return fn(args[0], a.dim, keepdim=a.keepdim), None
@@ -60,7 +61,7 @@ def _reduce_back(call: BackwardCall) -> list[torch.Tensor | None]:
     return [x * divide(relevance, total, call.stabilizer)]
 
 
-def _reader(fn: str) -> Any:
+def _reader(fn: str) -> Reader:
     def read(site: Site) -> Read:
         x = site.tensor("self")
         dim = site.arg("dim")
@@ -74,7 +75,7 @@ def _reader(fn: str) -> Any:
     return read
 
 
-def _embedding(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+def _embedding(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     return F.embedding(args[0], node.params["weight"]), None
 
 

@@ -7,7 +7,7 @@ import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -15,7 +15,7 @@ from service.lrp import dims
 from service.lrp.graph import Node
 
 # forward(node, inputs) -> (output, what the backward needs besides inputs and output)
-Forward = Callable[[Node, list[torch.Tensor]], tuple[torch.Tensor, Any]]
+Forward = Callable[[Node, list[torch.Tensor]], tuple[torch.Tensor, object]]
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,16 @@ class BackwardCall:
     node: Node
     args: list[torch.Tensor]
     out: torch.Tensor
-    saved: Any
+    saved: object
     relevance: torch.Tensor
     stabilizer: float
     live: tuple[bool, ...]
     attention: str = "attnlrp"
+
+    def saved_tensor(self) -> torch.Tensor:
+        """What the forward saved, for an op whose forward saves one tensor."""
+        assert isinstance(self.saved, torch.Tensor), f"op '{self.node.op}' saves one tensor for its backward"
+        return self.saved
 
 
 # backward(call) -> the relevance of each input (None for an input that carries none)
@@ -47,10 +52,10 @@ class AttrType:
     """What an attribute value must be, said in words (for error messages) and as a check."""
 
     description: str
-    check: Callable[[Any], bool]
+    check: Callable[[object], bool]
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An int that is not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 
