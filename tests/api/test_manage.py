@@ -23,7 +23,7 @@ from service import inference
 from service.api.app import create_app
 from service.loader import load_directory
 from service.modality.instances import decode_instances
-from service.settings import Settings
+from service.settings import MULTIPART_MARGIN, Settings
 from tests.conftest import MODELS
 from tests.support.prometheus import labels, parse
 
@@ -240,3 +240,21 @@ def test_requests_in_flight_finish_on_the_version_they_started_with(models_dir, 
     assert one.json()["predictions"][0]["logits"] != two.json()["predictions"][0]["logits"]
     assert three.json()["predictions"][0]["logits"] == two.json()["predictions"][0]["logits"]
     assert deleted.status_code == 204 and waited
+
+
+def test_each_route_carries_its_own_body_limit(models_dir):
+    """A model upload may pass LRP_MAX_BODY_BYTES up to LRP_MAX_MODEL_BYTES; the other routes stop at the body limit,
+    /v2 answering in its protocol's form."""
+    with _client(models_dir, max_upload_bytes=1000, max_body_bytes=1000 + MULTIPART_MARGIN) as small:
+        files = _files("digits")
+        assert sum(len(data) for _, data in files.values()) > 1000 + MULTIPART_MARGIN
+        assert small.put("/models/digits", files=files, headers=AUTH).status_code == 201
+        padding = " " * (1000 + MULTIPART_MARGIN)
+        rest = small.post("/predict/walkthrough", content=f'{{"inputs": [[1, 0.8, 0.2]]}}{padding}',
+                          headers={"Content-Type": "application/json"})
+        assert rest.status_code == 413 and rest.json()["error"]["code"] == "payload_too_large"
+        assert "LRP_MAX_BODY_BYTES" in rest.json()["error"]["message"]
+        v2 = small.post("/v2/models/walkthrough/infer", content=f'{{"inputs": []}}{padding}',
+                        headers={"Content-Type": "application/json"})
+        assert v2.status_code == 413 and set(v2.json()) == {"error"} and "LRP_MAX_BODY_BYTES" in v2.json()["error"]
+        assert small.get("/models/digits").json()["version"] == _sha256(files)
