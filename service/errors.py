@@ -22,13 +22,24 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]], whole: str, 
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+MESSAGE_LIMIT = 2000  # characters of an error message kept (a file's million names must not make a 20 MB answer)
+
+
+def bounded(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`message`, or its first `limit` characters and how many more there were."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... ({len(message) - limit} more characters)"
+
+
 class ServiceError(Exception):
-    """Base class: `status` is the HTTP status, `code` a stable identifier, the message is for people."""
+    """Base class: `status` is the HTTP status, `code` a stable identifier, the message (bounded) is for people."""
 
     status = 500
     code = "internal"
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        message = bounded(message)
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
@@ -141,4 +152,7 @@ class StorageError(ServiceError):
 
 
 class ModelFileError(Exception):
-    """A model directory that cannot be loaded; the message names the model, the file and the problem."""
+    """A model directory that cannot be loaded; the message (bounded) names the model, the file and the problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(bounded(message))

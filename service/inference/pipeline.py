@@ -24,16 +24,15 @@ AnswerT = TypeVar("AnswerT")
 
 
 async def decode_instances(state: PipelineState, entry: ModelEntry, instances: Sequence[Any]) -> Decoded:
-    """A request's JSON instances in model space; more than LRP_MAX_INSTANCES is a 413. Base64 images are decoded
-    in a worker thread, at most LRP_MAX_CONCURRENT_DECODES requests' images at once."""
+    """A request's JSON instances in model space; more than LRP_MAX_INSTANCES is a 413. Texts are tokenized and
+    base64 images decoded in a worker thread (images: at most LRP_MAX_CONCURRENT_DECODES requests' at once); small
+    numeric inputs on the event loop."""
     settings = state.settings
     if len(instances) > settings.max_instances:
         raise PayloadTooLargeError(f"{len(instances)} inputs in one request; the limit is {settings.max_instances} "
                                    "(LRP_MAX_INSTANCES): split the request")
     spec = entry.spec.input
-    if entry.text is not None:
-        if sum(len(i) if isinstance(i, str) else 0 for i in instances) <= INLINE_VALUES:
-            return inputs.decode_texts(entry.text, instances, settings.max_request_tokens)
+    if entry.text is not None:  # never on the event loop: a tokenizer's regular expressions may run long
         return await asyncio.to_thread(inputs.decode_texts, entry.text, instances, settings.max_request_tokens)
     images = any(isinstance(i, str) for i in instances)
     if len(instances) * math.prod(spec.shape) <= INLINE_VALUES and not images:

@@ -16,6 +16,7 @@ from service.faithfulness import Evaluation
 from service.inference.job import BatchKey, Sample
 from service.inference.results import Explained, Predicted, Result
 from service.loader import ModelEntry
+from service.lrp import Method
 from service.modality import text
 from service.runtime.state import ServiceState
 
@@ -66,9 +67,7 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
         if not math.isfinite(logit):
             answers.append(_overflow(entry, sample))
         elif not np.isfinite(relevance_i).all():
-            answers.append(NumericalError(
-                f"inputs[{sample.position}]: its relevance is not finite under composite "
-                f"{key.method.composite.name}; try a larger epsilon or stabilizer"))
+            answers.append(_not_finite(entry, sample, key.method))
         else:
             answers.append(Explained(target, logit, probability, logits_all[i], probabilities_all[i], relevance_i,
                                      total, delta))
@@ -103,6 +102,23 @@ def _predictions(entry: ModelEntry, logits: torch.Tensor, samples: list[Sample])
     for sample, row, prob in zip(samples, logits.cpu().numpy(), probs, strict=True):
         answers.append(Predicted(row, prob) if np.isfinite(row).all() else _overflow(entry, sample))
     return answers
+
+
+def _not_finite(entry: ModelEntry, sample: Sample, method: Method) -> InvalidInputError | NumericalError:
+    """The error of a sample whose relevance is not finite: the client's (422, naming them) when it chose parameters
+    other than the model's defaults for the composite, else the server's (500, logged)."""
+    name = method.composite.name
+    defaults = entry.prepared.resolve(method.composite, **entry.default_params(name)).params
+    chosen = {f.name: getattr(method.params, f.name) for f in dataclasses.fields(method.params)
+              if getattr(method.params, f.name) != getattr(defaults, f.name)}
+    if chosen:
+        said = ", ".join(f"{key}={value!r} (the model's default: {getattr(defaults, key)!r})"
+                         for key, value in chosen.items())
+        return InvalidInputError(f"inputs[{sample.position}]: its relevance is not finite under composite {name} with "
+                                 f"{said}; choose values closer to the defaults")
+    log.error("model '%s': non-finite relevance under composite %s with its default parameters", entry.name, name)
+    return NumericalError(f"inputs[{sample.position}]: its relevance is not finite under composite {name}; try a "
+                          "larger epsilon or stabilizer")
 
 
 def _overflow(entry: ModelEntry, sample: Sample) -> InvalidInputError:

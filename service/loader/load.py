@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from service.errors import ModelFileError
+from service.errors import ModelFileError, bounded
 from service.faithfulness import examples
 from service.loader.entry import ModelEntry
 from service.loader.registry import Registry
@@ -67,6 +67,11 @@ def load_directory(directory: Path, device: torch.device, settings: Settings) ->
         except ModelFileError as problem:
             registry.refuse(path.name, str(problem))
             log.error("refused model: %s", problem)
+            continue
+        except Exception as problem:  # any failure of one model is that model's: the others load
+            reason = bounded(f"model '{path.name}': could not be loaded ({type(problem).__name__}: {problem})")
+            registry.refuse(path.name, reason)
+            log.exception("refused model '%s'", path.name)
             continue
         registry.put(entry)
         log.info("loaded model '%s' (%s input %s, %d classes) on %s", entry.name, entry.spec.input.kind,

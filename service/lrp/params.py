@@ -11,6 +11,7 @@ import torch
 from service.lrp.exceptions import ExplanationInputError
 
 Bound = float | tuple[float, ...]
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # a parameter past it cannot meet a float32 tensor
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,10 @@ def _values(bound: Bound) -> tuple[float, ...]:
 def _non_negative(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ExplanationInputError(f"parameter '{name}' must be a number, got {value!r}")
-    number = float(value)
+    number = float(value) if abs(value) <= FLOAT32_MAX else math.inf
     if not math.isfinite(number) or number < 0:
-        raise ExplanationInputError(f"parameter '{name}' must be a finite number >= 0, got {value!r}")
+        raise ExplanationInputError(f"parameter '{name}' must be a number from 0 to {FLOAT32_MAX:.7g} (float32's "
+                                    f"largest), got {value!r}")
     return number
 
 
@@ -80,6 +82,7 @@ def _bound(name: str, value: object) -> Bound:
 
 
 def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ExplanationInputError(f"parameter '{name}' must be finite numbers, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not abs(value) <= FLOAT32_MAX:
+        raise ExplanationInputError(f"parameter '{name}' must be numbers within +-{FLOAT32_MAX:.7g} (float32's "
+                                    f"range), got {value!r}")
     return float(value)

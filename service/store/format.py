@@ -83,8 +83,14 @@ def _read_spec(directory: Path, name: str) -> ModelSpec:
         raise ModelFileError(f"model '{name}': {MODEL_FILE} is missing from {directory}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE} is not valid JSON: {problem}") from None
+    except RecursionError:
+        raise ModelFileError(f"model '{name}': {MODEL_FILE} is nested too deeply to read; a model.json nests a few "
+                             "levels (objects of lists of numbers)") from None
     try:
         return ModelSpec.model_validate(document)
+    except RecursionError:
+        raise ModelFileError(f"model '{name}': {MODEL_FILE} is nested too deeply to check; a model.json nests a few "
+                             "levels (objects of lists of numbers)") from None
     except ValidationError as problem:
         details = describe_validation_errors(problem.errors(), whole="(top level)")
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: {details}") from None

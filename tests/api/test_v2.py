@@ -110,9 +110,21 @@ def test_texts_are_bytes_and_their_relevance_is_zero_past_their_tokens(client):
 def test_outputs_can_be_chosen(client):
     answer = _infer(client, "digits", DIGITS, [3, 1, 8, 8], outputs=[{"name": "probabilities"}]).json()
     assert [o["name"] for o in answer["outputs"]] == ["probabilities"]
-    refused = _infer(client, "digits", DIGITS, [3, 1, 8, 8], outputs=[{"name": "relevance"}])
+    refused = _infer(client, "digits", DIGITS, [3, 1, 8, 8], outputs=[{"name": "saliency"}])
     assert refused.status_code == 400
-    assert "relevance and target need the parameter explain: true" in refused.json()["error"]
+    assert "unknown output(s) ['saliency']" in refused.json()["error"]
+
+
+def test_every_output_the_metadata_lists_can_be_asked_for_and_relevance_means_explain(client):
+    """A client that asks for every output of GET /v2/models/{model} (as tritonclient code often does) gets them:
+    asking for relevance or target explains, as explain: true would."""
+    listed = [o["name"] for o in client.get("/v2/models/digits").json()["outputs"]]
+    asked = _infer(client, "digits", DIGITS, [3, 1, 8, 8], outputs=[{"name": name} for name in listed])
+    assert asked.status_code == 200, asked.text
+    assert [o["name"] for o in asked.json()["outputs"]] == listed
+    explained = _infer(client, "digits", DIGITS, [3, 1, 8, 8], parameters={"explain": True}).json()
+    for name in listed:
+        np.testing.assert_array_equal(_output(asked.json(), name), _output(explained, name))
 
 
 def _binary_request(values: np.ndarray) -> tuple[bytes, dict[str, str]]:
@@ -241,8 +253,8 @@ def test_malformed_tensors_are_400s_that_name_the_problem(client, body, message)
 
 def test_an_output_the_request_cannot_have_is_refused_before_the_model_runs(client, monkeypatch):
     monkeypatch.setattr(inference, "answer", lambda *args: pytest.fail("the job was run"))
-    refused = _infer(client, "walkthrough", [[1.0, 0.8, 0.2]], [1, 3], outputs=[{"name": "relevance"}])
-    assert refused.status_code == 400 and "explain: true" in refused.json()["error"]
+    refused = _infer(client, "walkthrough", [[1.0, 0.8, 0.2]], [1, 3], outputs=[{"name": "saliency"}])
+    assert refused.status_code == 400 and "unknown output(s) ['saliency']" in refused.json()["error"]
 
 
 def test_a_fault_in_a_v2_route_is_a_bare_500_in_the_protocol_s_form_and_is_logged(registry, monkeypatch, caplog):

@@ -49,3 +49,27 @@ def test_no_more_images_are_decoded_at_once_than_the_setting_allows(monkeypatch)
 
     assert asyncio.run(six_uploads()) == [200] * 6
     assert most == 2
+
+
+def test_texts_are_tokenized_off_the_event_loop_however_short(monkeypatch):
+    """A tokenizer's regular expressions may run long: even a one-word text is tokenized in a worker thread, so the
+    event loop (and /health/live) never waits on it."""
+    threads: list[int] = []
+    real = inputs.decode_texts
+
+    def recorded(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inputs, "decode_texts", recorded)
+    app = create_app(Settings(models_dir=MODELS), shipped_models())
+
+    async def one_short_text() -> tuple[int, int]:
+        loop_thread = threading.get_ident()
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+            answer = await client.post("/predict/sentiment", json={"inputs": ["good"]})
+        return answer.status_code, loop_thread
+
+    status, loop_thread = asyncio.run(one_short_text())
+    assert status == 200 and threads and loop_thread not in threads

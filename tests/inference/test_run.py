@@ -101,8 +101,14 @@ def test_a_non_finite_relevance_fails_only_its_own_sample(registry, monkeypatch)
         return result
 
     monkeypatch.setattr(entry.prepared, "explain_resolved", with_nan)
-    results = run_batch(entry, epsilon_key(entry), samples(BATCH, 0))
+    defaults = explain_job(entry, Decoded(BATCH), 0, None, {}).key  # the model's own composite and parameters
+    results = run_batch(entry, defaults, samples(BATCH, 0))
     assert isinstance(results[2], NumericalError) and "larger epsilon" in results[2].message
+    chosen = run_batch(entry, epsilon_key(entry), samples(BATCH, 0))  # epsilon 0.01 chosen by the client
+    assert isinstance(chosen[2], InvalidInputError) and chosen[2].status == 422
+    default_epsilon = model_json("walkthrough")["default_params"].get("epsilon", 1e-6)
+    assert f"epsilon=0.01 (the model's default: {default_epsilon!r})" in chosen[2].message
+    assert all(not isinstance(r, Exception) for i, r in enumerate(chosen) if i != 2)
     assert results[2].message.startswith("inputs[2]: its relevance is not finite")
     assert all(np.isfinite(r.relevance).all() for i, r in enumerate(results) if i != 2)
 

@@ -56,15 +56,18 @@ def test_bad_targets_are_explained(target, message):
 
 
 @pytest.mark.parametrize("params,message", [
-    ({"epsilon": -1.0}, "finite number >= 0"),
-    ({"gamma": float("nan")}, "finite number >= 0"),
+    ({"epsilon": -1.0}, "must be a number from 0 to 3.402823e[+]38"),
+    ({"gamma": float("nan")}, "must be a number from 0 to 3.402823e[+]38"),
+    ({"epsilon": 3.5e38}, r"parameter 'epsilon' must be a number from 0 to 3.402823e\+38 \(float32's largest\)"),
+    ({"gamma": 10**400}, "parameter 'gamma' must be a number from 0 to"),
     ({"alpha": 3.0}, "alpha - beta must equal 1"),
     ({"gama": 0.1}, "unknown LRP parameter"),
     ({"low": 1.0, "high": 0.0}, "low must not exceed high"),
     ({"low": [0.0, 2.0], "high": 1.0}, "low must not exceed high"),
     ({"low": 0.0, "high": [1.0, -1.0]}, "low must not exceed high"),
     ({"low": [0.0, 0.0], "high": [1.0, 1.0, 1.0]}, "low and high must have the same number of values"),
-    ({"low": "a"}, "must be finite numbers"),
+    ({"low": "a"}, "must be numbers within"),
+    ({"high": [1.0, 1e39]}, r"parameter 'high' must be numbers within \+-3.402823e\+38 \(float32's range\)"),
 ])
 def test_bad_parameters_are_explained(params, message):
     with pytest.raises(ExplanationInputError, match=message):

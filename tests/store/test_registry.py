@@ -4,7 +4,8 @@ import logging
 import pytest
 import torch
 
-from service.errors import ModelNotFoundError
+from service.errors import MESSAGE_LIMIT, InvalidModelError, ModelFileError, ModelNotFoundError
+from service.loader import load as loader_load
 from service.loader import load_directory
 from service.serving.config import ServingConfig
 from service.settings import Settings
@@ -64,3 +65,38 @@ def test_a_model_s_own_batching_values_win_over_the_service_settings(tmp_path):
                                                         timeout_s=2.5, cpu_threads=2, max_batch_tokens=256)
     assert registry.get("inherits").serving == ServingConfig(max_batch_size=32, max_delay_ms=5.0, max_queue=100,
                                                              timeout_s=30.0, cpu_threads=3, max_batch_tokens=1000)
+
+
+def test_one_model_s_failure_of_any_kind_is_that_model_s_and_the_others_load(tmp_path, monkeypatch, caplog):
+    """A model.json nested 100,000 deep (json.loads recurses) and a load that fails with an unexpected exception each
+    refuse their own model only; start-up still serves the others."""
+    write_model(tmp_path / "good")
+    write_model(tmp_path / "deep")
+    (tmp_path / "deep" / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    write_model(tmp_path / "broken")
+    real = loader_load.load_entry
+
+    def load_entry(path, *args, **kwargs):
+        if path.name == "broken":
+            raise RuntimeError("an unexpected fault")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(loader_load, "load_entry", load_entry)
+    with caplog.at_level(logging.ERROR, logger="service.registry"):
+        registry = load_directory(tmp_path, torch.device("cpu"), Settings())
+    assert registry.names == ["good"]
+    assert registry.failures["deep"] == "model 'deep': model.json is nested too deeply to read; a model.json nests " \
+        "a few levels (objects of lists of numbers)"
+    assert registry.failures["broken"] == "model 'broken': could not be loaded (RuntimeError: an unexpected fault)"
+    assert "refused model 'broken'" in caplog.text and "Traceback" in caplog.text  # the fault's stack is logged
+
+
+def test_error_messages_are_bounded_with_the_count_of_what_was_cut():
+    names = ", ".join(f"tensor_{i}" for i in range(100_000))
+    refused = ModelFileError(f"model 'm': weights.safetensors has tensors the graph does not: {names}")
+    message = str(refused)
+    assert len(message) < MESSAGE_LIMIT + 40 and message.startswith("model 'm': weights.safetensors has tensors")
+    cut = len("model 'm': weights.safetensors has tensors the graph does not: ") + len(names) - MESSAGE_LIMIT
+    assert message.endswith(f"... ({cut} more characters)")
+    assert InvalidModelError(message + "x" * 10).message.endswith("more characters)")
+    assert ModelFileError("short").args == ("short",)

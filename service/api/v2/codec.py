@@ -2,9 +2,10 @@
 Job, and the job's results the output tensors.
 
 Each model has one input, `input` (the instances /predict takes: FP32 [-1, *shape], or BYTES [-1] for a text model)
-and the outputs `logits` and `probabilities` (FP32 [-1, classes]). The request parameter `explain: true` adds
-`relevance` (FP32 [-1, *shape]; text: [-1, longest], zero past each text's own tokens) and `target` (INT64 [-1]);
-`composite`, `target` and `params` (an object, or its JSON text) are those of /explain.
+and the outputs `logits` and `probabilities` (FP32 [-1, classes]). The request parameter `explain: true` (or asking
+for `relevance` or `target`) adds `relevance` (FP32 [-1, *shape]; text: [-1, longest], zero past each text's own
+tokens) and `target` (INT64 [-1]); `composite`, `target` and `params` (an object, or its JSON text) are those of
+/explain.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi.responses import Response
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from service.api.schemas import LRPParamsBody
+from service.api.schemas import LRPParamsBody, TargetField
 from service.api.v2.schemas import InferRequest
 from service.api.v2.tensors import HEADER_LENGTH, Tensor, TensorError, read_inputs, write_outputs
 from service.errors import InvalidInputError, ServiceError, describe_validation_errors
@@ -39,6 +40,7 @@ from service.loader import ModelEntry
 INPUT = "input"
 PREDICTED = ("logits", "probabilities")
 EXPLAINED = ("relevance", "target")
+TARGETS: TypeAdapter[TargetField] = TypeAdapter(TargetField)
 
 
 class ProtocolError(ServiceError):
@@ -72,18 +74,24 @@ class InferCall:
                                 '"data"}]: ' + describe_validation_errors(problem.errors(), "request")) from None
         return cls(request, body[cut:])
 
+    @property
+    def explaining(self) -> bool:
+        """Whether the request explains: `explain: true`, or an output only an explanation has (relevance, target)."""
+        asked = self.request.outputs or []
+        return self.request.parameters.explain or any(o.name in EXPLAINED for o in asked)
+
     def wanted(self) -> dict[str, bool]:
         """The outputs the request names (all it can have when it names none), each with whether it wants them as
-        binary data; a 400 for an output this request cannot have."""
+        binary data; a 400 for an output the model does not have."""
         parameters = self.request.parameters
-        known = PREDICTED + EXPLAINED if parameters.explain else PREDICTED
+        known = PREDICTED + EXPLAINED if self.explaining else PREDICTED
         asked = self.request.outputs
         if asked is None:
             return dict.fromkeys(known, parameters.binary_data_output)
-        unknown = [o.name for o in asked if o.name not in known]
+        unknown = [o.name for o in asked if o.name not in PREDICTED + EXPLAINED]
         if unknown:
-            more = "" if parameters.explain else " (relevance and target need the parameter explain: true)"
-            raise ProtocolError(f"unknown output(s) {unknown}; this request has {list(known)}{more}")
+            raise ProtocolError(f"unknown output(s) {unknown}; the model's outputs are {list(PREDICTED + EXPLAINED)} "
+                                "(GET /v2/models/{model})")
         return {o.name: bool((o.parameters or {}).get("binary_data", False)) or parameters.binary_data_output
                 for o in asked}
 
@@ -95,7 +103,7 @@ class V2Codec(Codec[InferCall, Response]):
         request.wanted()  # an output it cannot have is refused before anything runs
         decoded = await decode_instances(state, entry, _instances(entry, request))
         parameters = request.request.parameters
-        if not parameters.explain:
+        if not request.explaining:
             return predict_job(entry, decoded)
         composite, target = parameters.composite, parameters.target
         if isinstance(composite, str) and composite.lstrip().startswith("{"):
@@ -110,7 +118,13 @@ class V2Codec(Codec[InferCall, Response]):
                 from None
         if isinstance(target, str) and target.lstrip().startswith("["):
             target = _json_parameter("target", target)
-        return explain_job(entry, decoded, target, composite, params)
+        try:
+            targets = TARGETS.validate_python(target, strict=True)
+        except ValidationError as problem:
+            raise InvalidInputError("parameter 'target': a class index or label, or a list of them (null: the "
+                                    "predicted class): " + describe_validation_errors(problem.errors(), "target")) \
+                from None
+        return explain_job(entry, decoded, targets, composite, params)
 
     def encode_response(self, request: InferCall, job: Job, results: Sequence[Predicted | Explained]) -> Response:
         tensors = outputs(job, results)
