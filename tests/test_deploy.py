@@ -4,7 +4,11 @@ timing, the metric the autoscaler reads, the image's user)."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,10 @@ from tests.support.prometheus import parse
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 KUBERNETES = ROOT / "deploy" / "kubernetes"
+BASE = KUBERNETES / "base"
+GPU = KUBERNETES / "gpu"
+KUSTOMIZATIONS = [KUBERNETES, BASE, GPU]
+KUBECTL = shutil.which("kubectl")
 KSERVE = ROOT / "deploy" / "kserve"
 VERSIONS = ["1.30.0", "1.33.0"]
 CORE_API = re.compile(r"^(v1|apps/v1|policy/v1|autoscaling/v2)$")
@@ -25,31 +33,24 @@ def _documents(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def _resources() -> dict[str, dict[str, Any]]:
-    """Every resource of the base kustomization, by kind."""
-    found = {}
-    for name in yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["resources"]:
-        for document in _documents(KUBERNETES / name):
-            found[document["kind"]] = document
-    return found
+@functools.cache
+def _rendered(directory: Path) -> tuple[dict[str, Any], ...]:
+    """The resources `kubectl kustomize` renders from a kustomization, as a user's `kubectl apply -k` would send."""
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed: the kustomizations are rendered with kubectl kustomize")
+    done = subprocess.run([KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, f"kubectl kustomize {directory.relative_to(ROOT)}: {done.stderr}"
+    return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
 
 
-def _merge(base: Any, patch: Any) -> Any:
-    """A strategic merge as kustomize does it for these files: maps key by key, lists of named items by name."""
-    if isinstance(base, dict) and isinstance(patch, dict):
-        return {**base, **{key: _merge(base.get(key), value) for key, value in patch.items()}}
-    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i
-                                                                for i in base + patch):
-        merged = {item["name"]: item for item in base}
-        for item in patch:
-            merged[item["name"]] = _merge(merged.get(item["name"]), item)
-        return list(merged.values())
-    return patch
+def _resources(directory: Path = BASE) -> dict[str, dict[str, Any]]:
+    """Every resource a kustomization renders, by kind (copies: a test may change them)."""
+    return {document["kind"]: copy.deepcopy(document) for document in _rendered(directory)}
 
 
 def _gpu_deployment() -> dict[str, Any]:
-    patch = _documents(KUBERNETES / "gpu" / "deployment-gpu.yaml")[0]
-    return dict(_merge(_resources()["Deployment"], patch))
+    return _resources(GPU)["Deployment"]
 
 
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -62,20 +63,31 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_kustomizations_list_every_file():
-    listed = set(yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["resources"])
-    assert listed == {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
-    gpu = yaml.safe_load((KUBERNETES / "gpu" / "kustomization.yaml").read_text())
-    assert gpu["resources"] == [".."] and gpu["patches"] == [{"path": "deployment-gpu.yaml"}]
+    listed = set(yaml.safe_load((BASE / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
+    assert yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())["resources"] == ["base"]
+    gpu = yaml.safe_load((GPU / "kustomization.yaml").read_text())
+    assert gpu["resources"] == ["../base"] and gpu["patches"] == [{"path": "deployment-gpu.yaml"}]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_every_kubernetes_resource_is_valid(version):
-    resources = [*_resources().values(), _gpu_deployment()]
-    checked = [r for r in resources if CORE_API.match(r["apiVersion"])]
-    assert {r["kind"] for r in checked} == {"Deployment", "Service", "HorizontalPodAutoscaler",
-                                            "PodDisruptionBudget", "ConfigMap"}
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda d: str(d.relative_to(ROOT)))
+def test_every_kustomization_renders_and_every_resource_is_valid(directory, version):
+    rendered = _rendered(directory)
+    checked = [r for r in rendered if CORE_API.match(r["apiVersion"])]
+    assert sorted(r["kind"] for r in checked) == ["ConfigMap", "Deployment", "HorizontalPodAutoscaler",
+                                                  "PodDisruptionBudget", "Service"]
+    assert sorted(r["kind"] for r in rendered if r not in checked) == ["ServiceMonitor"]
     for resource in checked:
         kubernetes_validate.validate(resource, version, strict=True)
+
+
+def test_the_default_entry_is_the_base_and_the_gpu_overlay_changes_only_the_deployment():
+    assert _rendered(KUBERNETES) == _rendered(BASE)
+    base, gpu = _resources(BASE), _resources(GPU)
+    assert {kind: r for kind, r in gpu.items() if kind != "Deployment"} == {
+        kind: r for kind, r in base.items() if kind != "Deployment"}
+    assert gpu["Deployment"] != base["Deployment"]
 
 
 def test_an_invalid_resource_is_caught():
