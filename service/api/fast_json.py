@@ -23,16 +23,22 @@ class FastJSONResponse(JSONResponse):
 def parse_json(body: bytes) -> Any:
     """The body as parsed by orjson; a body orjson refuses goes to the standard parser, which accepts NaN and
     Infinity (refused later by a message that names them) and reports malformed JSON as FastAPI expects, bytes that
-    are not UTF-8 included."""
+    are not UTF-8 included. What only the standard parser cannot take either (nesting past orjson's 1,024 levels, an
+    integer of thousands of digits) is malformed JSON with orjson's reason."""
     try:
         return orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as refused:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as problem:
             raise json.JSONDecodeError(f"byte 0x{body[problem.start]:02x} is not UTF-8; JSON is sent as UTF-8",
                                        body.decode("utf-8", "replace"), problem.start) from None
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError):
+            raise json.JSONDecodeError(refused.msg, refused.doc, refused.pos) from None
 
 
 class FastJSONRequest(Request):

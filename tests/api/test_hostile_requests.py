@@ -48,3 +48,14 @@ def test_a_target_given_as_json_text_still_works_on_v2(client):
     assert answer.status_code == 200, answer.text
     target = next(o for o in answer.json()["outputs"] if o["name"] == "target")
     assert target["data"] == [3, 7]
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ('{"inputs": [[1, 0.8, ' + "9" * 5000 + "]]}", "number is infinity when parsed as double at character 21"),
+    ('{"inputs": ' + "[" * 5000 + "]" * 5000 + "}", "depth limit exceeded at character 1035"),
+])
+def test_json_too_deep_or_with_a_5000_digit_number_is_malformed_json_saying_why(client, body, reason):
+    answer = client.post("/predict/walkthrough", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == {"code": "malformed_json", "message": f"the body is not valid JSON ({reason}); "
+                                      "send a JSON object such as {\"inputs\": [...]}"}
