@@ -55,10 +55,11 @@ def load_entry(path: Path, device: torch.device, settings: Settings, name: str |
 def load_directory(directory: Path, device: torch.device, settings: Settings) -> Registry:
     """Load every `<directory>/<name>/model.json`; failures are logged and recorded, never raised."""
     registry = Registry()
-    files.discard_staging(directory)
     if not directory.is_dir():
         log.error("models directory %s does not exist (set LRP_MODELS_DIR); serving no models", directory)
         return registry
+    for done in files.recover(directory):
+        log.warning("models folder %s after a crash: %s", directory, done)
     for path in sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         if not (path / MODEL_FILE).is_file():
             continue
