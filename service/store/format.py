@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from service.errors import ModelFileError, describe_validation_errors
 from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel, check_input
+from service.lrp.ops import EMBEDDING
 from service.manifest.model_json import GraphSpec, InputSpec, ModelSpec, NodeSpec
 from service.modality.text import TOKENIZER_FILE, TextModel
 from service.store.files import version_of
@@ -55,8 +56,23 @@ def load_model(directory: Path, name: str | None = None) -> LoadedModel:
     except ValueError as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: graph: {problem}") from None
     text = TextModel.load(directory, spec.input, name) if spec.input.kind == "text" else None
+    if text is not None:
+        _check_vocabulary_fits(graph, text, name)
     files = [directory / f for f in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if (directory / f).is_file()]
     return LoadedModel(name, spec, graph, _dry_run(graph, spec, name, text), version_of(files), text)
+
+
+def _check_vocabulary_fits(graph: Graph, text: TextModel, name: str) -> None:
+    """Every id the tokenizer gives indexes each embedding table that reads the token ids; ModelFileError naming the
+    largest id and the table's rows otherwise (such a token would fail every text that holds it)."""
+    highest = max(text.tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)
+    for node in graph.nodes:
+        if node.op == EMBEDDING.name and node.inputs[:1] == (graph.input.name,):
+            rows = int(node.params["weight"].shape[0])
+            if highest >= rows:
+                raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} gives token ids up to {highest}, past the "
+                                     f"{rows} rows of the embedding table '{node.label}'; ship the tokenizer the "
+                                     "model was trained with")
 
 
 def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
 
 from models.nets import TextClassifier
 from service.store.format import load_model
@@ -90,3 +91,20 @@ def test_text_models_that_do_not_fit_together_are_refused(tmp_path, corrupt, mes
     directory = write_text_model(tmp_path / "broken")
     corrupt(directory)
     assert_refused(directory, message)
+
+
+def _larger_tokenizer(directory: Path) -> None:
+    """tokenizer.json replaced by one whose vocabulary has five more tokens than the model's embedding table."""
+    vocabulary = [*VOCABULARY, "extra", "more", "words", "than", "rows"]
+    made = Tokenizer(models.WordPiece({token: i for i, token in enumerate(vocabulary)}, unk_token="[UNK]"))
+    made.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    made.save(str(directory / "tokenizer.json"))
+
+
+def test_a_tokenizer_whose_ids_run_past_the_embedding_table_is_refused(tmp_path):
+    """Every id the tokenizer gives must index the table that reads the token ids: ids past it would be a 500
+    IndexError on every text holding such a token."""
+    directory = write_text_model(tmp_path / "mismatched")
+    _larger_tokenizer(directory)
+    assert_refused(directory, f"tokenizer.json gives token ids up to {len(VOCABULARY) + 4}, past the "
+                   f"{len(VOCABULARY)} rows of the embedding table")
