@@ -3,6 +3,7 @@ works out of the box, and a bad value is refused with a message naming its varia
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,23 @@ DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
 MULTIPART_MARGIN = 64 * 1024  # room for the form fields and boundaries around an upload
 MIN_TOKEN_LENGTH = 16
 SECRETS = ("admin_token",)  # never echoed in a message
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """How large a model's files may be, checked before they are parsed or allocated (LRP_MAX_MODEL_JSON_BYTES,
+    LRP_MAX_GRAPH_NODES, LRP_MAX_WEIGHTS_HEADER_BYTES, LRP_MAX_TOKENIZER_BYTES, LRP_MAX_INPUT_VALUES). The defaults
+    leave room for large real models: a Hugging Face BERT converts to about 25 nodes, 9 KB of model.json, 16 tensors
+    and 1.9 KB of safetensors header per layer; Gemma 3's tokenizer.json is 33 MB."""
+
+    model_json_bytes: int = 64 * 1024 * 1024
+    graph_nodes: int = 50_000
+    weights_header_bytes: int = 16 * 1024 * 1024
+    tokenizer_bytes: int = 64 * 1024 * 1024
+    input_values: int = 16 * 1024 * 1024
+
+
+LIMITS = ModelLimits()
 
 
 class Settings(BaseSettings):
@@ -53,6 +71,21 @@ class Settings(BaseSettings):
     request_timeout_s: Annotated[Positive, Field(description="a request still queued after this long gets 504")] = 30
     shutdown_delay_s: Annotated[ZeroOrMore, Field(description="after SIGTERM, keep serving this long, then drain")] = 0
     cpu_threads: Annotated[ZeroOrMore, Field(description="torch threads per model pass; 0: torch's default")] = 0
+    max_model_json_bytes: Annotated[Positive, Field(
+        description="largest model.json a model may have (its size is checked before it is parsed)")] = (
+        LIMITS.model_json_bytes)
+    max_graph_nodes: Annotated[Positive, Field(description="most nodes in a model's graph")] = LIMITS.graph_nodes
+    max_weights_header_bytes: Annotated[Positive, Field(
+        description="largest safetensors header (the tensors' names, dtypes and shapes)")] = LIMITS.weights_header_bytes
+    max_tokenizer_bytes: Annotated[Positive, Field(description="largest tokenizer.json")] = LIMITS.tokenizer_bytes
+    max_input_values: Annotated[Positive, Field(
+        description="most values in one input instance of a model (its input shape's product)")] = LIMITS.input_values
+
+    @property
+    def model_limits(self) -> ModelLimits:
+        """The limits on a model's files."""
+        return ModelLimits(self.max_model_json_bytes, self.max_graph_nodes, self.max_weights_header_bytes,
+                           self.max_tokenizer_bytes, self.max_input_values)
 
     @model_validator(mode="after")
     def _upload_fits_in_a_body(self) -> Settings:

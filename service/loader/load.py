@@ -36,7 +36,7 @@ def serving_config(settings: Settings, spec: ModelSpec) -> ServingConfig:
 def load_entry(path: Path, device: torch.device, settings: Settings, name: str | None = None) -> ModelEntry:
     """Load one model directory as model `name` (default: the folder's name), move it to `device`, resolve its
     serving limits, check its defaults and warm it up with one explain, and measure it on its held-out examples."""
-    loaded = load_model(path, name)
+    loaded = load_model(path, name, settings.model_limits)
     serving = serving_config(settings, loaded.spec)
     entry = ModelEntry(loaded.name, loaded.spec, loaded.prepared.to(device), model_space_bounds(loaded.spec.input),
                        serving, loaded.version, text=loaded.text)

@@ -7,6 +7,7 @@ files, the graph and that the weights fit it (one dry forward pass), and names t
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel, check_input
 from service.lrp.ops import EMBEDDING
 from service.manifest.model_json import GraphSpec, InputSpec, ModelSpec, NodeSpec
 from service.modality.text import TOKENIZER_FILE, TextModel
+from service.settings import LIMITS, ModelLimits
 from service.store.files import version_of
 
 MODEL_FILE = "model.json"
@@ -44,18 +46,19 @@ class LoadedModel:
 
 
 # -- reading ---------------------------------------------------------------------------------------------
-def load_model(directory: Path, name: str | None = None) -> LoadedModel:
+def load_model(directory: Path, name: str | None = None, limits: ModelLimits = LIMITS) -> LoadedModel:
     """Parse and check `directory` as model `name` (default: the folder's name); raise ModelFileError naming the
-    model, the file and the problem."""
+    model, the file and the problem. Each file's size is checked against `limits` before it is parsed, and the
+    tensors a safetensors header lists before any is read."""
     name = name or directory.name
-    spec = _read_spec(directory, name)
-    tensors = _read_weights(directory / WEIGHTS_FILE, name)
+    spec = _read_spec(directory, name, limits)
+    tensors = _read_weights(directory / WEIGHTS_FILE, name, _parameters(spec), limits.weights_header_bytes)
     try:
         graph = graph_from_spec(spec, tensors)
         _check_inputs_fit(spec.input, graph)
     except ValueError as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: graph: {problem}") from None
-    text = TextModel.load(directory, spec.input, name) if spec.input.kind == "text" else None
+    text = TextModel.load(directory, spec.input, name, limits.tokenizer_bytes) if spec.input.kind == "text" else None
     if text is not None:
         _check_vocabulary_fits(graph, text, name)
     files = [directory / f for f in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if (directory / f).is_file()]
@@ -91,8 +94,21 @@ def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:
                          "model's attention mask, named by text.mask_argument)")
 
 
-def _read_spec(directory: Path, name: str) -> ModelSpec:
+def _parameters(spec: ModelSpec) -> int:
+    """How many tensors the graph names (a tensor shared by several nodes counts once)."""
+    return len({key for node in spec.graph.nodes for key in node.params.values()})
+
+
+def _within(path: Path, limit: int, setting: str, name: str) -> None:
+    """ModelFileError when the file at `path` has more than `limit` bytes."""
+    size = path.stat().st_size if path.is_file() else 0
+    if size > limit:
+        raise ModelFileError(f"model '{name}': {path.name} has {size} bytes; the limit is {limit} ({setting})")
+
+
+def _read_spec(directory: Path, name: str, limits: ModelLimits) -> ModelSpec:
     path = directory / MODEL_FILE
+    _within(path, limits.model_json_bytes, "LRP_MAX_MODEL_JSON_BYTES", name)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -102,19 +118,33 @@ def _read_spec(directory: Path, name: str) -> ModelSpec:
     except RecursionError:
         raise ModelFileError(f"model '{name}': {MODEL_FILE} is nested too deeply to read; a model.json nests a few "
                              "levels (objects of lists of numbers)") from None
+    graph = document.get("graph") if isinstance(document, dict) else None
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    if isinstance(nodes, list) and len(nodes) > limits.graph_nodes:  # counted before each node is checked
+        raise ModelFileError(f"model '{name}': {MODEL_FILE}: the graph has {len(nodes)} nodes; the limit is "
+                             f"{limits.graph_nodes} (LRP_MAX_GRAPH_NODES)")
     try:
-        return ModelSpec.model_validate(document)
+        spec = ModelSpec.model_validate(document)
     except RecursionError:
         raise ModelFileError(f"model '{name}': {MODEL_FILE} is nested too deeply to check; a model.json nests a few "
                              "levels (objects of lists of numbers)") from None
     except ValidationError as problem:
         details = describe_validation_errors(problem.errors(), whole="(top level)")
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: {details}") from None
+    values = math.prod(spec.input.shape)
+    if values > limits.input_values:
+        raise ModelFileError(f"model '{name}': {MODEL_FILE}: an input of shape {spec.input.shape} has {values} values; "
+                             f"the limit is {limits.input_values} (LRP_MAX_INPUT_VALUES)")
+    return spec
 
 
-def _read_weights(path: Path, name: str) -> dict[str, torch.Tensor]:
+def _read_weights(path: Path, name: str, expected: int, header_limit: int) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} is missing from {path.parent}")
+    listed = _listed_tensors(path, name, header_limit)
+    if listed > 2 * expected + 64:  # far more than the graph names: refused before a million tensors are made
+        raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} lists {listed} tensors; the graph in {MODEL_FILE} names "
+                             f"{expected}: these are not this model's weights")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as problem:
@@ -126,6 +156,27 @@ def _read_weights(path: Path, name: str) -> dict[str, torch.Tensor]:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelFileError(f"model '{name}': {WEIGHTS_FILE}: tensor '{key}' contains NaN or Inf")
     return {key: tensor.to(torch.float32) if tensor.is_floating_point() else tensor for key, tensor in tensors.items()}
+
+
+def _listed_tensors(path: Path, name: str, limit: int) -> int:
+    """How many tensors a safetensors header lists, read within `limit` bytes before any tensor is (the header: an
+    8-byte little-endian length, then that much JSON)."""
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if length > path.stat().st_size - 8:
+            length = -1  # no safetensors file: its first 8 bytes are no header length within it
+        elif length > limit:
+            raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} has a header of {length} bytes; the limit is {limit} "
+                                 "(LRP_MAX_WEIGHTS_HEADER_BYTES)")
+        try:
+            header = json.loads(handle.read(length)) if length >= 0 else None
+        except (ValueError, RecursionError):
+            header = None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} is not a valid safetensors file: its header is not a "
+                             "JSON object")
+    return len([key for key in header if key != "__metadata__"])
 
 
 def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Graph:
