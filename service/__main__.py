@@ -11,15 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from service.api.app import create_app
 from service.errors import ModelFileError
 from service.faithfulness import Subject
 from service.faithfulness import examples as evaluation
 from service.loader import serving_config
 from service.lrp import LRPError
-from service.serving.server import DrainingServer
+from service.serving.server import DrainingServer, bounded_config
 from service.settings import Settings, load_settings
 from service.store.format import load_model, write_spec
 from service.store.from_module import ConversionError, convert_module, infer_classes, load_factory, load_state
@@ -29,7 +27,8 @@ def serve(settings: Settings) -> None:
     """Run the service with one uvicorn worker on LRP_HOST:LRP_PORT; SIGTERM drains it (service.serving.server)."""
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level, workers=1)
+    config = bounded_config(app, settings.host, settings.port, settings.log_level, settings.header_timeout_s,
+                            settings.max_connections)
     DrainingServer(config, app.state.service.start_draining, settings.shutdown_delay_s).run()
 
 

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     request_timeout_s: Annotated[Positive, Field(description="a request still queued after this long gets 504")] = 30
     shutdown_delay_s: Annotated[ZeroOrMore, Field(description="after SIGTERM, keep serving this long, then drain")] = 0
     cpu_threads: Annotated[ZeroOrMore, Field(description="torch threads per model pass; 0: torch's default")] = 0
+    header_timeout_s: Annotated[float, Field(gt=0, description="a connection that has not sent a whole request head "
+                                             "this long after opening (or after its last answer) is closed")] = 10.0
+    max_connections: Annotated[Positive, Field(description="open connections before new requests get 503")] = 1000
     max_model_json_bytes: Annotated[Positive, Field(
         description="largest model.json a model may have (its size is checked before it is parsed)")] = (
         LIMITS.model_json_bytes)
