@@ -20,6 +20,12 @@ from service.modality.instances import decode_instances, decode_texts, model_spa
 AOPCs = dict[str, float]  # aopc_morf, aopc_lerf, aopc_random
 
 
+def asked_by(spec: ModelSpec) -> Evaluation:
+    """The steps and random orders model.json's evaluation asks for (features per step: the scheme's default)."""
+    assert spec.evaluation is not None, "only a model.json with evaluation examples asks for an evaluation"
+    return Evaluation(spec.evaluation.steps, None, spec.evaluation.random_orders)
+
+
 @dataclass(frozen=True)
 class HeldOut:
     """A model's held-out examples ready to measure on: the subject, the examples in model space, each one's
@@ -40,8 +46,7 @@ class HeldOut:
                     else decode_instances(spec.input, examples, 10**9).rows)
         except InvalidInputError as problem:
             raise ModelFileError(f"model '{name}': model.json: evaluation.examples: {problem}") from None
-        asked = Evaluation(spec.evaluation.steps, None, spec.evaluation.random_orders)
-        return cls(subject, rows, subject.predicted(rows), asked)
+        return cls(subject, rows, subject.predicted(rows), asked_by(spec))
 
     def per_example(self, relevance: Sequence[np.ndarray]) -> list[tuple[float, float, float]]:
         """Each example's AOPC (MoRF, LeRF, random orders) for the given relevance."""
@@ -70,8 +75,7 @@ def measure(name: str, spec: ModelSpec, subject: Subject, method: Method, max_co
     `max_copies` inputs per method."""
     if spec.evaluation is None:
         return None
-    asked = Evaluation(spec.evaluation.steps, None, spec.evaluation.random_orders)
-    refusal = asked.refusal(len(spec.evaluation.examples), "examples", max_copies, " per method")
+    refusal = asked_by(spec).refusal(len(spec.evaluation.examples), "examples", max_copies, " per method")
     if refusal is not None:
         raise ModelFileError(f"model '{name}': model.json: evaluation {refusal}")
     held_out = HeldOut.of(name, spec, subject)

@@ -108,7 +108,10 @@ def _not_finite(entry: ModelEntry, sample: Sample, method: Method) -> InvalidInp
     """The error of a sample whose relevance is not finite: the client's (422, naming them) when it chose parameters
     other than the model's defaults for the composite, else the server's (500, logged)."""
     name = method.composite.name
-    defaults = entry.prepared.resolve(method.composite, **entry.default_params(name)).params
+    own = entry.spec.default_composite  # a name or a rule map: the model's defaults hold for it alone
+    model_default = entry.prepared.resolve(own, **entry.default_params(own))
+    defaults = (model_default.params if method.composite == model_default.composite
+                else entry.prepared.resolve(method.composite, **entry.default_params(name)).params)
     chosen = {f.name: getattr(method.params, f.name) for f in dataclasses.fields(method.params)
               if getattr(method.params, f.name) != getattr(defaults, f.name)}
     if chosen:

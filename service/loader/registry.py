@@ -29,9 +29,6 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self._models
 
-    def __len__(self) -> int:
-        return len(self._models)
-
     def get(self, name: str) -> ModelEntry:
         """The model called `name`; raise ModelNotFoundError listing the available names."""
         entry = self._models.get(name)

@@ -65,17 +65,12 @@ class TextModel:
     mask_id: int = 0
 
     @classmethod
-    def load(cls, directory: Path, spec: InputSpec, name: str, max_bytes: int) -> TextModel:
-        """Read `directory/tokenizer.json` of at most `max_bytes` (LRP_MAX_TOKENIZER_BYTES); raise ModelFileError
-        naming the model and the problem."""
+    def load(cls, directory: Path, spec: InputSpec, name: str) -> TextModel:
+        """Read `directory/tokenizer.json`; raise ModelFileError naming the model and the problem."""
         path = directory / TOKENIZER_FILE
         if not path.is_file():
             raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} is missing from {directory} (a text model needs "
                                  "its tokenizer, saved by Hugging Face tokenizers' Tokenizer.save)")
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} has {size} bytes; the limit is {max_bytes} "
-                                 "(LRP_MAX_TOKENIZER_BYTES)")
         try:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as problem:  # the Rust side raises plain Exception for every malformed file

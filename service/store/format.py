@@ -58,8 +58,10 @@ def load_model(directory: Path, name: str | None = None, limits: ModelLimits = L
         _check_inputs_fit(spec.input, graph)
     except ValueError as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: graph: {problem}") from None
-    text = TextModel.load(directory, spec.input, name, limits.tokenizer_bytes) if spec.input.kind == "text" else None
-    if text is not None:
+    text = None
+    if spec.input.kind == "text":
+        _within(directory / TOKENIZER_FILE, limits.tokenizer_bytes, "LRP_MAX_TOKENIZER_BYTES", name)
+        text = TextModel.load(directory, spec.input, name)
         _check_vocabulary_fits(graph, text, name)
     files = [directory / f for f in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if (directory / f).is_file()]
     return LoadedModel(name, spec, graph, _dry_run(graph, spec, name, text), version_of(files), text)
@@ -109,6 +111,8 @@ def _within(path: Path, limit: int, setting: str, name: str) -> None:
 def _read_spec(directory: Path, name: str, limits: ModelLimits) -> ModelSpec:
     path = directory / MODEL_FILE
     _within(path, limits.model_json_bytes, "LRP_MAX_MODEL_JSON_BYTES", name)
+    too_deep = (f"model '{name}': {MODEL_FILE} is nested too deeply to read; a model.json nests a few levels "
+                "(objects of lists of numbers)")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -116,8 +120,7 @@ def _read_spec(directory: Path, name: str, limits: ModelLimits) -> ModelSpec:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE} is not valid JSON: {problem}") from None
     except RecursionError:
-        raise ModelFileError(f"model '{name}': {MODEL_FILE} is nested too deeply to read; a model.json nests a few "
-                             "levels (objects of lists of numbers)") from None
+        raise ModelFileError(too_deep) from None
     graph = document.get("graph") if isinstance(document, dict) else None
     nodes = graph.get("nodes") if isinstance(graph, dict) else None
     if isinstance(nodes, list) and len(nodes) > limits.graph_nodes:  # counted before each node is checked
@@ -126,8 +129,7 @@ def _read_spec(directory: Path, name: str, limits: ModelLimits) -> ModelSpec:
     try:
         spec = ModelSpec.model_validate(document)
     except RecursionError:
-        raise ModelFileError(f"model '{name}': {MODEL_FILE} is nested too deeply to check; a model.json nests a few "
-                             "levels (objects of lists of numbers)") from None
+        raise ModelFileError(too_deep) from None
     except ValidationError as problem:
         details = describe_validation_errors(problem.errors(), whole="(top level)")
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: {details}") from None

@@ -7,9 +7,12 @@ import torch
 
 from service.errors import DeviceMemoryError, InvalidInputError, NumericalError
 from service.inference import PREDICT, Sample, explain_job, run_batch
+from service.loader import load_directory
 from service.lrp import PreparedModel
 from service.modality.instances import Decoded
+from service.settings import Settings
 from tests.conftest import model_json
+from tests.support.modelfiles import write_model
 
 # The 3-3-1 network of docs/rules.md, written out independently of the shipped files.
 W1 = np.array([[0.3, 0.2, 0.4], [0.6, 0.1, 0.5], [0.8, 0.6, 0.2]])
@@ -164,3 +167,24 @@ def test_an_input_too_large_even_alone_fails_alone(registry, monkeypatch):
     assert sizes == [5, 2, 3, 1, 2, 1, 1]  # 5 -> 2 + 3 -> 1 + 2 -> the poisoned input alone, then the last one
     kept = [r.logits for i, r in enumerate(results) if i != 3]
     np.testing.assert_allclose(np.asarray(kept), np.asarray([p.logits for p in expected]), rtol=1e-6)
+
+
+def test_non_finite_relevance_under_a_rule_map_default_with_its_own_parameters_is_the_server_s(tmp_path, monkeypatch):
+    """The model's own defaults hold for its default composite however it is written (a rule map included): a
+    request that keeps them is not told that it chose them."""
+    write_model(tmp_path / "mapped", default_composite={"base": "epsilon", "types": {"conv": "zplus"}},
+                default_params={"epsilon": 0.5})
+    entry = load_directory(tmp_path, torch.device("cpu"), Settings(models_dir=tmp_path)).get("mapped")
+    real = entry.prepared.explain_resolved
+
+    def with_nan(x, *args, **kwargs):
+        result = real(x, *args, **kwargs)
+        result.relevance[0, 0] = float("nan")
+        return result
+
+    monkeypatch.setattr(entry.prepared, "explain_resolved", with_nan)
+    rows = torch.zeros(2, 1, 4, 4)
+    kept = run_batch(entry, explain_job(entry, Decoded(rows), None, None, {}).key, samples(rows))
+    assert isinstance(kept[0], NumericalError) and not isinstance(kept[1], Exception)
+    chosen = run_batch(entry, explain_job(entry, Decoded(rows), None, None, {"epsilon": 0.25}).key, samples(rows))
+    assert isinstance(chosen[0], InvalidInputError) and "epsilon=0.25 (the model's default: 0.5)" in chosen[0].message

@@ -52,14 +52,19 @@ class ProtocolError(ServiceError):
 
 @dataclass(frozen=True)
 class InferCall:
-    """An infer request as read from its body: the JSON part, checked, and the binary part after it."""
+    """An infer request as read from its body: the JSON part, checked, the binary part after it, whether it explains
+    (`explain: true`, or asking for an output only an explanation has: relevance, target) and the outputs it wants,
+    each with whether as binary data."""
 
     request: InferRequest
-    binary: bytes = b""
+    binary: bytes
+    explaining: bool
+    wanted: dict[str, bool]
 
     @classmethod
     def read(cls, body: bytes, header_length: str | None) -> InferCall:
-        """The body split at Inference-Header-Content-Length (all JSON without it), its JSON part parsed and checked."""
+        """The body split at Inference-Header-Content-Length (all JSON without it), its JSON part parsed and checked;
+        a 400 for an output the model does not have, before anything runs."""
         if header_length is not None and (not header_length.isdigit() or int(header_length) > len(body)):
             raise ProtocolError(f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
         cut = len(body) if header_length is None else int(header_length)
@@ -72,35 +77,28 @@ class InferCall:
         except ValidationError as problem:
             raise ProtocolError('the request must be an object with "inputs": [{"name", "shape", "datatype", '
                                 '"data"}]: ' + describe_validation_errors(problem.errors(), "request")) from None
-        return cls(request, body[cut:])
+        asked = request.outputs
+        explaining = request.parameters.explain or any(o.name in EXPLAINED for o in asked or [])
+        return cls(request, body[cut:], explaining, _wanted(request, explaining))
 
-    @property
-    def explaining(self) -> bool:
-        """Whether the request explains: `explain: true`, or an output only an explanation has (relevance, target)."""
-        asked = self.request.outputs or []
-        return self.request.parameters.explain or any(o.name in EXPLAINED for o in asked)
 
-    def wanted(self) -> dict[str, bool]:
-        """The outputs the request names (all it can have when it names none), each with whether it wants them as
-        binary data; a 400 for an output the model does not have."""
-        parameters = self.request.parameters
-        known = PREDICTED + EXPLAINED if self.explaining else PREDICTED
-        asked = self.request.outputs
-        if asked is None:
-            return dict.fromkeys(known, parameters.binary_data_output)
-        unknown = [o.name for o in asked if o.name not in PREDICTED + EXPLAINED]
-        if unknown:
-            raise ProtocolError(f"unknown output(s) {unknown}; the model's outputs are {list(PREDICTED + EXPLAINED)} "
-                                "(GET /v2/models/{model})")
-        return {o.name: bool((o.parameters or {}).get("binary_data", False)) or parameters.binary_data_output
-                for o in asked}
+def _wanted(request: InferRequest, explaining: bool) -> dict[str, bool]:
+    """The outputs the request names (all it can have when it names none), each with whether it wants them as binary
+    data; a 400 for an output the model does not have."""
+    binary = request.parameters.binary_data_output
+    if request.outputs is None:
+        return dict.fromkeys(PREDICTED + EXPLAINED if explaining else PREDICTED, binary)
+    unknown = [o.name for o in request.outputs if o.name not in PREDICTED + EXPLAINED]
+    if unknown:
+        raise ProtocolError(f"unknown output(s) {unknown}; the model's outputs are {list(PREDICTED + EXPLAINED)} "
+                            "(GET /v2/models/{model})")
+    return {o.name: bool((o.parameters or {}).get("binary_data", False)) or binary for o in request.outputs}
 
 
 class V2Codec(Codec[InferCall, Response]):
     """POST /v2/models/{model}/infer (and its version's)."""
 
     async def decode_request(self, state: PipelineState, entry: ModelEntry, request: InferCall) -> Job:
-        request.wanted()  # an output it cannot have is refused before anything runs
         decoded = await decode_instances(state, entry, _instances(entry, request))
         parameters = request.request.parameters
         if not request.explaining:
@@ -128,7 +126,7 @@ class V2Codec(Codec[InferCall, Response]):
 
     def encode_response(self, request: InferCall, job: Job, results: Sequence[Predicted | Explained]) -> Response:
         tensors = outputs(job, results)
-        wanted = request.wanted()
+        wanted = request.wanted
         entries, raw = write_outputs([tensors[name] for name in wanted], {n for n, binary in wanted.items() if binary})
         body = {"model_name": job.entry.name, "model_version": job.entry.version, "outputs": entries,
                 **({"id": request.request.id} if request.request.id is not None else {})}
