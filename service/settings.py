@@ -21,15 +21,18 @@ SECRETS = ("admin_token",)  # never echoed in a message
 @dataclass(frozen=True)
 class ModelLimits:
     """How large a model's files may be, checked before they are parsed or allocated (LRP_MAX_MODEL_JSON_BYTES,
-    LRP_MAX_GRAPH_NODES, LRP_MAX_WEIGHTS_HEADER_BYTES, LRP_MAX_TOKENIZER_BYTES, LRP_MAX_INPUT_VALUES). The defaults
+    LRP_MAX_GRAPH_NODES, LRP_MAX_WEIGHTS_HEADER_BYTES, LRP_MAX_TOKENIZER_BYTES, LRP_MAX_INPUT_VALUES), and how long
+    a tokenizer may take on each adversarial text of the load-time probe (LRP_TOKENIZER_PROBE_MS). The defaults
     leave room for large real models: a Hugging Face BERT converts to about 25 nodes, 9 KB of model.json, 16 tensors
-    and 1.9 KB of safetensors header per layer; Gemma 3's tokenizer.json is 33 MB."""
+    and 1.9 KB of safetensors header per layer; Gemma 3's tokenizer.json is 33 MB; a 30,000-token byte-level BPE
+    and Llama 3's pre-tokenizer take at most 8 ms on a probe text of 8,192 characters."""
 
     model_json_bytes: int = 64 * 1024 * 1024
     graph_nodes: int = 50_000
     weights_header_bytes: int = 16 * 1024 * 1024
     tokenizer_bytes: int = 64 * 1024 * 1024
     input_values: int = 16 * 1024 * 1024
+    tokenize_ms: float = 100.0
 
 
 LIMITS = ModelLimits()
@@ -83,12 +86,15 @@ class Settings(BaseSettings):
     max_tokenizer_bytes: Annotated[Positive, Field(description="largest tokenizer.json")] = LIMITS.tokenizer_bytes
     max_input_values: Annotated[Positive, Field(
         description="most values in one input instance of a model (its input shape's product)")] = LIMITS.input_values
+    tokenizer_probe_ms: Annotated[float, Field(gt=0, description=(
+        "most time a text model's tokenizer may take on each adversarial text (runs of up to 8,192 characters) it "
+        "is probed with at load; a regular expression that backtracks without end is refused"))] = LIMITS.tokenize_ms
 
     @property
     def model_limits(self) -> ModelLimits:
         """The limits on a model's files."""
         return ModelLimits(self.max_model_json_bytes, self.max_graph_nodes, self.max_weights_header_bytes,
-                           self.max_tokenizer_bytes, self.max_input_values)
+                           self.max_tokenizer_bytes, self.max_input_values, self.tokenizer_probe_ms)
 
     @model_validator(mode="after")
     def _upload_fits_in_a_body(self) -> Settings:

@@ -1,8 +1,10 @@
 """Text models: strings to token ids with the model's tokenizer.json (Hugging Face tokenizers), texts of a batch
 padded to the longest with a 0/1 attention mask, and token relevance merged back into words.
 
-Each text is encoded alone (special tokens added as model.json says); one longer than the model's T tokens is
-truncated to T or refused, as model.json says. Padding never changes an answer: padded positions are masked, and
+Each text is encoded alone (special tokens added as model.json says), by `encode_batch`, which lets go of the GIL
+while the Rust side works, so a slow tokenizer never holds up the event loop; one longer than the model's T tokens is
+truncated to T or refused, as model.json says. A tokenizer is probed with adversarial texts before it serves
+(`tokenizer_probe`). Padding never changes an answer: padded positions are masked, and
 each instance's relevance is read at its own positions only.
 """
 
@@ -14,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from service.errors import InvalidInputError, ModelFileError
 from service.manifest.model_json import InputSpec, TextSpec
+from service.modality.tokenizer_probe import probe
 
 TOKENIZER_FILE = "tokenizer.json"
 # a batch of the model: its input, its extra inputs (the attention mask) and, for texts, each row's own positions
@@ -65,8 +68,10 @@ class TextModel:
     mask_id: int = 0
 
     @classmethod
-    def load(cls, directory: Path, spec: InputSpec, name: str) -> TextModel:
-        """Read `directory/tokenizer.json`; raise ModelFileError naming the model and the problem."""
+    def load(cls, directory: Path, spec: InputSpec, name: str, probe_ms: float) -> TextModel:
+        """Read `directory/tokenizer.json` and probe it with adversarial texts (each within `probe_ms`); raise
+        ModelFileError naming the model and the problem (for the probe: the part of the tokenizer that failed, the
+        text and how)."""
         path = directory / TOKENIZER_FILE
         if not path.is_file():
             raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} is missing from {directory} (a text model needs "
@@ -75,6 +80,10 @@ class TextModel:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as problem:  # the Rust side raises plain Exception for every malformed file
             raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} is not a tokenizers file: {problem}") from None
+        failure = probe(path, probe_ms)
+        if failure is not None:
+            raise ModelFileError(f"model '{name}': {TOKENIZER_FILE}: {failure}; a tokenizer must take any text in "
+                                 "bounded time (fix the regular expression, or raise LRP_TOKENIZER_PROBE_MS)")
         try:
             return cls.build(tokenizer, spec)
         except ValueError as problem:
@@ -108,14 +117,13 @@ class TextModel:
         except UnicodeEncodeError:
             raise InvalidInputError(f"{where}: not valid Unicode (it holds a lone surrogate such as \\ud800); send "
                                     "UTF-8 text") from None
-        special = self.spec.add_special_tokens
-        encoding = self.tokenizer.encode(text, add_special_tokens=special)
+        encoding = _encode(self.tokenizer, text, self.spec.add_special_tokens, where)
         truncated = len(encoding.ids) > self.max_tokens
         if truncated and self.spec.truncation == "refuse":
             raise InvalidInputError(f"{where}: the text has {len(encoding.ids)} tokens; the model takes at most "
                                     f"{self.max_tokens} (model.json refuses longer texts): shorten it")
         if truncated:
-            encoding = self.truncating.encode(text, add_special_tokens=special)
+            encoding = _encode(self.truncating, text, self.spec.add_special_tokens, where)
         if not encoding.ids or all(encoding.special_tokens_mask):
             raise InvalidInputError(f"{where}: the text is empty (it has no tokens besides special ones); send "
                                     "at least one word")
@@ -138,6 +146,18 @@ class TextModel:
             own.append(place)
         extra = {} if self.spec.mask_argument is None else {self.spec.mask_argument: mask}
         return ids, extra, own
+
+
+def _encode(tokenizer: Tokenizer, text: str, special: bool, where: str) -> Encoding:
+    """One text's encoding by `encode_batch` (the GIL let go meanwhile); InvalidInputError when the tokenizer's Rust
+    side panics on it (a regular expression past its backtracking limit that the load-time probe did not reach)."""
+    try:
+        return tokenizer.encode_batch([text], add_special_tokens=special)[0]
+    except BaseException as problem:  # pyo3's PanicException derives from BaseException only
+        if type(problem).__name__ != "PanicException":
+            raise
+        raise InvalidInputError(f"{where}: the model's tokenizer fails on this text ({str(problem)[:200]}); try "
+                                "another text, and report the model to its owner") from None
 
 
 def batch(text: TextModel | None, rows: Sequence[torch.Tensor]) -> Batch:

@@ -61,7 +61,7 @@ def load_model(directory: Path, name: str | None = None, limits: ModelLimits = L
     text = None
     if spec.input.kind == "text":
         _within(directory / TOKENIZER_FILE, limits.tokenizer_bytes, "LRP_MAX_TOKENIZER_BYTES", name)
-        text = TextModel.load(directory, spec.input, name)
+        text = TextModel.load(directory, spec.input, name, limits.tokenize_ms)
         _check_vocabulary_fits(graph, text, name)
     files = [directory / f for f in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if (directory / f).is_file()]
     return LoadedModel(name, spec, graph, _dry_run(graph, spec, name, text), version_of(files), text)
