@@ -24,11 +24,13 @@ class ModelLimits:
     LRP_MAX_GRAPH_NODES, LRP_MAX_WEIGHTS_HEADER_BYTES, LRP_MAX_TOKENIZER_BYTES, LRP_MAX_INPUT_VALUES), and how long
     a tokenizer may take on each adversarial text of the load-time probe (LRP_TOKENIZER_PROBE_MS). The defaults
     leave room for large real models: a Hugging Face BERT converts to about 25 nodes, 9 KB of model.json, 16 tensors
-    and 1.9 KB of safetensors header per layer; Gemma 3's tokenizer.json is 33 MB; a 30,000-token byte-level BPE
-    and Llama 3's pre-tokenizer take at most 8 ms on a probe text of 8,192 characters."""
+    and 1.9 KB of safetensors header per layer (an 80-layer decoder: about 3,200 nodes); Gemma 3's tokenizer.json is
+    33 MB; a 30,000-token byte-level BPE and Llama 3's pre-tokenizer take at most 8 ms on a probe text of 8,192
+    characters. The vetting child checks these before the server parses a file; a model.json only the server's
+    schema can refuse costs the server one parse, about 65 ms at 4 MiB."""
 
-    model_json_bytes: int = 64 * 1024 * 1024
-    graph_nodes: int = 50_000
+    model_json_bytes: int = 4 * 1024 * 1024
+    graph_nodes: int = 10_000
     weights_header_bytes: int = 16 * 1024 * 1024
     tokenizer_bytes: int = 64 * 1024 * 1024
     input_values: int = 16 * 1024 * 1024

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # each other.
 LAYERS: list[tuple[str, ...]] = [
     ("service", "service.settings", "service.errors"),
-    ("service.lrp",),
+    ("service.lrp", "service.vetting"),
     ("service.serving",),
     ("service.manifest",),
     ("service.modality",),

@@ -19,9 +19,8 @@ from service.api.responses import LOADING, NOT_FOUND, error
 from service.api.routing import ModelUploadRoute
 from service.api.schemas import ModelDetail
 from service.errors import ForbiddenError, InvalidModelError, UnauthorizedError, UnsupportedMediaTypeError
-from service.modality.text import TOKENIZER_FILE
 from service.runtime import changes as manage
-from service.store.format import MODEL_FILE, WEIGHTS_FILE
+from service.vetting.checks import MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE
 
 log = logging.getLogger("service.models")
 FIELDS = {"model_json": MODEL_FILE, "weights": WEIGHTS_FILE, "tokenizer": TOKENIZER_FILE}

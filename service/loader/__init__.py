@@ -2,7 +2,7 @@
 on its held-out examples, with its serving limits), a models folder a `Registry`, the models held by name.
 
 Imports: service.errors, service.settings, service.lrp, service.serving (the serving limits), service.manifest,
-service.modality, service.faithfulness, service.store.
+service.modality, service.faithfulness, service.store, service.vetting (file names).
 """
 
 from service.loader.entry import ModelEntry

@@ -21,7 +21,8 @@ from service.modality.instances import model_space_bounds
 from service.serving.config import ServingConfig
 from service.settings import Settings
 from service.store import files
-from service.store.format import MODEL_FILE, load_model, probe_inputs
+from service.store.format import load_model, probe_inputs
+from service.vetting.checks import MODEL_FILE
 
 log = logging.getLogger("service.registry")
 

@@ -3,8 +3,8 @@ padded to the longest with a 0/1 attention mask, and token relevance merged back
 
 Each text is encoded alone (special tokens added as model.json says), by `encode_batch`, which lets go of the GIL
 while the Rust side works, so a slow tokenizer never holds up the event loop; one longer than the model's T tokens is
-truncated to T or refused, as model.json says. A tokenizer is probed with adversarial texts before it serves
-(`tokenizer_probe`). Padding never changes an answer: padded positions are masked, and
+truncated to T or refused, as model.json says. A tokenizer is vetted (probed with adversarial texts) before it
+is read here (service.vetting). Padding never changes an answer: padded positions are masked, and
 each instance's relevance is read at its own positions only.
 """
 
@@ -20,9 +20,8 @@ from tokenizers import Encoding, Tokenizer
 
 from service.errors import InvalidInputError, ModelFileError
 from service.manifest.model_json import InputSpec, TextSpec
-from service.modality.tokenizer_probe import probe
+from service.vetting.checks import TOKENIZER_FILE
 
-TOKENIZER_FILE = "tokenizer.json"
 # a batch of the model: its input, its extra inputs (the attention mask) and, for texts, each row's own positions
 Batch = tuple[torch.Tensor, dict[str, torch.Tensor], list[slice] | None]
 TOP_WORDS = 10  # words listed for and against the target in each text explanation
@@ -68,22 +67,10 @@ class TextModel:
     mask_id: int = 0
 
     @classmethod
-    def load(cls, directory: Path, spec: InputSpec, name: str, probe_ms: float) -> TextModel:
-        """Read `directory/tokenizer.json` and probe it with adversarial texts (each within `probe_ms`); raise
-        ModelFileError naming the model and the problem (for the probe: the part of the tokenizer that failed, the
-        text and how)."""
-        path = directory / TOKENIZER_FILE
-        if not path.is_file():
-            raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} is missing from {directory} (a text model needs "
-                                 "its tokenizer, saved by Hugging Face tokenizers' Tokenizer.save)")
-        try:
-            tokenizer = Tokenizer.from_file(str(path))
-        except Exception as problem:  # the Rust side raises plain Exception for every malformed file
-            raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} is not a tokenizers file: {problem}") from None
-        failure = probe(path, probe_ms)
-        if failure is not None:
-            raise ModelFileError(f"model '{name}': {TOKENIZER_FILE}: {failure}; a tokenizer must take any text in "
-                                 "bounded time (fix the regular expression, or raise LRP_TOKENIZER_PROBE_MS)")
+    def load(cls, directory: Path, spec: InputSpec, name: str) -> TextModel:
+        """Read `directory/tokenizer.json` (vetted: present, readable, probed; service.vetting); raise
+        ModelFileError naming the model when model.json's text settings do not fit it."""
+        tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         try:
             return cls.build(tokenizer, spec)
         except ValueError as problem:

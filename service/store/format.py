@@ -1,13 +1,13 @@
 """The on-disk model format: `model.json` (graph, input spec, classes, defaults) + `weights.safetensors`.
 
-Loading parses JSON and safetensors only, so it never runs code from the files. `load_model` checks the
-files, the graph and that the weights fit it (one dry forward pass), and names the file and the problem.
+Loading parses JSON and safetensors only, so it never runs code from the files. `load_model` has the files vetted
+in a child process first (service.vetting: sizes, nesting, node count, header, tokenizer), then checks the schema,
+the graph and that the weights fit it (one dry forward pass), and names the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +22,12 @@ from service.errors import ModelFileError, describe_validation_errors
 from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel, check_input
 from service.lrp.ops import EMBEDDING
 from service.manifest.model_json import GraphSpec, InputSpec, ModelSpec, NodeSpec
-from service.modality.text import TOKENIZER_FILE, TextModel
+from service.modality.text import TextModel
 from service.settings import LIMITS, ModelLimits
 from service.store.files import version_of
+from service.vetting.checks import MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE
+from service.vetting.run import vet
 
-MODEL_FILE = "model.json"
-WEIGHTS_FILE = "weights.safetensors"
 INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)
 
 
@@ -47,37 +47,21 @@ class LoadedModel:
 
 # -- reading ---------------------------------------------------------------------------------------------
 def load_model(directory: Path, name: str | None = None, limits: ModelLimits = LIMITS) -> LoadedModel:
-    """Parse and check `directory` as model `name` (default: the folder's name); raise ModelFileError naming the
-    model, the file and the problem. Each file's size is checked against `limits` before it is parsed, and the
-    tensors a safetensors header lists before any is read."""
+    """Vet `directory`'s files in a child process (service.vetting: their sizes against `limits`, model.json's
+    nesting and node count, the safetensors header, a text model's tokenizer), then parse and check them as model
+    `name` (default: the folder's name); raise ModelFileError naming the model, the file and the problem."""
     name = name or directory.name
-    spec = _read_spec(directory, name, limits)
-    tensors = _read_weights(directory / WEIGHTS_FILE, name, _parameters(spec), limits.weights_header_bytes)
+    vet(directory, name, limits, EMBEDDING.name)
+    spec = _read_spec(directory, name)
+    tensors = _read_weights(directory / WEIGHTS_FILE, name)
     try:
         graph = graph_from_spec(spec, tensors)
         _check_inputs_fit(spec.input, graph)
     except ValueError as problem:
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: graph: {problem}") from None
-    text = None
-    if spec.input.kind == "text":
-        _within(directory / TOKENIZER_FILE, limits.tokenizer_bytes, "LRP_MAX_TOKENIZER_BYTES", name)
-        text = TextModel.load(directory, spec.input, name, limits.tokenize_ms)
-        _check_vocabulary_fits(graph, text, name)
+    text = TextModel.load(directory, spec.input, name) if spec.input.kind == "text" else None
     files = [directory / f for f in (MODEL_FILE, WEIGHTS_FILE, TOKENIZER_FILE) if (directory / f).is_file()]
     return LoadedModel(name, spec, graph, _dry_run(graph, spec, name, text), version_of(files), text)
-
-
-def _check_vocabulary_fits(graph: Graph, text: TextModel, name: str) -> None:
-    """Every id the tokenizer gives indexes each embedding table that reads the token ids; ModelFileError naming the
-    largest id and the table's rows otherwise (such a token would fail every text that holds it)."""
-    highest = max(text.tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)
-    for node in graph.nodes:
-        if node.op == EMBEDDING.name and node.inputs[:1] == (graph.input.name,):
-            rows = int(node.params["weight"].shape[0])
-            if highest >= rows:
-                raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} gives token ids up to {highest}, past the "
-                                     f"{rows} rows of the embedding table '{node.label}'; ship the tokenizer the "
-                                     "model was trained with")
 
 
 def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:
@@ -96,57 +80,18 @@ def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:
                          "model's attention mask, named by text.mask_argument)")
 
 
-def _parameters(spec: ModelSpec) -> int:
-    """How many tensors the graph names (a tensor shared by several nodes counts once)."""
-    return len({key for node in spec.graph.nodes for key in node.params.values()})
-
-
-def _within(path: Path, limit: int, setting: str, name: str) -> None:
-    """ModelFileError when the file at `path` has more than `limit` bytes."""
-    size = path.stat().st_size if path.is_file() else 0
-    if size > limit:
-        raise ModelFileError(f"model '{name}': {path.name} has {size} bytes; the limit is {limit} ({setting})")
-
-
-def _read_spec(directory: Path, name: str, limits: ModelLimits) -> ModelSpec:
-    path = directory / MODEL_FILE
-    _within(path, limits.model_json_bytes, "LRP_MAX_MODEL_JSON_BYTES", name)
-    too_deep = (f"model '{name}': {MODEL_FILE} is nested too deeply to read; a model.json nests a few levels "
-                "(objects of lists of numbers)")
+def _read_spec(directory: Path, name: str) -> ModelSpec:
+    """model.json (vetted: it exists, is JSON within the limits) checked against the schema."""
+    document = json.loads((directory / MODEL_FILE).read_text(encoding="utf-8"))
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFileError(f"model '{name}': {MODEL_FILE} is missing from {directory}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
-        raise ModelFileError(f"model '{name}': {MODEL_FILE} is not valid JSON: {problem}") from None
-    except RecursionError:
-        raise ModelFileError(too_deep) from None
-    graph = document.get("graph") if isinstance(document, dict) else None
-    nodes = graph.get("nodes") if isinstance(graph, dict) else None
-    if isinstance(nodes, list) and len(nodes) > limits.graph_nodes:  # counted before each node is checked
-        raise ModelFileError(f"model '{name}': {MODEL_FILE}: the graph has {len(nodes)} nodes; the limit is "
-                             f"{limits.graph_nodes} (LRP_MAX_GRAPH_NODES)")
-    try:
-        spec = ModelSpec.model_validate(document)
-    except RecursionError:
-        raise ModelFileError(too_deep) from None
+        return ModelSpec.model_validate(document)
     except ValidationError as problem:
         details = describe_validation_errors(problem.errors(), whole="(top level)")
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: {details}") from None
-    values = math.prod(spec.input.shape)
-    if values > limits.input_values:
-        raise ModelFileError(f"model '{name}': {MODEL_FILE}: an input of shape {spec.input.shape} has {values} values; "
-                             f"the limit is {limits.input_values} (LRP_MAX_INPUT_VALUES)")
-    return spec
 
 
-def _read_weights(path: Path, name: str, expected: int, header_limit: int) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} is missing from {path.parent}")
-    listed = _listed_tensors(path, name, header_limit)
-    if listed > 2 * expected + 64:  # far more than the graph names: refused before a million tensors are made
-        raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} lists {listed} tensors; the graph in {MODEL_FILE} names "
-                             f"{expected}: these are not this model's weights")
+def _read_weights(path: Path, name: str) -> dict[str, torch.Tensor]:
+    """The tensors (their header vetted), each floating point or integer and finite; floating ones as float32."""
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as problem:
@@ -158,27 +103,6 @@ def _read_weights(path: Path, name: str, expected: int, header_limit: int) -> di
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise ModelFileError(f"model '{name}': {WEIGHTS_FILE}: tensor '{key}' contains NaN or Inf")
     return {key: tensor.to(torch.float32) if tensor.is_floating_point() else tensor for key, tensor in tensors.items()}
-
-
-def _listed_tensors(path: Path, name: str, limit: int) -> int:
-    """How many tensors a safetensors header lists, read within `limit` bytes before any tensor is (the header: an
-    8-byte little-endian length, then that much JSON)."""
-    with path.open("rb") as handle:
-        prefix = handle.read(8)
-        length = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
-        if length > path.stat().st_size - 8:
-            length = -1  # no safetensors file: its first 8 bytes are no header length within it
-        elif length > limit:
-            raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} has a header of {length} bytes; the limit is {limit} "
-                                 "(LRP_MAX_WEIGHTS_HEADER_BYTES)")
-        try:
-            header = json.loads(handle.read(length)) if length >= 0 else None
-        except (ValueError, RecursionError):
-            header = None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} is not a valid safetensors file: its header is not a "
-                             "JSON object")
-    return len([key for key in header if key != "__metadata__"])
 
 
 def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Graph:

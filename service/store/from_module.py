@@ -20,8 +20,8 @@ from torch import nn
 
 from service.lrp import graph_from_module
 from service.manifest.model_json import InputSpec, ModelSpec
-from service.modality.text import TOKENIZER_FILE
 from service.store.format import LoadedModel, load_model, save_model, spec_from_graph
+from service.vetting.checks import TOKENIZER_FILE
 
 OUTPUT_TOLERANCE = 1e-4
 

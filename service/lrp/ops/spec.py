@@ -233,6 +233,10 @@ class OpDef:
             said = " or ".join(map(str, allowed_counts)) if allowed_counts else "one or more"
             raise ValueError(f"node '{node}': op '{self.name}' takes {said} input(s), got {inputs}")
         allowed = self.attributes(attrs)
+        extra = sorted(set(attrs) - {attr.name for attr in allowed})
+        if extra:  # before any value is read: an unknown attribute may hold anything
+            raise ValueError(f"node '{node}': unknown attribute(s) {extra} for op '{self.name}'; it takes "
+                             f"{[attr.name for attr in allowed]}")
         dims.check(dict(attrs))
         for attr in allowed:
             if attr.name in attrs and not attr.type.check(attrs[attr.name]):
@@ -241,10 +245,6 @@ class OpDef:
             if attr.required and attr.name not in attrs:
                 raise ValueError(f"node '{node}': op '{self.name}' needs the attribute '{attr.name}' "
                                  f"({attr.type.description})")
-        extra = sorted(set(attrs) - {attr.name for attr in allowed})
-        if extra:
-            raise ValueError(f"node '{node}': unknown attribute(s) {extra} for op '{self.name}'; it takes "
-                             f"{[attr.name for attr in allowed]}")
         missing = [p for p in self.params if p not in params]
         unknown = sorted(set(params) - set(self.params) - set(self.optional_params))
         if missing or unknown:

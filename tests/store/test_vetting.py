@@ -1,6 +1,7 @@
-"""A tokenizer is probed with adversarial texts before it serves: a regular expression that panics or backtracks
-for long is refused at load (PUT and start-up) naming the part of the tokenizer, the text and how; a text that still
-makes the tokenizer panic while serving is a 422 to that request only; tokenizing lets go of the GIL."""
+"""A model's files are vetted in a child process before the server parses them; a text model's tokenizer is
+probed there with adversarial texts: a regular expression that panics or backtracks for long is refused at load (PUT
+and start-up) naming the part of the tokenizer, the text and how; a child that falls silent is killed; a text that
+still makes the tokenizer panic while serving is a 422 to that request only; tokenizing lets go of the GIL."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from tokenizers import Regex, normalizers, pre_tokenizers
 from service.api.app import create_app
 from service.errors import InvalidInputError, ModelFileError
 from service.loader import load_directory
-from service.modality import tokenizer_probe
 from service.settings import LIMITS, ModelLimits, Settings
 from service.store.format import load_model
+from service.vetting import run
 from tests.conftest import MODELS
 from tests.support.modelfiles import tiny_tokenizer, write_text_model
 
@@ -45,6 +46,15 @@ def _refusal(directory: Path, limits: ModelLimits = LIMITS) -> str:
     with pytest.raises(ModelFileError) as raised:
         load_model(directory, limits=limits)
     return str(raised.value)
+
+
+def test_a_tokenizer_that_is_missing_or_broken_is_refused(tmp_path):
+    directory = write_text_model(tmp_path / "m")
+    (directory / "tokenizer.json").unlink()
+    assert _refusal(directory) == (f"model 'm': tokenizer.json is missing from {directory} (a text model needs its "
+                                   "tokenizer, saved by Hugging Face tokenizers' Tokenizer.save)")
+    (directory / "tokenizer.json").write_text('{"version": "1.0", "model": 3}')
+    assert _refusal(directory).startswith("model 'm': tokenizer.json is not a tokenizers file: ")
 
 
 def test_a_regex_that_backtracks_without_end_is_refused_naming_it(tmp_path):
@@ -78,19 +88,19 @@ def test_a_normalizer_s_regex_is_probed_too(tmp_path):
 def test_ordinary_tokenizers_pass(tmp_path):
     llama3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
               r"\s*[\r\n]+|\s+(?!\S)|\s+")
-    assert tokenizer_probe.probe(_with_pre_tokenizer(tmp_path / "l", llama3) / "tokenizer.json", 100) is None
-    assert tokenizer_probe.probe(MODELS / "sentiment" / "tokenizer.json", 100) is None
+    assert load_model(_with_pre_tokenizer(tmp_path / "l", llama3)).name == "l"
+    assert load_model(MODELS / "sentiment").name == "sentiment"
 
 
 def test_a_child_that_stops_answering_is_killed_and_one_that_dies_is_reported(tmp_path, monkeypatch):
-    path = _with_pre_tokenizer(tmp_path / "m", r"\d+") / "tokenizer.json"
+    directory = _with_pre_tokenizer(tmp_path / "m", r"\d+")
     hang = "print('trying the tokenizer on a text', flush=True); import time; time.sleep(60)"
-    monkeypatch.setattr(tokenizer_probe, "_command", lambda *_: [sys.executable, "-c", hang])
+    monkeypatch.setattr(run, "command", lambda *_: [sys.executable, "-c", hang])
     started = time.perf_counter()
-    assert tokenizer_probe.probe(path, 100) == "the tokenizer on a text: still running after 1.1 s"
+    assert _refusal(directory) == "model 'm': the tokenizer on a text: still running after 1.1 s"
     assert time.perf_counter() - started < 30
-    monkeypatch.setattr(tokenizer_probe, "_command", lambda *_: [sys.executable, "-c", "import os; os._exit(3)"])
-    assert tokenizer_probe.probe(path, 100) == "reading the tokenizer: the tokenizer's process ended with status 3"
+    monkeypatch.setattr(run, "command", lambda *_: [sys.executable, "-c", "import os; os._exit(3)"])
+    assert _refusal(directory) == "model 'm': reading the files: the checking process ended with status 3"
 
 
 def test_a_hostile_tokenizer_is_refused_by_put_and_at_start_up_and_the_others_serve(tmp_path):
