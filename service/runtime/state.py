@@ -17,7 +17,7 @@ from service.loader import ModelEntry, Registry, load_directory
 from service.serving.batcher import BatchKey, MicroBatcher
 from service.serving.cpu_threads import on_cpu_threads
 from service.serving.device import device_thread, resolve_device
-from service.serving.heap import freeze_long_lived
+from service.serving.heap import PeakWork, freeze_long_lived
 from service.serving.metrics import ServiceMetrics
 from service.settings import Settings
 
@@ -53,7 +53,7 @@ class ServiceState(Generic[KeyT, ItemT, ResultT]):
     batchers: dict[str, MicroBatcher[KeyT, ItemT, ResultT]] = field(default_factory=dict)
     draining: bool = False
     metrics: ServiceMetrics = field(init=False)
-    image_work: asyncio.Semaphore = field(init=False)  # at most LRP_MAX_CONCURRENT_DECODES images decoded or drawn
+    image_work: PeakWork = field(init=False)  # at most LRP_MAX_CONCURRENT_DECODES images decoded or drawn
     device_thread: ThreadPoolExecutor = field(init=False, default_factory=device_thread)
     model_changes: asyncio.Lock = field(init=False)  # one PUT or DELETE of a model at a time
     _versions: dict[ModelEntry, MicroBatcher[KeyT, ItemT, ResultT]] = field(init=False, default_factory=dict)
@@ -62,7 +62,7 @@ class ServiceState(Generic[KeyT, ItemT, ResultT]):
 
     def __post_init__(self) -> None:
         self.metrics = ServiceMetrics(lambda: self.batchers)
-        self.image_work = asyncio.Semaphore(self.settings.max_concurrent_decodes)
+        self.image_work = PeakWork(self.settings.max_concurrent_decodes)
         self.model_changes = asyncio.Lock()
         self._released = asyncio.Condition()
 
