@@ -52,6 +52,13 @@ class ModelNotFoundError(ServiceError):
     code = "model_not_found"
 
 
+class MalformedBodyError(ServiceError):
+    """A body that cannot be parsed in the form it declares (a broken multipart body)."""
+
+    status = 400
+    code = "malformed_body"
+
+
 class InvalidInputError(ServiceError):
     """The request is well-formed JSON but its values cannot be used (shape, dtype, NaN, range, target)."""
 

@@ -12,13 +12,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from service.api.deps import State
 from service.api.health import model_detail
 from service.api.responses import LOADING, NOT_FOUND, error
 from service.api.routing import ModelUploadRoute
 from service.api.schemas import ModelDetail
-from service.errors import ForbiddenError, InvalidModelError, UnauthorizedError, UnsupportedMediaTypeError
+from service.errors import (
+    ForbiddenError,
+    InvalidModelError,
+    MalformedBodyError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
 from service.runtime import changes as manage
 from service.vetting.checks import MODEL_FILE, TOKENIZER_FILE, WEIGHTS_FILE
 
@@ -54,6 +61,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                "the service>"),
     403: error("Another token than LRP_ADMIN_TOKEN", "forbidden", "the bearer token is not this service's "
                "LRP_ADMIN_TOKEN"),
+    400: error("The body is not a well-formed multipart/form-data body", "malformed_body",
+               "the body of PUT /models/m could not be parsed as multipart/form-data (...); send the files "
+               "model_json, weights (and tokenizer) as a well-formed multipart form"),
     413: error("The upload exceeds LRP_MAX_MODEL_BYTES", "payload_too_large",
                "the request body exceeds 1073741824 bytes (LRP_MAX_MODEL_BYTES)"),
     415: error("Not multipart/form-data", "unsupported_media_type",
@@ -84,7 +94,15 @@ async def put_model(request: Request, state: State, name: str, _: Admin) -> Resp
     if media != "multipart/form-data":
         raise UnsupportedMediaTypeError(f"PUT /models/{name} takes multipart/form-data, not {media or 'no body'}; "
                                         "send the files model_json, weights (and tokenizer) as a multipart form")
-    async with request.form(max_files=len(FIELDS), max_fields=len(FIELDS)) as form:
+    try:
+        form = await request.form(max_files=len(FIELDS), max_fields=len(FIELDS))
+    except HTTPException as problem:
+        if problem.status_code != 400:
+            raise
+        raise MalformedBodyError(f"the body of PUT /models/{name} could not be parsed as multipart/form-data "
+                                 f"({problem.detail}); send the files model_json, weights (and tokenizer) as a "
+                                 "well-formed multipart form") from None
+    try:
         unknown = sorted(set(form) - set(FIELDS))
         missing = [field for field in REQUIRED if not isinstance(form.get(field), UploadFile)]
         if unknown or missing:
@@ -92,6 +110,8 @@ async def put_model(request: Request, state: State, name: str, _: Admin) -> Resp
                                     f"model); missing {missing}, unknown {unknown}")
         uploads = {FIELDS[field]: value.file for field, value in form.items() if isinstance(value, UploadFile)}
         entry, created = await manage.put_model(state, name, uploads)
+    finally:
+        await form.close()
     body = model_detail(entry).model_dump(mode="json")
     headers = {"Location": f"/models/{name}"} if created else None
     return JSONResponse(body, status_code=201 if created else 200, headers=headers)
