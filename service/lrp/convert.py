@@ -116,7 +116,9 @@ class Converter:
                 args[argument.name] = self.value(node.kwargs[argument.name])
             elif argument.has_default_value():
                 args[argument.name] = argument.default_value
-        return Site(str(node.target), args, self.shape(node), calls.module_of(node))
+        val = node.meta.get("val")
+        dtype = str(val.dtype).removeprefix("torch.") if isinstance(val, torch.Tensor) else ""
+        return Site(str(node.target), args, self.shape(node), calls.module_of(node), dtype)
 
     # -- the walk ----------------------------------------------------------------------------------------
     def run(self) -> ir.Graph:
@@ -234,7 +236,7 @@ class Converter:
                                            "mode? call model.eval() before explaining)")
             self.check_in_place(node)
             target = calls.out_of_place(target)
-            site = Site(str(target), site.args, site.out_shape, site.module)
+            site = Site(str(target), site.args, site.out_shape, site.module, site.out_dtype)
         static = not dims.has_exprs(list(site.args.values())) and not dims.has_exprs(list(site.out_shape))
         if static and all(r.value is not None for r in refs):
             with torch.no_grad():

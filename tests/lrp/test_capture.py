@@ -145,3 +145,41 @@ def test_a_one_element_kernel_list_means_the_same_size_in_every_dimension():
     graph = graph_from_module(model, X)
     assert [n.attrs["kernel_size"] for n in graph.nodes if n.op in ("maxpool2d", "avgpool2d")] == [[2, 2], [1, 1]]
     torch.testing.assert_close(PreparedModel.from_graph(graph).predict(X), model(X))
+
+
+class RMSNormTypeAs(nn.Module):
+    """Gemma's RMSNorm pattern: the normalised activation cast back with type_as (to the input's dtype, or to a
+    float64 buffer's)."""
+
+    def __init__(self, to_buffer: bool) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 6), nn.Linear(6, 3)
+        self.to_buffer = to_buffer
+        self.register_buffer("like", torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc1(x))
+        h = h.type_as(self.like) if self.to_buffer else h.type_as(x)
+        return self.fc2(h.type_as(x))
+
+
+class Plain(nn.Module):
+    def __init__(self, source: RMSNormTypeAs) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = source.fc1, source.fc2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+@pytest.mark.parametrize("to_buffer", [False, True])
+def test_type_as_on_an_activation_is_a_cast_that_passes_relevance(to_buffer):
+    torch.manual_seed(0)
+    model, x = RMSNormTypeAs(to_buffer).eval(), torch.randn(5, 4)
+    graph = graph_from_module(model, x)
+    casts = [node for node in graph.nodes if node.op == "cast"]
+    assert [node.attrs["dtype"] for node in casts] == (["float64", "float32"] if to_buffer else ["float32", "float32"])
+    with_casts = explain(model, x, composite="epsilon", epsilon=1e-3)
+    without = explain(Plain(model).eval(), x, composite="epsilon", epsilon=1e-3)
+    torch.testing.assert_close(with_casts.output, without.output, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(with_casts.relevance, without.relevance, rtol=1e-5, atol=1e-6)

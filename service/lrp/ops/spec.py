@@ -136,12 +136,14 @@ class Ref:
 @dataclass(frozen=True)
 class Site:
     """One ATen call found in a captured model: its arguments by schema name (defaults filled in; tensors as `Ref`,
-    sizes that follow the input as {"expr": ...}), its output's shape and the path of the module it came from."""
+    sizes that follow the input as {"expr": ...}), its output's shape, the path of the module it came from and its
+    output's dtype (a torch dtype name, "" when it returns no single tensor)."""
 
     target: str
     args: Mapping[str, Any]
     out_shape: tuple[Any, ...] = ()
     module: str = ""
+    out_dtype: str = ""
 
     def arg(self, name: str, default: Any = None) -> Any:
         """An argument by schema name, else `default`."""

@@ -156,7 +156,17 @@ def _cast(site: Site) -> Read:
     return Read([site.tensor("self")], {"dtype": str(dtype).removeprefix("torch.")})
 
 
+def _type_as(site: Site) -> Read:
+    """x.type_as(other): a cast of x to other's dtype (read from the call's output); other passes no relevance."""
+    dtype = getattr(torch, site.out_dtype, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise UnsupportedCallError(f"a conversion of an activation to {site.out_dtype or 'no tensor'} (only to "
+                                   "floating-point types)")
+    return Read([site.tensor("self")], {"dtype": site.out_dtype})
+
+
 CAST = OpDef("cast", "conversion to another floating-point type", _cast_forward, pass_relevance, fixed_rule="pass",
              attrs=attrs_of(CastAttrs), keeps_sign=True,
-             aten={aten._to_copy.default: _cast, aten.to.dtype: _cast, aten.to.dtype_layout: _cast})
+             aten={aten._to_copy.default: _cast, aten.to.dtype: _cast, aten.to.dtype_layout: _cast,
+                   aten.type_as.default: _type_as})
 STRUCTURE = (CAT, FLATTEN, RESHAPE, CONSTANT, CAST)
