@@ -183,3 +183,49 @@ def test_type_as_on_an_activation_is_a_cast_that_passes_relevance(to_buffer):
     without = explain(Plain(model).eval(), x, composite="epsilon", epsilon=1e-3)
     torch.testing.assert_close(with_casts.output, without.output, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(with_casts.relevance, without.relevance, rtol=1e-5, atol=1e-6)
+
+
+class ConstantSubgraph(nn.Module):
+    """A scale of ones and a shift of zeros computed from the batch size with where / min / sign / zeros_like and an
+    in-place fill_ (constants whose size follows the input), then a ReLU applied in place as a statement."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(x.shape[0], dtype=torch.float32, device=x.device)[:, None]
+        ones = torch.sign(torch.min(torch.where(steps >= 0, steps + 1, 0.0), torch.full_like(steps, 2.0)))
+        shift = torch.zeros_like(steps)
+        shift.fill_(0.0)
+        scale = torch.zeros_like(steps)
+        scale.fill_(1.0)  # later uses of `scale` must read the filled tensor
+        h = self.fc1(x)
+        h.relu_()  # likewise for an activation changed in place
+        return self.fc2(h) * ones * scale + shift
+
+
+class Straight(nn.Module):
+    def __init__(self, source: ConstantSubgraph) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = source.fc1, source.fc2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_constants_computed_with_any_op_and_in_place_changes_are_read_where_they_are_used():
+    torch.manual_seed(0)
+    model, x = ConstantSubgraph().eval(), torch.randn(5, 4)
+    graph = graph_from_module(model, x)
+    assert {node.op for node in graph.nodes} >= {"computed", "linear", "activation"}
+    ours, plain = explain(model, x, composite="epsilon", epsilon=1e-3), explain(Straight(model).eval(), x,
+                                                                                 composite="epsilon", epsilon=1e-3)
+    torch.testing.assert_close(ours.output, model(x.clone()), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.output, plain.output, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.relevance, plain.relevance, rtol=1e-5, atol=1e-6)
+    other = torch.randn(2, 4)  # the prepared graph at another batch size: the constants follow it
+    prepared = PreparedModel.from_module(model, x)
+    torch.testing.assert_close(prepared.explain(other, None, "epsilon", epsilon=1e-3).relevance,
+                               explain(Straight(model).eval(), other, composite="epsilon", epsilon=1e-3).relevance,
+                               rtol=1e-5, atol=1e-6)

@@ -62,7 +62,12 @@ COMPUTED_TARGETS = LAYOUT_TARGETS | frozenset({
     "clamp_min.default", "detach.default", "outer.default", "einsum.default", "split.Tensor", "chunk.default",
     "diff.default", "new_ones.default", "new_zeros.default", "new_full.default", "__and__.Tensor", "__or__.Tensor",
     "__invert__.default", "argmax.default", "max.dim", "min.dim", "floor.default", "ceil.default", "view.default",
-    "reshape.default", "_unsafe_view.default", "flatten.using_ints", "baddbmm.default", "softmax.int"})
+    "reshape.default", "_unsafe_view.default", "flatten.using_ints", "baddbmm.default", "softmax.int",
+    "where.ScalarOther", "where.ScalarSelf", "where.Scalar", "min.other", "max.other", "sign.default", "sgn.default",
+    "fill.Scalar", "fill.Tensor", "zero.default", "copy.default", "clamp.Tensor", "clamp_max.default",
+    "log2.default", "log1p.default", "expm1.default", "sigmoid.default", "tanh.default", "relu.default",
+    "round.default", "trunc.default", "fmod.Scalar", "remainder.Tensor", "isinf.default", "isnan.default",
+    "select_scatter.default", "slice_scatter.default", "index_put.default", "masked_scatter.default"})
 
 _JSON = AttrType("JSON arguments", lambda v: isinstance(v, Mapping))
 _TARGET_NAMES = AttrType("an ATen op name", lambda v: isinstance(v, str) and v in COMPUTED_TARGETS)
