@@ -155,6 +155,7 @@ class RMSNormTypeAs(nn.Module):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(4, 6), nn.Linear(6, 3)
         self.to_buffer = to_buffer
+        self.like: torch.Tensor
         self.register_buffer("like", torch.zeros((), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,12 @@ from tests.support.live import start_service, stop
 
 def test_peak_work_is_bounded_and_trims_once_after_the_last_piece_ends(monkeypatch):
     trims: list[float] = []
-    monkeypatch.setattr(heap, "trim_heap", lambda: trims.append(time.monotonic()) or True)
+
+    def trim() -> bool:
+        trims.append(time.monotonic())
+        return True
+
+    monkeypatch.setattr(heap, "trim_heap", trim)
     monkeypatch.setattr(heap, "TRIM_DELAY_S", 0.05)
 
     async def scenario() -> tuple[int, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from tokenizers import Regex, normalizers, pre_tokenizers
 
 from service.api.app import create_app
@@ -107,7 +108,7 @@ def test_a_hostile_tokenizer_is_refused_by_put_and_at_start_up_and_the_others_se
     models = tmp_path / "models"
     shutil.copytree(MODELS / "walkthrough", models / "walkthrough")
     _with_pre_tokenizer(models / "hostile", RUNAWAY)
-    config = Settings(models_dir=models, admin_token=TOKEN)
+    config = Settings(models_dir=models, admin_token=SecretStr(TOKEN))
     registry = load_directory(models, torch.device("cpu"), config)
     assert registry.names == ["walkthrough"]
     assert "(Split '(a+)+$') fails on" in registry.failures["hostile"]
