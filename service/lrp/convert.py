@@ -226,17 +226,20 @@ class Converter:
             raise UnsupportedCallError(f"in-place {node.target} on a view of another tensor")
 
     def constant_call(self, node: torch.fx.Node, site: Site, refs: list[Ref]) -> None:
-        """A call that depends on no explained input: computed now when it can be, else at run time."""
+        """A call that depends on no explained input: computed now when it can be, else at run time.
+
+        Computed now, an in-place call runs in place on the tensors computed so far, so that one on a view (a slice
+        of a table filled row by row, as BEiT's relative position index) changes the tensor it views, as in the
+        model; never on a parameter or buffer, or a view of one. Replayed at run time, it runs out of place (later
+        uses read the call's result) and may not change a view."""
         target = node.target
         assert isinstance(target, torch._ops.OpOverload)
-        if target._schema.is_mutable:  # later uses read the call's result: replayed out of place
+        mutable = target._schema.is_mutable
+        if mutable:
             mutated = site.args.get(target._schema.arguments[0].name)
-            if isinstance(mutated, Ref) and mutated.name in self.constants:
+            if isinstance(mutated, Ref) and (mutated.name in self.constants or self.views_a_parameter(mutated)):
                 raise UnsupportedCallError(f"in-place {target} on a parameter or buffer (is the model in training "
                                            "mode? call model.eval() before explaining)")
-            self.check_in_place(node)
-            target = calls.out_of_place(target)
-            site = Site(str(target), site.args, site.out_shape, site.module, site.out_dtype)
         static = not dims.has_exprs(list(site.args.values())) and not dims.has_exprs(list(site.out_shape))
         if static and all(r.value is not None for r in refs):
             with torch.no_grad():
@@ -244,6 +247,10 @@ class Converter:
                 result = target(*args, **kwargs)
             self.refs[node.name] = calls.as_refs(node.name, result)
             return
+        if mutable:
+            self.check_in_place(node)
+            target = calls.out_of_place(target)
+            site = Site(str(target), site.args, site.out_shape, site.module, site.out_dtype)
         name = str(target).removeprefix("aten.")
         if name not in COMPUTED_TARGETS:
             raise UnsupportedCallError(f"{target} on constants whose size follows the input")
@@ -253,6 +260,13 @@ class Converter:
                                     for i, v in enumerate(node.meta["val"])]
             return
         self.emit(node, COMPUTED.name, read, live=False)
+
+    def views_a_parameter(self, ref: Ref) -> bool:
+        """Whether a constant tensor shares memory with a parameter or buffer of the model."""
+        if ref.value is None:
+            return False
+        pointer = ref.value.untyped_storage().data_ptr()
+        return any(c.untyped_storage().data_ptr() == pointer for c in self.constants.values() if c.numel())
 
     def emit_item(self, node: torch.fx.Node, op: str, read: Read, item: int, val: torch.Tensor, live: bool) -> Ref:
         """The node of one piece of a call that returns several tensors (a split)."""
@@ -266,7 +280,8 @@ class Converter:
         for ref in read.inputs:
             if ref.name not in self.emitted:
                 assert ref.value is not None, "every computed tensor is emitted when it is made"
-                self.add_node(ir.Node(ref.name, CONSTANT.name, (), {}, {"value": ref.value}))
+                kept = ref.value if ref.name in self.constants else ref.value.clone()  # later in-place calls
+                self.add_node(ir.Node(ref.name, CONSTANT.name, (), {}, {"value": kept}))
         return tuple(ref.name for ref in read.inputs)
 
     def add_node(self, node: ir.Node) -> None:

@@ -230,3 +230,59 @@ def test_constants_computed_with_any_op_and_in_place_changes_are_read_where_they
     torch.testing.assert_close(prepared.explain(other, None, "epsilon", epsilon=1e-3).relevance,
                                explain(Straight(model).eval(), other, composite="epsilon", epsilon=1e-3).relevance,
                                rtol=1e-5, atol=1e-6)
+
+
+class FilledTable(nn.Module):
+    """BEiT's pattern: a constant table filled through views (slice assignment: copy_ and fill_ on a slice), read
+    after, and a constant used before an in-place change keeps its value there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        table = torch.zeros(3, 3)
+        table[1:, 1:] = torch.arange(4.0).reshape(2, 2)
+        table[0, :] = 7.0
+        mask = torch.ones(3)
+        h = self.fc(x) * mask  # uses the ones
+        mask.fill_(2.0)
+        return h * mask + table.sum(0)  # uses the twos and the filled table: [7, 9, 11]
+
+
+class TableWritten(nn.Module):
+    def __init__(self, source: FilledTable) -> None:
+        super().__init__()
+        self.fc = source.fc
+        self.register_buffer("shift", torch.tensor([7.0, 9.0, 11.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * 2.0 + self.shift
+
+
+def test_in_place_changes_of_constant_views_change_what_they_view_and_never_the_model():
+    torch.manual_seed(0)
+    model, x = FilledTable().eval(), torch.randn(5, 4)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    ours, written = explain(model, x, composite="epsilon", epsilon=1e-3), explain(TableWritten(model).eval(), x,
+                                                                                   composite="epsilon", epsilon=1e-3)
+    torch.testing.assert_close(ours.output, model(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.relevance, written.relevance, rtol=1e-5, atol=1e-6)
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+
+
+class ChangesItsBuffer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.table: torch.Tensor
+        self.register_buffer("table", torch.zeros(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.table[0].fill_(1.0)
+        return self.fc(x) + self.table[0]
+
+
+def test_an_in_place_change_of_a_view_of_a_buffer_is_refused():
+    with pytest.raises(UnsupportedLayerError, match="on a parameter or buffer"):
+        graph_from_module(ChangesItsBuffer().eval(), torch.randn(2, 4))
