@@ -286,3 +286,15 @@ class ChangesItsBuffer(nn.Module):
 def test_an_in_place_change_of_a_view_of_a_buffer_is_refused():
     with pytest.raises(UnsupportedLayerError, match="on a parameter or buffer"):
         graph_from_module(ChangesItsBuffer().eval(), torch.randn(2, 4))
+
+
+@pytest.mark.parametrize("dropout", [nn.Dropout(0.2, inplace=True), nn.Dropout(0.2), nn.AlphaDropout(0.2)])
+def test_dropout_of_any_form_passes_its_input_in_eval(dropout):
+    """MobileNetV2's classifier has nn.Dropout(inplace=True): aten.dropout_, whose input is named `self`."""
+    torch.manual_seed(0)
+    fc1, fc2 = nn.Linear(4, 6), nn.Linear(6, 3)
+    model, plain = nn.Sequential(fc1, nn.ReLU(), dropout, fc2).eval(), nn.Sequential(fc1, nn.ReLU(), fc2).eval()
+    x = torch.randn(5, 4)
+    assert [node.op for node in graph_from_module(model, x).nodes] == ["input", "linear", "activation", "linear"]
+    torch.testing.assert_close(explain(model, x, composite="epsilon").relevance,
+                               explain(plain, x, composite="epsilon").relevance)

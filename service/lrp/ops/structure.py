@@ -134,9 +134,10 @@ CONSTANT = OpDef("constant", "a parameter, buffer or constant tensor used direct
 
 
 def _dropout(site: Site) -> Ref:
+    """The input, in eval mode (named `self` in the in-place forms, `input` in the others)."""
     if site.arg("train", False):
         raise UnsupportedCallError("dropout in training mode: call model.eval() before explaining")
-    return site.tensor("input")
+    return site.tensor("self" if "self" in site.args else "input")
 
 
 # Calls that return their input (in eval mode): the capture reads through them and makes no node.
