@@ -298,3 +298,26 @@ def test_dropout_of_any_form_passes_its_input_in_eval(dropout):
     assert [node.op for node in graph_from_module(model, x).nodes] == ["input", "linear", "activation", "linear"]
     torch.testing.assert_close(explain(model, x, composite="epsilon").relevance,
                                explain(plain, x, composite="epsilon").relevance)
+
+
+class SoftmaxInFloat32(nn.Module):
+    """Gemma 2's attention: softmax(..., dtype=torch.float32), then back to the activations' dtype."""
+
+    def __init__(self, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.dtype = nn.Linear(4, 6), nn.Linear(6, 3), dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        weights = torch.softmax(h, dim=-1, dtype=self.dtype) if self.dtype else torch.softmax(h, dim=-1)
+        return self.fc2(h * weights.to(h.dtype))
+
+
+def test_a_softmax_computed_in_float32_is_the_model_s_softmax():
+    torch.manual_seed(0)
+    model, x = SoftmaxInFloat32(torch.float32).eval(), torch.randn(5, 4)
+    plain = SoftmaxInFloat32(None).eval()
+    plain.load_state_dict(model.state_dict())
+    ours, theirs = explain(model, x, composite="attnlrp"), explain(plain, x, composite="attnlrp")
+    torch.testing.assert_close(ours.output, model(x))
+    torch.testing.assert_close(ours.relevance, theirs.relevance)

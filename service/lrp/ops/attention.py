@@ -86,12 +86,15 @@ def _softmax_back(call: BackwardCall) -> list[torch.Tensor | None]:
 
 
 def _read_softmax(site: Site) -> Read:
+    """A softmax; one computed in another floating dtype (Gemma 2's `softmax(..., dtype=torch.float32)`) is computed
+    in the prepared model's dtype, as every cast is (canonize.cast_node)."""
     x = site.tensor("self")
     dim = normalize_dim(int(site.arg("dim")), x.rank)
     if batch_sized(x, dim):
         raise UnsupportedCallError(f"softmax along dimension {dim}, which is the batch")
-    if site.arg("dtype") is not None or site.arg("half_to_float", False):
-        raise UnsupportedCallError("softmax with a dtype conversion")
+    dtype = site.arg("dtype")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise UnsupportedCallError(f"softmax converting to {dtype} (only to floating-point types)")
     return Read([x], {"dim": dim})
 
 
