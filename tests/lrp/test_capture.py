@@ -321,3 +321,27 @@ def test_a_softmax_computed_in_float32_is_the_model_s_softmax():
     ours, theirs = explain(model, x, composite="attnlrp"), explain(plain, x, composite="attnlrp")
     torch.testing.assert_close(ours.output, model(x))
     torch.testing.assert_close(ours.relevance, theirs.relevance)
+
+
+class MaskedAttention(nn.Module):
+    """One head of attention under a boolean mask that leaves one query row with no key (a padding row)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.out = (nn.Linear(4, 4) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.shape[1]
+        allowed = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
+        allowed[0, 0] = False  # query 0 sees no key at all
+        attended = F.scaled_dot_product_attention(self.q(x)[:, None], self.k(x)[:, None], self.v(x)[:, None],
+                                                  attn_mask=allowed)
+        return self.out(attended[:, 0]).sum(1)
+
+
+def test_a_query_with_every_key_masked_gets_no_weight_as_in_torch():
+    torch.manual_seed(0)
+    model, x = MaskedAttention().eval(), torch.randn(3, 5, 4)
+    explained = explain(model, x, composite="attnlrp")
+    torch.testing.assert_close(explained.output, model(x))  # torch's attention gives that row 0, not NaN
+    assert bool(torch.isfinite(explained.relevance).all())

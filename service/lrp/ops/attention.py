@@ -137,7 +137,9 @@ def _read_baddbmm(site: Site) -> Read:
 
 def _attention_weights(node: Node, q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(q k^T, scaled, the scores after the mask, softmax of the scores), k already repeated for grouped queries."""
+    """(q k^T, scaled, the scores after the mask, softmax of the scores), k already repeated for grouped queries. A
+    query whose every key is masked (a padding row under a causal mask) gets weights 0, as torch's
+    scaled_dot_product_attention gives it (its "safe softmax"), not NaN."""
     raw = torch.matmul(q, _t(k))
     options = node.typed(AttentionAttrs)
     scaled = raw * (options.scale if options.scale is not None else 1 / math.sqrt(q.shape[-1]))
@@ -148,7 +150,10 @@ def _attention_weights(node: Node, q: torch.Tensor, k: torch.Tensor, mask: torch
         rows, cols = scores.shape[-2:]
         causal = torch.ones(rows, cols, dtype=torch.bool, device=scores.device).tril()
         scores = scores.masked_fill(~causal, -math.inf)
-    return raw, scaled, scores, torch.softmax(scores, dim=-1)
+    weights = torch.softmax(scores, dim=-1)
+    if mask is not None or options.is_causal:
+        weights = weights.masked_fill(torch.isneginf(scores).all(dim=-1, keepdim=True), 0.0)
+    return raw, scaled, scores, weights
 
 
 def _repeat_heads(node: Node, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
