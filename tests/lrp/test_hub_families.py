@@ -25,6 +25,9 @@ FAMILIES: dict[str, Callable[[], nn.Module]] = {
         T.Gemma2Config(**DECODER)),
     "MPNet (min on constants whose size follows the tokens)": lambda: T.MPNetForSequenceClassification(
         T.MPNetConfig(**TEXT)),
+    "ModernBERT (local and global attention)": lambda: T.ModernBertForSequenceClassification(
+        T.ModernBertConfig(**TEXT, pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
+                           global_attn_every_n_layers=1, local_attention=8)),
     "DeBERTa-v2 (zeros_like, sign)": lambda: T.DebertaV2ForSequenceClassification(T.DebertaV2Config(**TEXT)),
     "BEiT (a relative position index filled through views)": lambda: T.BeitForImageClassification(T.BeitConfig(
         image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
