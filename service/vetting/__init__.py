@@ -5,5 +5,5 @@ embedding table). The child (`child`, `checks`, `tokenizer_probe`) imports only 
 tokenizers, so it starts in a tenth of a second; whatever a hostile file costs (time, memory, a Rust panic, a
 regular expression that never ends) is spent there, under a time limit, and never holds the server's GIL.
 
-Imports: service.errors, service.settings (the parent side only).
+Imports: service.errors (its message bound, in the child too), service.settings (the parent side only).
 """

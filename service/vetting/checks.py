@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from service.vetting.tokenizer_probe import probe_tokenizer
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+MOST_NESTING = 64  # levels of objects and lists: a model.json needs about 8 (examples of images: lists of lists)
 TOO_DEEP = (f"{MODEL_FILE} is nested too deeply to read; a model.json nests a few levels (objects of lists of "
             "numbers)")
 
@@ -76,6 +77,8 @@ def _model_json(directory: Path, limits: Limits) -> dict[str, Any]:
         raise RefusedError(f"{MODEL_FILE} is not valid JSON: {problem}") from None
     except RecursionError:
         raise RefusedError(TOO_DEEP) from None
+    if _deeper_than(document, MOST_NESTING):  # the server's checks walk values recursively
+        raise RefusedError(TOO_DEEP)
     document = document if isinstance(document, dict) else {}
     graph = document.get("graph")
     nodes = graph.get("nodes") if isinstance(graph, dict) else None
@@ -90,6 +93,18 @@ def _model_json(directory: Path, limits: Limits) -> dict[str, Any]:
             raise RefusedError(f"{MODEL_FILE}: an input of shape {shape} has {values} values; the limit is "
                                f"{limits.input_values} (LRP_MAX_INPUT_VALUES)")
     return {**document, "graph": {"nodes": nodes}}
+
+
+def _deeper_than(value: Any, most: int) -> bool:
+    """Whether objects and lists nest in `value` more than `most` levels (walked without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            if level > most:
+                return True
+            pending.extend((inner, level + 1) for inner in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _weights_header(directory: Path, limits: Limits, named: int) -> dict[str, Any]:
@@ -141,14 +156,23 @@ def _tokenizer(directory: Path, limits: Limits, nodes: list[Any], header: dict[s
                            "regular expression, or raise LRP_TOKENIZER_PROBE_MS)")
     say("doing reading the tokenizer's vocabulary")
     highest = max(tokenizer.get_vocab(with_added_tokens=True).values(), default=-1)
-    first = nodes[0].get("name") if nodes and isinstance(nodes[0], dict) else None
-    for node in nodes:
-        if not isinstance(node, dict) or node.get("op") != limits.embedding_op or node.get("inputs", [])[:1] != [first]:
-            continue
-        key = node.get("params", {}).get("weight") if isinstance(node.get("params"), dict) else None
-        shape = header.get(key, {}).get("shape") if isinstance(key, str) and isinstance(header.get(key), dict) else None
-        rows = shape[0] if isinstance(shape, list) and shape and type(shape[0]) is int else None
-        if rows is not None and highest >= rows:
-            label = node.get("module") or node.get("name")
+    for label, rows in _token_tables(nodes, header, limits.embedding_op):
+        if highest >= rows:
             raise RefusedError(f"{TOKENIZER_FILE} gives token ids up to {highest}, past the {rows} rows of the "
                                f"embedding table '{label}'; ship the tokenizer the model was trained with")
+
+
+def _token_tables(nodes: list[Any], header: dict[str, Any], embedding_op: str) -> Iterator[tuple[str, int]]:
+    """(label, rows) of each embedding node that reads the graph's input, its rows from the header's shape of its
+    `weight`; nodes not written as the schema wants are left for the schema to refuse."""
+    first = nodes[0].get("name") if nodes and isinstance(nodes[0], dict) else None
+    for node in nodes:
+        if not isinstance(node, dict) or node.get("op") != embedding_op:
+            continue
+        inputs, params = node.get("inputs"), node.get("params")
+        key = params.get("weight") if isinstance(params, dict) else None
+        entry = header.get(key) if isinstance(key, str) else None
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if isinstance(inputs, list) and inputs[:1] == [first] and isinstance(shape, list) and shape and \
+                type(shape[0]) is int:
+            yield str(node.get("module") or node.get("name")), shape[0]

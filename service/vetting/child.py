@@ -1,6 +1,7 @@
 """The vetting child's entry: `python -m service.vetting.child DIRECTORY LIMITS_JSON` checks the folder and says,
-one line each, `trying <what>` while probing the tokenizer, then `failed <message>` or `passed`. Any exception is a
-failure with its type and message: the server's process never sees it."""
+one line each, `doing <what>` before each reading step and `trying <what>` before each probe text, then
+`failed <message>` or `passed`. Any exception is a failure with its type and message: the server's process never
+sees it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import json
 import sys
 from pathlib import Path
 
+from service.errors import bounded
 from service.vetting.checks import Limits, RefusedError, check_folder
-
-MESSAGE_CHARACTERS = 2000
 
 
 def main(directory: str, limits: str) -> None:
@@ -25,8 +25,8 @@ def main(directory: str, limits: str) -> None:
 
 
 def say(line: str) -> None:
-    """One line to the server, at once (line breaks in it escaped; cut to 2,000 characters)."""
-    print(line.replace("\n", "\\n")[:MESSAGE_CHARACTERS], flush=True)
+    """One line to the server, at once (bounded as every error message is; line breaks escaped)."""
+    print(bounded(line).replace("\n", "\\n"), flush=True)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ The child is this interpreter running `service.vetting.child` (the standard libr
 what it is doing, a line at a time: `doing <what>` before each reading step, which must end within START_SLACK_S
 (reading a tokenizer.json of 64 MiB takes a few seconds), and `trying <what>` before each probe text, which must end
 within the probe's time limit plus ANSWER_SLACK_S; a child silent longer is killed, and the model refused naming what
-it was doing. A child that ends without an answer (killed by the kernel
-for memory, say) refuses the model too.
+it was doing. A child that ends without an answer (killed by the kernel for memory, say) refuses the model too.
 """
 
 from __future__ import annotations

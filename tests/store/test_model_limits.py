@@ -74,3 +74,23 @@ def test_the_settings_set_the_limits_and_the_other_models_still_load(tmp_path):
     registry = load_directory(tmp_path, torch.device("cpu"), settings)
     assert registry.names == ["small"]
     assert registry.failures["wide"].endswith("has 64 values; the limit is 32 (LRP_MAX_INPUT_VALUES)")
+
+
+def test_json_nested_past_64_levels_is_refused_before_the_server_walks_it(tmp_path):
+    """980 levels of lists still parse as JSON, but walking them in the server's own checks overflowed Python's stack
+    (a RecursionError: a 500 to PUT); the shipped models nest at most 8 levels."""
+    directory = write_model(tmp_path / "m")
+    edit_json(directory, lambda document: document["graph"]["nodes"][1]["attrs"].update(fn="DEEP"))
+    path = directory / "model.json"
+    path.write_text(path.read_text().replace('"DEEP"', "[" * 980 + "0" + "]" * 980))  # json.dumps would overflow
+    assert _refused(directory, ModelLimits()) == ("model 'm': model.json is nested too deeply to read; a model.json "
+                                                  "nests a few levels (objects of lists of numbers)")
+
+
+def test_an_attribute_of_the_wrong_type_is_named_not_a_crash(tmp_path):
+    """An activation's `fn` given as a list was a TypeError (unhashable) escaping the model-file errors: a 500."""
+    directory = write_model(tmp_path / "m")
+    document = json.loads((directory / "model.json").read_text())
+    activation = next(i for i, node in enumerate(document["graph"]["nodes"]) if node["op"] == "activation")
+    edit_json(directory, lambda d: d["graph"]["nodes"][activation]["attrs"].update(fn=["relu"]))
+    assert "attribute 'fn' must be one of ['relu'" in _refused(directory, ModelLimits())

@@ -81,7 +81,9 @@ def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object
 
 
 def _options(attrs: Mapping[str, Any]) -> tuple[Attr, ...]:
-    found = ACTIVATIONS.get(attrs.get("fn", ""))
+    """The options of the activation `fn` names (none for a name that is not a string: `fn` itself is refused)."""
+    fn = attrs.get("fn")
+    found = ACTIVATIONS.get(fn) if isinstance(fn, str) else None
     return tuple(Attr(name, kind, required=False) for name, kind in found.options) if found else ()
 
 
