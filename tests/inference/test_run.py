@@ -94,16 +94,21 @@ def test_a_batch_gives_each_sample_what_it_gets_alone(registry):
         np.testing.assert_allclose(prediction.logits, alone.logits, rtol=1e-6)
 
 
-def test_a_non_finite_relevance_fails_only_its_own_sample(registry, monkeypatch):
-    entry = registry.get("walkthrough")
+def _relevance_nan_at(entry, index, monkeypatch):
+    """Make the entry's explanations carry a NaN at `index` of their relevance."""
     real = entry.prepared.explain_resolved
 
     def with_nan(x, *args, **kwargs):
         result = real(x, *args, **kwargs)
-        result.relevance[2, 1] = float("nan")
+        result.relevance[index] = float("nan")
         return result
 
     monkeypatch.setattr(entry.prepared, "explain_resolved", with_nan)
+
+
+def test_a_non_finite_relevance_fails_only_its_own_sample(registry, monkeypatch):
+    entry = registry.get("walkthrough")
+    _relevance_nan_at(entry, (2, 1), monkeypatch)
     defaults = explain_job(entry, Decoded(BATCH), 0, None, {}).key  # the model's own composite and parameters
     results = run_batch(entry, defaults, samples(BATCH, 0))
     assert isinstance(results[2], NumericalError) and "larger epsilon" in results[2].message
@@ -175,14 +180,7 @@ def test_non_finite_relevance_under_a_rule_map_default_with_its_own_parameters_i
     write_model(tmp_path / "mapped", default_composite={"base": "epsilon", "types": {"conv": "zplus"}},
                 default_params={"epsilon": 0.5})
     entry = load_directory(tmp_path, torch.device("cpu"), Settings(models_dir=tmp_path)).get("mapped")
-    real = entry.prepared.explain_resolved
-
-    def with_nan(x, *args, **kwargs):
-        result = real(x, *args, **kwargs)
-        result.relevance[0, 0] = float("nan")
-        return result
-
-    monkeypatch.setattr(entry.prepared, "explain_resolved", with_nan)
+    _relevance_nan_at(entry, (0, 0), monkeypatch)
     rows = torch.zeros(2, 1, 4, 4)
     kept = run_batch(entry, explain_job(entry, Decoded(rows), None, None, {}).key, samples(rows))
     assert isinstance(kept[0], NumericalError) and not isinstance(kept[1], Exception)
