@@ -11,6 +11,7 @@ from service.manifest.model_json import InputSpec
 from service.modality.images import DISPLAY_MAX_SIDE, decode_image
 from service.modality.instances import (
     decode_instances,
+    decode_upload,
     display_pixels,
     image_to_array,
     model_space_bounds,
@@ -93,7 +94,7 @@ def test_uploaded_image_is_resized_by_area_then_scaled_and_normalised():
     pixels = np.zeros((4, 6), dtype=np.uint8)
     pixels[:2, :3] = 255  # top-left block white: its 2x2 area average is 255
     pixels[2:, 3:] = 51
-    array = image_to_array(GREY, decode_image(png(pixels, "L"), PIXELS))
+    array = image_to_array(GREY, decode_image(png(pixels, "L"), PIXELS), "file", PIXELS)
     raw = np.array([[16.0, 0.0], [0.0, 16.0 * 51 / 255]])
     np.testing.assert_allclose(array[0], (raw - 4.0) / 2.0)
 
@@ -101,13 +102,13 @@ def test_uploaded_image_is_resized_by_area_then_scaled_and_normalised():
 def test_rgb_image_channels_are_normalised_separately():
     pixels = np.zeros((2, 2, 3), dtype=np.uint8)
     pixels[..., 0], pixels[..., 1], pixels[..., 2] = 255, 0, 102
-    array = image_to_array(RGB, decode_image(png(pixels, "RGB"), PIXELS))
+    array = image_to_array(RGB, decode_image(png(pixels, "RGB"), PIXELS), "file", PIXELS)
     np.testing.assert_allclose(array[:, 0, 0], [(1 - 0.5) / 0.1, (0 - 0.4) / 0.2, (0.4 - 0.3) / 0.4])
 
 
 def test_rgb_upload_to_grey_model_is_converted():
     pixels = np.full((3, 3, 3), 255, dtype=np.uint8)
-    assert image_to_array(GREY, decode_image(png(pixels, "RGB"), PIXELS)).shape == (1, 2, 2)
+    assert image_to_array(GREY, decode_image(png(pixels, "RGB"), PIXELS), "file", PIXELS).shape == (1, 2, 2)
 
 
 def test_base64_string_instances_are_images():
@@ -187,13 +188,47 @@ def test_display_pixels_undo_normalisation():
 
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
-def test_a_large_image_is_brought_to_the_display_size_keeping_its_proportions(image_format):
+def test_a_large_upload_is_shown_at_the_display_size_keeping_its_proportions(image_format):
     buffer = io.BytesIO()
     Image.new("RGB", (5000, 2500), (200, 100, 50)).save(buffer, format=image_format)
-    image = decode_image(buffer.getvalue(), 40_000_000)
-    assert image.size == (DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE // 2)
-    assert np.abs(np.asarray(image, dtype=float) - [200, 100, 50]).max() <= 2  # a flat colour stays that colour
+    decoded = decode_upload(RGB, buffer.getvalue(), 40_000_000)
+    assert decoded.images is not None
+    assert decoded.images[0].shape == (DISPLAY_MAX_SIDE // 2, DISPLAY_MAX_SIDE, 3)
+    assert np.abs(decoded.images[0].astype(float) - [200, 100, 50]).max() <= 2  # a flat colour stays that colour
 
 
 def test_a_small_image_is_decoded_at_its_own_size():
     assert decode_image(png(np.zeros((30, 70)), "L"), PIXELS).size == (70, 30)
+
+
+def cropped(resize: dict[str, int]) -> InputSpec:
+    """A 4 x 4 RGB model whose pipeline resizes as `resize` says (nearest neighbour), then crops the centre."""
+    return InputSpec.model_validate({"kind": "image", "shape": [3, 4, 4], "range": [0, 1], "image": {
+        "mode": "RGB", "mean": [0, 0, 0], "std": [1, 1, 1], "resample": "nearest", "resize": resize}})
+
+
+CROPPED = cropped({"shortest_edge": 6})
+
+
+def test_the_shorter_edge_is_resized_then_the_centre_is_cropped_and_the_overlay_shows_that_region():
+    pixels = np.zeros((30, 60, 3), dtype=np.uint8)  # 60 wide, 30 high: resized to 12 x 6, centre 4 x 4 kept
+    pixels[:, :, 0] = np.arange(60, dtype=np.uint8)[None, :] * 4  # red grows to the right, 5 columns a pixel
+    decoded = decode_upload(CROPPED, png(pixels, "RGB"), PIXELS)
+    # nearest neighbour picks column 5 * j + 2 of the original for column j of the 12 wide image; j = 4..7 are kept
+    np.testing.assert_allclose(decoded.x[0, 0, 0].numpy(), [(5 * j + 2) * 4 / 255 for j in range(4, 8)], rtol=1e-6)
+    assert decoded.images is not None
+    shown = decoded.images[0]
+    assert shown.shape == (20, 20, 3)  # columns 20..40 and rows 5..25 of the original: the 4 x 4 crop's region
+    assert shown[0, 0, 0] == pixels[5, 20, 0] and shown[0, -1, 0] == pixels[5, 39, 0]
+
+
+def test_a_crop_larger_than_the_resized_image_is_padded_with_zeros_around_it():
+    white = png(np.full((2, 3, 3), 255, dtype=np.uint8), "RGB")
+    array = decode_upload(cropped({"height": 2, "width": 3}), white, PIXELS).x[0, 0].numpy()
+    # the centre 4 x 4 of a 2 x 3 image: top (2 - 4) // 2 = -1, left (3 - 4) // 2 = -1
+    np.testing.assert_array_equal(array, [[0, 0, 0, 0], [0, 1, 1, 1], [0, 1, 1, 1], [0, 0, 0, 0]])
+
+
+def test_a_thin_image_whose_resize_would_pass_the_pixel_limit_is_refused_saying_so():
+    with pytest.raises(InvalidImageError, match="closer to square"):
+        decode_upload(CROPPED, png(np.zeros((1, 3000, 3), dtype=np.uint8), "RGB"), 100_000)

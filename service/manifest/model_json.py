@@ -11,6 +11,7 @@ from service.lrp import INPUT, OUTPUT_ACTIVATIONS, check_input, check_node
 
 PerChannel = float | list[float]  # a value for every channel, or one per channel
 PositiveInt = Annotated[int, Field(gt=0)]
+ImageSide = Annotated[int, Field(gt=0, le=16_384)]  # a side of a resized image (Pillow's own limit is 2**31)
 
 
 class _Strict(BaseModel):
@@ -20,15 +21,31 @@ class _Strict(BaseModel):
 RESAMPLING = ("area", "bilinear", "bicubic", "lanczos", "nearest")  # Pillow's BOX, BILINEAR, BICUBIC, ...
 
 
+class ShortestEdge(_Strict):
+    """Resize so that the shorter side is `shortest_edge` pixels and the longer one int(shortest_edge * long /
+    short) (truncated, as the Hugging Face processors and torchvision's Resize compute it)."""
+
+    shortest_edge: ImageSide
+
+
+class ExactSize(_Strict):
+    """Resize to `height` x `width` pixels, whatever the image's aspect ratio."""
+
+    height: ImageSide
+    width: ImageSide
+
+
 class ImageSpec(_Strict):
-    """How an uploaded image becomes the input tensor: convert to `mode`, resize to (H, W) of the shape with
-    Pillow's `resample` filter (default "area": each pixel the mean of the ones it covers), scale pixels to the
-    input range, then (x - mean) / std per channel."""
+    """How an uploaded image becomes the input tensor: convert to `mode`; resize with Pillow's `resample` filter
+    (default "area": each pixel the mean of the ones it covers) to `resize` (default: the shape's H x W); take the
+    centre H x W of the resized image (rows from (h - H) // 2, columns from (w - W) // 2; zeros where it is smaller,
+    as the processors' center_crop pads); scale pixels to the input range; then (x - mean) / std per channel."""
 
     mode: Literal["L", "RGB"]
     mean: list[float]
     std: list[Annotated[float, Field(gt=0)]]
     resample: Literal[RESAMPLING] = "area"  # type: ignore[valid-type]
+    resize: ShortestEdge | ExactSize | None = None
 
 
 class Standardization(_Strict):

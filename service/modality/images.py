@@ -1,18 +1,21 @@
-"""Decoding PNG/JPEG bytes within bounded memory and time: the header's size is checked against
-LRP_MAX_IMAGE_PIXELS before any pixel is decoded, and the image is brought down to DISPLAY_MAX_SIDE pixels on its
-longer side as early as its format allows (JPEG decodes at 1/2, 1/4 or 1/8 scale; PNG is reduced by whole-block
-averages right after decoding). The model's input and any overlay are made from that image."""
+"""Decoding PNG/JPEG bytes within bounded memory and time (the header's size is checked against
+LRP_MAX_IMAGE_PIXELS before any pixel is decoded), and the geometry of a model's image pipeline: the resize and
+centre crop of model.json's `image`, applied to the image at its full decoded size (as the processor a model was
+trained with applies them), and the same region, at most DISPLAY_MAX_SIDE pixels on its longer side, for overlays."""
 
 from __future__ import annotations
 
 import io
-import math
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import InvalidImageError, PayloadTooLargeError
+from service.manifest.model_json import ExactSize, ImageSpec, ShortestEdge
 
 IMAGE_FORMATS = ("PNG", "JPEG")
+RESAMPLE_FILTERS = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
+                    "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
+                    "nearest": Image.Resampling.NEAREST}  # model.json's image.resample -> Pillow's filter
 DISPLAY_MAX_SIDE = 1024  # the longest side an uploaded image keeps after decoding (heatmaps are drawn at this size)
 # Pillow's own decompression-bomb guard would refuse large images as undecodable; LRP_MAX_IMAGE_PIXELS, checked on
 # the header before decoding, answers instead (413).
@@ -20,8 +23,8 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 def decode_image(data: bytes, max_pixels: int, where: str = "file") -> Image.Image:
-    """Decode PNG/JPEG bytes, at most DISPLAY_MAX_SIDE pixels on the longer side (EXIF orientation applied);
-    refuse other formats (422) and images over `max_pixels` (413)."""
+    """Decode PNG/JPEG bytes at their full size (EXIF orientation applied); refuse other formats (422) and images
+    over `max_pixels` (413)."""
     try:
         image = Image.open(io.BytesIO(data))
         if image.format not in IMAGE_FORMATS:
@@ -30,22 +33,64 @@ def decode_image(data: bytes, max_pixels: int, where: str = "file") -> Image.Ima
         if width * height > max_pixels:
             raise PayloadTooLargeError(f"{where}: the image has {width}x{height} pixels; the limit is "
                                        f"{max_pixels} pixels (LRP_MAX_IMAGE_PIXELS)")
-        if image.format == "JPEG" and max(width, height) > DISPLAY_MAX_SIDE:
-            scale = DISPLAY_MAX_SIDE / max(width, height)  # decode at the smallest DCT scale still this large
-            image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
-        return ImageOps.exif_transpose(_within_display_size(image))
+        return ImageOps.exif_transpose(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InvalidImageError(f"{where}: could not decode the image; send a PNG or JPEG file") from None
 
 
-def _within_display_size(image: Image.Image) -> Image.Image:
-    """The image at most DISPLAY_MAX_SIDE on its longer side: whole-block averages first, then an area resize."""
-    longest = max(image.size)
+Box = tuple[int, int, int, int]  # left, top, right, bottom, as Pillow's crop takes them
+
+
+def resized_size(size: tuple[int, int], resize: ShortestEdge | ExactSize, where: str,
+                 max_pixels: int) -> tuple[int, int]:
+    """(width, height) of an image of `size` after `resize`; a shorter side of s gives the longer one
+    int(s * long / short). A result over `max_pixels` (a very long, thin image) is a 422."""
+    width, height = size
+    if isinstance(resize, ExactSize):
+        return resize.width, resize.height
+    short, long = sorted((width, height))
+    stretched = int(resize.shortest_edge * long / short)
+    result = (resize.shortest_edge, stretched) if width <= height else (stretched, resize.shortest_edge)
+    if result[0] * result[1] > max_pixels:
+        raise InvalidImageError(f"{where}: a {width}x{height} image resized to {resize.shortest_edge} pixels on its "
+                                f"shorter side would have {result[0]}x{result[1]} pixels, over "
+                                f"LRP_MAX_IMAGE_PIXELS ({max_pixels}); send an image closer to square")
+    return result
+
+
+def centre_box(size: tuple[int, int], crop: tuple[int, int]) -> Box:
+    """The centre `crop` (width, height) of an image of `size`: left (w - W) // 2, top (h - H) // 2 (negative where
+    the image is smaller: Pillow fills the outside with zeros, as the processors' center_crop pads)."""
+    left, top = (size[0] - crop[0]) // 2, (size[1] - crop[1]) // 2
+    return left, top, left + crop[0], top + crop[1]
+
+
+def model_view(image: Image.Image, spec: ImageSpec, crop: tuple[int, int], where: str,
+               max_pixels: int) -> tuple[Image.Image, Box]:
+    """The image in `spec.mode`, resized and centre-cropped to `crop` (width, height) as model.json says, and the
+    region of the original image it shows (for overlays)."""
+    converted = image.convert(spec.mode)
+    size = resized_size(image.size, spec.resize or ExactSize(width=crop[0], height=crop[1]), where, max_pixels)
+    resized = converted.resize(size, RESAMPLE_FILTERS[spec.resample]) if size != image.size else converted
+    box = centre_box(size, crop)
+    view = resized.crop(box) if box != (0, 0, *size) else resized
+    x_scale, y_scale = image.width / size[0], image.height / size[1]
+    region = (round(box[0] * x_scale), round(box[1] * y_scale), round(box[2] * x_scale), round(box[3] * y_scale))
+    return view, region
+
+
+def display_image(image: Image.Image, region: Box) -> Image.Image:
+    """The `region` of an image as RGB, at most DISPLAY_MAX_SIDE on its longer side: whole-block averages first,
+    then an area resize."""
+    shown = image.convert("RGB")
+    if region != (0, 0, *image.size):
+        shown = shown.crop(region)
+    longest = max(shown.size)
     if longest <= DISPLAY_MAX_SIDE:
-        return image
+        return shown
     factor = longest // DISPLAY_MAX_SIDE
-    reduced = image.reduce(factor) if factor >= 2 else image
+    reduced = shown.reduce(factor) if factor >= 2 else shown
     scale = DISPLAY_MAX_SIDE / max(reduced.size)
     size = (max(1, round(reduced.width * scale)), max(1, round(reduced.height * scale)))
     return reduced.resize(size, Image.Resampling.BOX) if size != reduced.size else reduced

@@ -1,6 +1,6 @@
 """Request instances to model-input tensors, per input kind (tensor, image, tabular, text), with checks that say what
-was expected. Images (decoded by service.modality.images): convert to the model's mode, resize to its (H, W), scale to
-its range, normalise. Texts: tokenized by the model's tokenizer (service.modality.text)."""
+was expected. Images (decoded by service.modality.images): convert to the model's mode, resize and crop to its (H, W),
+scale to its range, normalise. Texts: tokenized by the model's tokenizer (service.modality.text)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,8 @@ from PIL import Image
 from service.errors import InvalidImageError, InvalidInputError, PayloadTooLargeError
 from service.lrp import Bound
 from service.manifest.model_json import InputSpec
-from service.modality.images import decode_image
+from service.modality.images import decode_image, display_image, model_view
 from service.modality.text import TextModel, TokenizedText
-
-RESAMPLE_FILTERS = {"area": Image.Resampling.BOX, "bilinear": Image.Resampling.BILINEAR,
-                    "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS,
-                    "nearest": Image.Resampling.NEAREST}  # model.json's image.resample -> Pillow's filter
 
 Bounds = tuple[Bound, Bound]  # the lowest and highest model-space value (per channel, or one for all)
 
@@ -69,11 +65,12 @@ def decode_instances(spec: InputSpec, instances: Sequence[Any], max_pixels: int)
 
 
 def decode_upload(spec: InputSpec, data: bytes, max_pixels: int) -> Decoded:
-    """Decode one uploaded PNG/JPEG: the model-space batch of one, and the image itself as RGB (at most
-    DISPLAY_MAX_SIDE pixels on its longer side: see service.modality.images)."""
+    """Decode one uploaded PNG/JPEG: the model-space batch of one, and the region of the image the model sees as RGB
+    (at most DISPLAY_MAX_SIDE pixels on its longer side: see service.modality.images)."""
     image = decode_image(data, max_pixels)
-    array = image_to_array(spec, image)
-    return Decoded(torch.from_numpy(array[None].astype(np.float32)), images=(np.asarray(image.convert("RGB")),))
+    array, region = _image_and_region(spec, image, "file", max_pixels)
+    return Decoded(torch.from_numpy(array[None].astype(np.float32)),
+                   images=(np.asarray(display_image(image, region)),))
 
 
 def _to_tensor(rows: list[np.ndarray]) -> torch.Tensor:
@@ -91,7 +88,7 @@ def _to_tensor(rows: list[np.ndarray]) -> torch.Tensor:
 def _instance_to_array(spec: InputSpec, instance: Any, where: str, max_pixels: int) -> np.ndarray:
     if spec.kind == "image":
         if isinstance(instance, str):
-            return image_to_array(spec, decode_image(_base64(instance, where), max_pixels, where))
+            return image_to_array(spec, decode_image(_base64(instance, where), max_pixels, where), where, max_pixels)
         return _normalize_image(spec, _pixels(spec, instance, where))
     return _numbers(instance, spec.shape, where)
 
@@ -195,15 +192,20 @@ def _base64(text: str, where: str) -> bytes:
                                     "(optionally a data: URL)") from None
 
 
-def image_to_array(spec: InputSpec, image: Image.Image) -> np.ndarray:
-    """The model-space [C, H, W] array of an image: mode conversion, resize (model.json's `resample`), range scaling,
-    normalisation."""
+def image_to_array(spec: InputSpec, image: Image.Image, where: str, max_pixels: int) -> np.ndarray:
+    """The model-space [C, H, W] array of an image: mode conversion, resize and centre crop (model.json's `image`),
+    range scaling, normalisation."""
+    return _image_and_region(spec, image, where, max_pixels)[0]
+
+
+def _image_and_region(spec: InputSpec, image: Image.Image, where: str,
+                      max_pixels: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     assert spec.image is not None
     channels, height, width = spec.shape
-    converted = image.convert(spec.image.mode).resize((width, height), RESAMPLE_FILTERS[spec.image.resample])
-    pixels = np.asarray(converted, dtype=np.float64).reshape(height, width, channels).transpose(2, 0, 1) / 255.0
+    view, region = model_view(image, spec.image, (width, height), where, max_pixels)
+    pixels = np.asarray(view, dtype=np.float64).reshape(height, width, channels).transpose(2, 0, 1) / 255.0
     low, high = _channel_range(spec, channels)
-    return _normalize_image(spec, low + (high - low) * pixels)
+    return _normalize_image(spec, low + (high - low) * pixels), region
 
 
 def display_pixels(spec: InputSpec, instance: torch.Tensor) -> np.ndarray:

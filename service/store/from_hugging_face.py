@@ -3,8 +3,8 @@ classification model with its image processor, written as a model folder the ser
 and for text the tokenizer.json). `transformers` is needed here only, never to serve.
 
 The model is captured from the object as it is (nothing patched); its labels come from `config.id2label`, a text
-model's length from the tokenizer and the position table, an image model's size, scaling and normalisation from the
-processor.
+model's length from the tokenizer and the position table, an image model's pipeline from its processor
+(service.store.processors).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from torch import nn
 
 from service.store.format import LoadedModel
 from service.store.from_module import ConversionError, convert_module
+from service.store.processors import image_input
 
 LONGEST = 512  # the most tokens a converted text model takes unless told otherwise
-PILLOW_FILTERS = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "area"}  # PIL.Image.Resampling values
 
 
 class Logits(nn.Module):
-    """A Hugging Face model called with keyword inputs, answering its `.logits` only (the tensor the graph ends in)."""
+    """A Hugging Face model called with keyword inputs (and no key-value cache), answering its `.logits` only (the
+    tensor the graph ends in)."""
 
     def __init__(self, model: nn.Module, takes: str) -> None:
         super().__init__()
@@ -33,7 +34,9 @@ class Logits(nn.Module):
         self.takes = takes
 
     def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        extra = {} if attention_mask is None else {"attention_mask": attention_mask}
+        extra: dict[str, Any] = {} if attention_mask is None else {"attention_mask": attention_mask}
+        if getattr(self.model.config, "use_cache", None) is not None:
+            extra["use_cache"] = False  # a decoder's key-value cache: not an output the graph can hold
         logits: torch.Tensor = self.model(**{self.takes: x}, **extra).logits
         return logits
 
@@ -59,24 +62,6 @@ def text_fields(model: HuggingFaceModel, tokenizer: Any, max_tokens: int | None,
                      "truncation": truncation}}
 
 
-def image_fields(model: HuggingFaceModel, processor: Any) -> dict[str, Any]:
-    """model.json's input of an image model: [C, H, W] from the processor's size and the model's channels, resized
-    with the processor's Pillow filter, pixels scaled to [0, 1] as its rescale does, then its mean and std."""
-    size = processor.size
-    height, width = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
-    channels = int(getattr(model.config, "num_channels", 3))
-    if not processor.do_rescale or abs(processor.rescale_factor - 1 / 255) > 1e-12:
-        raise ConversionError("the image processor does not scale pixels by 1/255; give the model.json input by hand")
-    mean = list(processor.image_mean) if processor.do_normalize else [0.0] * channels
-    std = list(processor.image_std) if processor.do_normalize else [1.0] * channels
-    resample = PILLOW_FILTERS.get(int(getattr(processor, "resample", 2)))
-    if resample is None:
-        raise ConversionError(f"the image processor resizes with Pillow filter {processor.resample}, which model.json "
-                              f"cannot name (it takes {sorted(PILLOW_FILTERS.values())})")
-    return {"kind": "image", "shape": [channels, height, width], "range": [0.0, 1.0],
-            "image": {"mode": "RGB" if channels == 3 else "L", "mean": mean, "std": std, "resample": resample}}
-
-
 def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: Any = None, image_processor: Any = None,
                          max_tokens: int | None = None, truncation: str = "refuse",
                          description: str = "", examples: list[Any] | None = None) -> LoadedModel:
@@ -97,7 +82,7 @@ def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: An
         fields["input"] = text_fields(model, tokenizer, max_tokens, truncation)
         return convert_module(Logits(model, "input_ids"), directory, fields,
                               tokenizer=Tokenizer.from_str(backend.to_str()))
-    fields["input"] = image_fields(model, image_processor)
+    fields["input"] = image_input(image_processor, int(getattr(model.config, "num_channels", 3)))
     return convert_module(Logits(model, "pixel_values"), directory, fields)
 
 
