@@ -36,7 +36,8 @@ def serving_config(settings: Settings, spec: ModelSpec) -> ServingConfig:
 
 def load_entry(path: Path, device: torch.device, settings: Settings, name: str | None = None) -> ModelEntry:
     """Load one model directory as model `name` (default: the folder's name), move it to `device`, resolve its
-    serving limits, check its defaults and warm it up with one explain, and measure it on its held-out examples."""
+    serving limits, check its defaults and warm it up with one explain (its logits and relevance must be finite:
+    a model that fails there would fail every request), and measure it on its held-out examples."""
     loaded = load_model(path, name, settings.model_limits)
     serving = serving_config(settings, loaded.spec)
     entry = ModelEntry(loaded.name, loaded.spec, loaded.prepared.to(device), model_space_bounds(loaded.spec.input),
@@ -45,12 +46,24 @@ def load_entry(path: Path, device: torch.device, settings: Settings, name: str |
     try:
         method = entry.prepared.resolve(composite, **entry.default_params(composite))
         x, extra = probe_inputs(loaded.spec.input, loaded.text)
-        entry.prepared.explain_resolved(x, None, method, extra=extra)
+        warm = entry.prepared.explain_resolved(x, None, method, extra=extra)
     except LRPError as problem:
         raise ModelFileError(f"model '{loaded.name}': {MODEL_FILE}: default_composite/default_params: "
                              f"{problem}") from None
+    for what, values in (("logits", warm.logits), ("relevance", warm.relevance)):
+        if not bool(torch.isfinite(values).all()):
+            raise ModelFileError(f"model '{loaded.name}': its {what} are not finite on the warm-up input "
+                                 f"({_warm_up_input(loaded.spec)}) under its default composite "
+                                 f"{method.composite.name}: every request would fail; check the weights, or the "
+                                 "default composite and its parameters")
     measured = examples.measure(entry.name, entry.spec, entry.subject, method, settings.max_evaluation_copies)
     return dataclasses.replace(entry, faithfulness=measured)
+
+
+def _warm_up_input(spec: ModelSpec) -> str:
+    if spec.input.kind == "text":
+        return "texts of pad tokens, one padded"
+    return "zeros"
 
 
 def load_directory(directory: Path, device: torch.device, settings: Settings) -> Registry:

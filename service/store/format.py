@@ -128,10 +128,12 @@ def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Gra
 
 
 def probe_inputs(spec: InputSpec, text: TextModel | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One input of the model's kind to check and warm it up with: zeros, or a text of one pad token."""
+    """Inputs of the model's kind to check and warm it up with: zeros, or (text) a batch of one pad token and, where
+    the model takes two tokens, two pad tokens, so that the first row is padded as a batch of texts pads it."""
     if text is None:
         return torch.zeros(1, *spec.shape), {}
-    ids, extra, _ = text.pad([torch.tensor([text.pad_id])])
+    rows = [torch.tensor([text.pad_id] * length) for length in range(1, min(2, spec.shape[0]) + 1)]
+    ids, extra, _ = text.pad(rows)
     return ids, extra
 
 
@@ -143,7 +145,7 @@ def _dry_run(graph: Graph, spec: ModelSpec, name: str, text: TextModel | None) -
     except (LRPError, RuntimeError, ValueError, TypeError, IndexError, KeyError) as problem:
         raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} does not fit the graph in {MODEL_FILE}: "
                              f"{str(problem).splitlines()[0]}") from None
-    if tuple(logits.shape) != (1, len(spec.classes)):
+    if tuple(logits.shape[1:]) != (len(spec.classes),):
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: the graph gives {tuple(logits.shape[1:])} outputs "
                              f"per instance but \"classes\" lists {len(spec.classes)}")
     return prepared

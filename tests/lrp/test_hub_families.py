@@ -9,6 +9,7 @@ tests/lrp/test_hugging_face.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -83,7 +84,8 @@ LONG, SHORT = 9, 6  # the tokens of the two texts of a batch; the shorter one is
 def test_a_text_family_gives_its_logits_and_a_padded_text_the_relevance_it_gets_alone(family: str):
     torch.manual_seed(0)
     model = TEXT_FAMILIES[family]().eval()
-    pad = int(model.config.pad_token_id if model.config.pad_token_id is not None else 0)
+    config: Any = model.config
+    pad = int(config.pad_token_id if config.pad_token_id is not None else 0)
     ids = torch.randint(5, 40, (2, LONG))
     ids[1, SHORT:] = pad
     mask = (torch.arange(LONG) < torch.tensor([[LONG], [SHORT]])).long()

@@ -100,3 +100,23 @@ def test_gpt2_sequence_classification():
     model = _frozen(T.GPT2ForSequenceClassification(config))
     assert isinstance(model.transformer.h[0].mlp.act, NewGELUActivation)  # GPT-2's gelu_new, written out
     _compare_tokens(model, torch.randint(1, 50, (2, 7)), lxt_patch=_gelu_as_one_function)
+
+
+DECODER = {"vocab_size": 50, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 64, "max_position_embeddings": 64,
+           "use_cache": False, "num_labels": 3, "pad_token_id": 0}
+
+
+@pytest.mark.parametrize("family", ["Qwen2", "Qwen3", "Gemma3Text", "Mistral"])
+def test_decoders_lxt_covers_equal_it_on_a_padded_batch(family: str):
+    """Qwen 2 and 3 (per-head RMSNorm of queries and keys), Gemma 3 (scaled embeddings, (1 + w) RMSNorm,
+    tanh-GELU gates, sliding-window layers) and Mistral (a sliding window), classifying a batch whose second text
+    is padded."""
+    window = {"sliding_window": 4} if family in ("Gemma3Text", "Mistral") else {}  # shorter than the texts
+    config = getattr(T, f"{family}Config")(**DECODER, **window)
+    model = _frozen(getattr(T, f"{family}ForSequenceClassification")(config))
+    ids = torch.randint(1, 50, (2, 7))
+    ids[1, 5:] = 0
+    mask = (ids != 0).long()
+    relevance = _compare_tokens(model, ids, {"attention_mask": mask})
+    assert torch.equal(relevance[1, 5:], torch.zeros(2, dtype=F64))

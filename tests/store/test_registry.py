@@ -9,6 +9,7 @@ from service.loader import load as loader_load
 from service.loader import load_directory
 from service.serving.config import ServingConfig
 from service.settings import Settings
+from service.store.from_module import convert_module
 from tests.support.modelfiles import edit_json, write_model
 
 
@@ -100,3 +101,12 @@ def test_error_messages_are_bounded_with_the_count_of_what_was_cut():
     assert message.endswith(f"... ({cut} more characters)")
     assert InvalidModelError(message + "x" * 10).message.endswith("more characters)")
     assert ModelFileError("short").args == ("short",)
+
+
+def test_a_model_whose_output_is_not_finite_on_the_warm_up_input_is_refused_at_load(tmp_path):
+    """A LayerNorm without epsilon divides 0 by 0 on an input of zeros: found at load, not as a 500 per request."""
+    module = torch.nn.Sequential(torch.nn.LayerNorm(4, eps=0.0), torch.nn.Linear(4, 2))
+    convert_module(module, tmp_path / "m", {"input": {"kind": "tensor", "shape": [4]}, "classes": ["a", "b"],
+                                            "default_composite": "epsilon"})
+    with pytest.raises(ModelFileError, match=r"model 'm': its logits are not finite on the warm-up input \(zeros\)"):
+        loader_load.load_entry(tmp_path / "m", torch.device("cpu"), Settings())
