@@ -1,4 +1,6 @@
-"""Issue 25's image families converted with their own processors (transformers' classes, tiny random
+"""Issue 25's families converted as the converter converts checkpoints. Text: each family with a WordPiece tokenizer
+serves the Hugging Face logits on a padded batch of three texts, with finite relevance. Image: each family with its own
+processor (transformers' classes, tiny random
 configurations): for uploads of several sizes and aspect ratios, the served logits equal `model(**processor(image))`.
 Each processor's pipeline is one the converter must say in model.json: a direct resize (ViT, Swin, BEiT), a resize then
 a centre crop (DeiT, EfficientNet), the shorter edge then a crop (MobileNetV2, DINOv2's BitImageProcessor), ConvNeXt's
@@ -23,6 +25,7 @@ from service.store.from_module import ConversionError
 
 T = pytest.importorskip("transformers")
 from service.store.from_hugging_face import convert_hugging_face  # noqa: E402  (needs transformers only to be tested)
+from tests.support.hub_families import TEXT_FAMILIES  # noqa: E402
 
 VIT = {"image_size": 32, "patch_size": 8, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
        "intermediate_size": 24, "num_labels": 3}
@@ -106,3 +109,33 @@ def test_a_processor_whose_pixels_model_json_cannot_reproduce_is_refused(tmp_pat
     model = FAMILIES["ViT"][0]().eval()
     with pytest.raises(ConversionError, match="not reproduced by model\\.json's image input"):
         convert_hugging_face(model, tmp_path / "m", image_processor=Flipping(size={"height": 32, "width": 32}))
+
+
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was", "good", "bad", "plot", "great", "not",
+         "##s", "a", "!", ","]
+TEXTS = ["the film was good!", "a bad plot", "the films was not great , not good at all"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
+    vocab.write_text("\n".join(WORDS) + "\n")
+    return T.BertTokenizerFast(vocab_file=str(vocab))
+
+
+@pytest.mark.parametrize("family", TEXT_FAMILIES)
+def test_the_text_family_converts_and_serves_its_logits_and_finite_relevance_on_texts_of_three_lengths(
+        tmp_path: Path, tokenizer: Any, family: str):
+    torch.manual_seed(0)
+    model = TEXT_FAMILIES[family]().eval()
+    convert_hugging_face(model, tmp_path / "m", tokenizer=tokenizer)
+    loaded = load_model(tmp_path / "m")
+    assert loaded.text is not None
+    ids, extra, _ = loaded.text.pad([torch.tensor(loaded.text.encode(text, "x").ids) for text in TEXTS])
+    reference = tokenizer(TEXTS, padding=True, return_tensors="pt")
+    assert torch.equal(ids, reference["input_ids"])
+    with torch.no_grad():  # token ids and mask: all the converter passes (token types would be GPT-2 embeddings)
+        expected = model(input_ids=reference["input_ids"], attention_mask=reference["attention_mask"]).logits
+    explained = loaded.prepared.explain(ids, composite="attnlrp", extra=extra)
+    torch.testing.assert_close(explained.logits, expected, rtol=1e-4, atol=1e-4)
+    assert bool(torch.isfinite(explained.relevance).all())
