@@ -30,7 +30,7 @@ def test_gpu_relevance_equals_the_cpu_relevance(on_cuda, registry, model, compos
     assert torch.backends.cuda.matmul.fp32_precision == "ieee"
     entry = registry.get(model)
     x = decode_instances(entry.spec.input, load_digits().images[:32].tolist(), 10**6).x
-    samples = [Sample(row, i, i % 10) for i, row in enumerate(x)]
+    samples = [Sample(row, i, (i % 10,)) for i, row in enumerate(x)]
     key = BatchKey("explain", entry.prepared.resolve(composite, **entry.default_params(composite)))
     cpu = run_batch(entry, key, samples)
     gpu = run_batch(on_cuda.ready_registry().get(model), key, samples)

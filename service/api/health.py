@@ -21,7 +21,8 @@ def _summary_fields(entry: ModelEntry) -> dict[str, Any]:
     spec = entry.spec
     return {"name": entry.name, "description": spec.description,
             "input": spec.input.model_dump(mode="json", exclude_none=True), "classes": spec.classes,
-            "output_activation": spec.output_activation, "default_composite": spec.default_composite,
+            "task": spec.task, "output_activation": spec.output_activation,
+            "default_composite": spec.default_composite,
             "default_params": spec.default_params, "metrics": spec.metrics, "composites": list(COMPOSITE_NAMES)}
 
 

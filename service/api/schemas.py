@@ -41,7 +41,13 @@ class LRPParamsBody(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"epsilon": 0.01}]})
 
 
-TargetField = int | str | list[int | str | None] | None
+class SeveralClassesBody(_Body):
+    """Several classes explained together: the relevance of their logits' sum (multi-label models: a set of labels)."""
+
+    classes: list[int | str] = Field(min_length=1, max_length=4096, description="class indices or labels")
+
+
+TargetField = int | str | SeveralClassesBody | list[int | str | SeveralClassesBody | None] | None
 
 
 class EvaluateBody(_Body):
@@ -58,8 +64,10 @@ class ExplainRequest(_Body):
     """What to explain: instances, the class to explain for each, the composite and its parameters."""
 
     inputs: list[Any] = Field(min_length=1, description="Instances, as for /predict.")
-    target: TargetField = Field(default=None, description="Class index or label for all instances, one per instance "
-                                "(null: that instance's predicted class), or null for every predicted class.")
+    target: TargetField = Field(default=None, description="Class index or label for all instances, "
+                                "{\"classes\": [...]} to explain several together, one of these per instance (null: "
+                                "that instance's predicted class), or null for every predicted class (a regression: "
+                                "its one output).")
     composite: str | dict[str, Any] | None = Field(
         None, description="A composite name (GET /models/{model} lists them) or a rule map "
         "{\"base\": name, \"types\": {\"linear\"|\"conv\": rule}, \"layers\": {layer: rule}}; default: the model's.")
@@ -76,14 +84,17 @@ class ExplainRequest(_Body):
 
 
 class Prediction(BaseModel):
-    """One instance's prediction."""
+    """One instance's prediction: the most probable class and every class's probability and logit; a multi-label
+    model adds the labels of probability >= 0.5; a regression gives its outputs' values (and no class)."""
 
     model_config = ConfigDict(populate_by_name=True)
 
-    class_: int = Field(alias="class", description="index of the most probable class")
-    label: str
-    probabilities: list[float]
+    class_: int | None = Field(default=None, alias="class", description="index of the most probable class")
+    label: str | None = None
+    labels: list[str] | None = Field(default=None, description="multi-label models: the labels of probability >= 0.5")
+    probabilities: list[float] | None = None
     logits: list[float]
+    values: dict[str, float] | None = Field(default=None, description="regression models: each output's value")
 
 
 class PredictResponse(BaseModel):
@@ -150,12 +161,14 @@ class Faithfulness(BaseModel):
 
 
 class InstanceExplanation(BaseModel):
-    """One instance's explanation: relevance has the shape of one input instance (in model space)."""
+    """One instance's explanation: relevance has the shape of one input instance (in model space). Several classes
+    explained together give their indices and labels as lists, `logit` their logits' sum and no probability."""
 
-    target: int
-    label: str
-    logit: float
-    probability: float
+    target: int | list[int]
+    label: str | list[str]
+    logit: float = Field(description="the explained output: the target's logit (a regression: its value), or the "
+                         "targets' sum")
+    probability: float | None = None
     relevance: Any = Field(description="nested lists shaped like one model input")
     relevance_sum: float
     conservation_delta: float = Field(description="logit - relevance_sum (0 for conservative rules without bias)")
@@ -198,6 +211,7 @@ class ModelSummary(BaseModel):
     description: str
     input: dict[str, Any]
     classes: list[str]
+    task: str = Field(default="classification", description="classification, multi_label or regression")
     output_activation: str
     default_composite: str | dict[str, Any]
     default_params: dict[str, Any]

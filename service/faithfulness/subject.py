@@ -84,10 +84,10 @@ class Subject:
         x = torch.stack(list(rows))
         return list((x * self.prepared.input_gradient(x, list(targets))).cpu().numpy())
 
-    def measure(self, rows: Sequence[torch.Tensor], relevance: Sequence[np.ndarray], targets: Sequence[int],
-                asked: Evaluation) -> list[Measurement]:
-        """The curves of each row (model space) for its target from its relevance; the perturbed copies of all rows
-        in passes of `per_pass` copies (the last one fewer)."""
+    def measure(self, rows: Sequence[torch.Tensor], relevance: Sequence[np.ndarray],
+                targets: Sequence[int | Sequence[int]], asked: Evaluation) -> list[Measurement]:
+        """The curves of each row (model space) for its target (several classes: the sum of their logits) from its
+        relevance; the perturbed copies of all rows in passes of `per_pass` copies (the last one fewer)."""
         steps, seeds = asked.steps, asked.random_orders
         plans, counts = [], []
         for x, values in zip(rows, relevance, strict=True):
@@ -102,7 +102,8 @@ class Subject:
                             for start in range(0, len(every), size)])
         found, at = [], 0
         for copies_of_row, target, count in zip(plans, targets, counts, strict=True):
-            curves = read(logits[at:at + len(copies_of_row), target].tolist(), steps, seeds)
+            chosen = [target] if isinstance(target, int) else list(target)
+            curves = read(logits[at:at + len(copies_of_row), chosen].sum(dim=1).tolist(), steps, seeds)
             found.append(Measurement(curves, steps, count))
             at += len(copies_of_row)
         return found

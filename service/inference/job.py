@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -18,7 +18,18 @@ from service.modality.instances import Decoded
 
 Verb = Literal["predict", "explain"]
 ClassRef = int | str | None  # a class index, a class label, or None: the predicted class
-TargetRequest = ClassRef | Sequence[ClassRef]  # one for all instances, or one per instance
+
+
+class SeveralClasses(Protocol):
+    """Several classes explained together (their logits' sum): `{"classes": [...]}` in a request."""
+
+    @property
+    def classes(self) -> Sequence[int | str]: ...
+
+
+Selector = ClassRef | SeveralClasses
+TargetRequest = Selector | Sequence[Selector]  # one for all instances, or one per instance
+Selection = tuple[int, ...]  # the class indices an instance explains, together
 
 
 @dataclass(frozen=True)
@@ -35,11 +46,11 @@ PREDICT = BatchKey("predict")
 @dataclass(frozen=True)
 class Sample:
     """One instance in a batched pass: its model-space tensor, its position in its request (named in its error if
-    it fails alone) and, to explain, its target class (None: the predicted class)."""
+    it fails alone) and, to explain, its target classes (None: the predicted class)."""
 
     x: torch.Tensor
     position: int
-    target: int | None = None
+    target: Selection | None = None
     evaluate: Evaluation | None = None
 
     @property
@@ -81,21 +92,38 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: TargetRequest, comp
     return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged)
 
 
-def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> list[int | None]:
-    """One class index (or None: the argmax) per instance, from an index, a class label or a list of them."""
-    if target is None or isinstance(target, int | str):
-        return [_class_index(entry, target, "target")] * count
+def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> list[Selection | None]:
+    """Per instance the classes it explains (None: the argmax), from an index, a class label, `{"classes": [...]}`
+    or a list of them, one per instance. A regression model's default is its one output; with several, the request
+    must name one."""
+    if target is None or isinstance(target, int | str) or not isinstance(target, Sequence):
+        return [_selection(entry, target, "target")] * count
     values = list(target)
     if len(values) != count:
         raise InvalidInputError(f"target has {len(values)} entries but there are {count} inputs; give one target "
                                 "per input, a single target for all, or null for each input's predicted class")
-    return [_class_index(entry, value, f"target[{i}]") for i, value in enumerate(values)]
+    return [_selection(entry, value, f"target[{i}]") for i, value in enumerate(values)]
 
 
-def _class_index(entry: ModelEntry, value: ClassRef, where: str) -> int | None:
-    classes = entry.classes
+def _selection(entry: ModelEntry, value: Selector, where: str) -> Selection | None:
     if value is None:
-        return None
+        if entry.spec.task != "regression":
+            return None
+        if len(entry.classes) > 1:
+            raise InvalidInputError(f"{where}: model '{entry.name}' is a regression with {len(entry.classes)} outputs "
+                                    f"{entry.classes}; name the one to explain")
+        return (0,)
+    if isinstance(value, int | str):
+        return (_class_index(entry, value, where),)
+    indices = [_class_index(entry, one, f"{where}.classes[{i}]") for i, one in enumerate(value.classes)]
+    if not indices or len(set(indices)) != len(indices):
+        raise InvalidInputError(f"{where}.classes: give distinct classes to explain together, got "
+                                f"{list(value.classes)}")
+    return tuple(indices)
+
+
+def _class_index(entry: ModelEntry, value: int | str, where: str) -> int:
+    classes = entry.classes
     if isinstance(value, bool):
         raise InvalidInputError(f"{where} must be a class index or label, not a boolean")
     if isinstance(value, str):

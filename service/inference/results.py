@@ -15,28 +15,30 @@ from service.faithfulness import Measurement
 
 @dataclass(frozen=True)
 class Predicted:
-    """One instance's prediction: every class's logit and probability (float32, shape [classes])."""
+    """One instance's prediction: every output's logit and (not for a regression) probability (float32, shape
+    [classes])."""
 
     logits: np.ndarray
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None
 
     @property
     def predicted_class(self) -> int:
-        """The most probable class (the first of equal ones)."""
-        return int(np.argmax(self.probabilities))
+        """The most probable class (the first of equal ones; a regression: the largest output)."""
+        return int(np.argmax(self.logits if self.probabilities is None else self.probabilities))
 
 
 @dataclass(frozen=True)
 class Explained:
-    """One instance's explanation for its target class: the relevance shaped like the instance in model space (a
-    text: one value per token of its own), its sum, logit[target] - that sum, every class's logit and probability,
-    and, when the request asked for it, the faithfulness of the relevance."""
+    """One instance's explanation for its target classes (one, or several explained together): the relevance shaped
+    like the instance in model space (a text: one value per token of its own), its sum, the explained logit (the
+    targets' logits summed) - that sum, the target's probability (one class of a model with probabilities), every
+    class's logit and probability, and, when the request asked for it, the faithfulness of the relevance."""
 
-    target: int
+    targets: tuple[int, ...]
     logit: float
-    probability: float
+    probability: float | None
     logits: np.ndarray
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None
     relevance: np.ndarray
     relevance_sum: float
     conservation_delta: float

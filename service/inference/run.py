@@ -24,9 +24,15 @@ log = logging.getLogger("service")
 PipelineState = ServiceState[BatchKey, Sample, Predicted | Explained]  # the state the pipeline runs on
 
 
-def probabilities(entry: ModelEntry, logits: torch.Tensor) -> torch.Tensor:
-    """Class probabilities: sigmoid per output for sigmoid models, softmax over the logits otherwise."""
-    return logits.sigmoid() if entry.spec.output_activation == "sigmoid" else logits.softmax(dim=1)
+def probabilities(entry: ModelEntry, logits: torch.Tensor) -> np.ndarray | None:
+    """Class probabilities: sigmoid per output for sigmoid models (multi-label ones), softmax over the logits
+    otherwise, none for a regression's values."""
+    if entry.spec.task == "regression":
+        return None
+    each_alone = entry.spec.task == "multi_label" or entry.spec.output_activation == "sigmoid"
+    chosen = logits.sigmoid() if each_alone else logits.softmax(dim=1)
+    found: np.ndarray = chosen.cpu().numpy()
+    return found
 
 
 def run_batch(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[Result]:
@@ -54,23 +60,22 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
     if key.method is None:
         return _predictions(entry, entry.prepared.predict(x, extra), samples)
     result = entry.prepared.explain_resolved(x, [s.target for s in samples], key.method, extra=extra)
-    targets = result.targets[:, None]
     every = probabilities(entry, result.logits)
-    chosen = every.gather(1, targets)[:, 0].cpu().tolist()
-    logits_all, probabilities_all = result.logits.cpu().numpy(), every.cpu().numpy()
-    relevance = result.relevance.cpu().numpy()
+    logits_all, relevance = result.logits.cpu().numpy(), result.relevance.cpu().numpy()
     answers: list[Result] = []
-    for i, (sample, target, logit, probability, total, delta) in enumerate(zip(
-            samples, result.targets.cpu().tolist(), result.target_logits.cpu().tolist(), chosen,
+    for i, (sample, argmax, logit, total, delta) in enumerate(zip(
+            samples, result.targets.cpu().tolist(), result.target_logits.cpu().tolist(),
             result.relevance_sum.cpu().tolist(), result.conservation_delta.cpu().tolist(), strict=True)):
+        targets = sample.target or (argmax,)
+        probability = None if every is None or len(targets) > 1 else float(every[i, targets[0]])
         relevance_i = relevance[i] if own is None else relevance[i][own[i]]
         if not math.isfinite(logit):
             answers.append(_overflow(entry, sample))
         elif not np.isfinite(relevance_i).all():
             answers.append(_not_finite(entry, sample, key.method))
         else:
-            answers.append(Explained(target, logit, probability, logits_all[i], probabilities_all[i], relevance_i,
-                                     total, delta))
+            answers.append(Explained(targets, logit, probability, logits_all[i], None if every is None else every[i],
+                                     relevance_i, total, delta))
     return _evaluated(entry, samples, answers)
 
 
@@ -83,7 +88,7 @@ def _evaluated(entry: ModelEntry, samples: list[Sample], answers: list[Result]) 
             groups.setdefault(sample.evaluate, []).append((i, answer))
     for asked, chosen in groups.items():
         found = entry.subject.measure([samples[i].x for i, _ in chosen], [answer.relevance for _, answer in chosen],
-                                      [answer.target for _, answer in chosen], asked)
+                                      [answer.targets for _, answer in chosen], asked)
         for (i, answer), measured in zip(chosen, found, strict=True):
             answers[i] = dataclasses.replace(answer, faithfulness=measured)
     return answers
@@ -97,10 +102,11 @@ def model_inputs(entry: ModelEntry, samples: list[Sample]
 
 
 def _predictions(entry: ModelEntry, logits: torch.Tensor, samples: list[Sample]) -> list[Result]:
-    probs = probabilities(entry, logits).cpu().numpy()
+    every = probabilities(entry, logits)
     answers: list[Result] = []
-    for sample, row, prob in zip(samples, logits.cpu().numpy(), probs, strict=True):
-        answers.append(Predicted(row, prob) if np.isfinite(row).all() else _overflow(entry, sample))
+    for i, (sample, row) in enumerate(zip(samples, logits.cpu().numpy(), strict=True)):
+        found = Predicted(row, None if every is None else every[i])
+        answers.append(found if np.isfinite(row).all() else _overflow(entry, sample))
     return answers
 
 

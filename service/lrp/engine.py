@@ -32,7 +32,7 @@ from service.lrp.ops import (
 )
 from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
-from service.lrp.targets import Target, targets_for
+from service.lrp.targets import Target, selection_for, targets_for
 
 RESOLVED_KEPT = 1024  # resolved methods remembered per model; past this the memory starts afresh
 
@@ -220,9 +220,11 @@ class PreparedModel:
                 composite: composites.CompositeSpec | composites.Composite = "epsilon_plus_flat",
                 layers: Iterable[str] = (), output_relevance: torch.Tensor | None = None, extra: Extra = None,
                 **params: object) -> Explanation:
-        """LRP relevance of `target` (None: argmax) for each sample of x; see `service.lrp.explain`.
+        """LRP relevance of `target` (None: argmax; per sample, one class or several explained together) for each
+        sample of x; see `service.lrp.explain`.
 
-        `output_relevance`, when given, replaces the seed one-hot(target) * logit (same shape as the logits).
+        The seed is logits * selected (the selected classes' logits, zero elsewhere); `output_relevance`, when given,
+        replaces it (same shape as the logits).
         """
         return self.explain_resolved(x, target, self.resolve(composite, **params), layers, output_relevance, extra)
 
@@ -238,8 +240,8 @@ class PreparedModel:
             if logits.dim() != 2:
                 raise ExplanationInputError(
                     f"the model's output has shape {tuple(logits.shape)}; LRP explains (batch, classes) outputs")
-            targets = targets_for(target, logits)
-            seed = torch.zeros_like(logits).scatter_(1, targets[:, None], logits.gather(1, targets[:, None]))
+            selected = selection_for(target, logits)
+            seed = logits * selected
             if output_relevance is not None:
                 if output_relevance.shape != logits.shape:
                     raise ExplanationInputError(
@@ -251,7 +253,7 @@ class PreparedModel:
                 seed = torch.zeros_like(out).index_copy_(1, torch.tensor([out.shape[1] - 1], device=out.device),
                                                          seed[:, None])
             relevance, at_layers = self._backward(values, saved, bound, seed, assigned, method, wanted)
-        return Explanation(relevance, logits, targets, self.graph.output_activation, at_layers)
+        return Explanation(relevance, logits, selected, self.graph.output_activation, at_layers)
 
     def _layer_names(self, layers: Iterable[str]) -> dict[str, str]:
         """Map node name -> requested name for the layers whose relevance the caller wants."""

@@ -20,13 +20,19 @@ class Method:
 
 @dataclass(frozen=True)
 class Explanation:
-    """Relevance (shaped like the input), the explained logits, the targets and the model's final activation."""
+    """Relevance (shaped like the input), the explained logits, the classes each sample explains (a 0/1 mask
+    [batch, classes]: one class, or several explained together) and the model's final activation."""
 
     relevance: torch.Tensor
     logits: torch.Tensor
-    targets: torch.Tensor
+    selected: torch.Tensor
     output_activation: str = "logits"
     layers: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Each sample's (first) explained class."""
+        return self.selected.argmax(dim=1)
 
     @property
     def output(self) -> torch.Tensor:
@@ -35,8 +41,9 @@ class Explanation:
 
     @property
     def target_logits(self) -> torch.Tensor:
-        """The logit of each sample's target class: the relevance the backward pass starts from."""
-        return self.logits.gather(1, self.targets[:, None])[:, 0]
+        """The sum of each sample's selected logits (its target class's logit): the relevance the backward pass
+        starts from."""
+        return (self.logits * self.selected).sum(dim=1)
 
     @property
     def relevance_sum(self) -> torch.Tensor:
@@ -45,7 +52,7 @@ class Explanation:
 
     @property
     def conservation_delta(self) -> torch.Tensor:
-        """logit[target] - sum(R): zero only for conservative rules on bias-free models."""
+        """The selected logits' sum - sum(R): zero only for conservative rules on bias-free models."""
         return self.target_logits - self.relevance_sum
 
 

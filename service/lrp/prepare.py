@@ -72,8 +72,8 @@ def explain(model: nn.Module | PreparedModel, x: torch.Tensor, target: Target = 
             extra: Extra = None, **params: object) -> Explanation:
     """LRP of `model` at x: `.relevance` shaped like x, `.output` the model's output.
 
-    target: an int, one int per sample, or None (the argmax); composite: a name from
-    `service.lrp.COMPOSITE_NAMES` or a rule map; params: epsilon, stabilizer, gamma, alpha, beta, low, high;
+    target: an int, per sample an int or a list of ints (explained together), or None (the argmax); composite: a
+    name from `service.lrp.COMPOSITE_NAMES` or a rule map; params: epsilon, stabilizer, gamma, alpha, beta, low, high;
     layers: names whose output relevance is returned in `.layers`; extra: other arguments of the forward by name
     (`{"attention_mask": mask}`), which carry no relevance. The model is never modified.
     """

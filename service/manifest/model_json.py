@@ -165,13 +165,20 @@ class EvaluationSpec(_Strict):
     comparison: list[ComparedComposite] = Field(default=[], max_length=64)
 
 
+TASKS = ("classification", "multi_label", "regression")
+
+
 class ModelSpec(_Strict):
-    """The whole model.json document."""
+    """The whole model.json document. `task` says what the outputs are: `classification` (one class per input, the
+    argmax; probabilities by `output_activation`), `multi_label` (each class on its own: the sigmoid of its logit, the
+    predicted labels those of probability >= 0.5) or `regression` (each output a value, named by `classes`; no
+    probabilities)."""
 
     format_version: Literal[1] = 1
     description: str = ""
     input: InputSpec
     classes: list[str] = Field(min_length=1)
+    task: Literal[TASKS] = "classification"  # type: ignore[valid-type]
     output_activation: Literal[OUTPUT_ACTIVATIONS] = "logits"  # type: ignore[valid-type]
     default_composite: str | dict[str, Any] = "epsilon_plus_flat"
     default_params: dict[str, Any] = {}
@@ -180,4 +187,12 @@ class ModelSpec(_Strict):
     evaluation: EvaluationSpec | None = None
     graph: GraphSpec
 
-
+    @model_validator(mode="after")
+    def _task_fits(self) -> ModelSpec:
+        if self.task == "multi_label" and self.output_activation not in ("logits", "sigmoid"):
+            raise ValueError('task "multi_label" gives each class a sigmoid probability: its "output_activation" is '
+                             '"logits" (the graph ends in them) or "sigmoid" (the model applied it)')
+        if self.task == "regression" and self.output_activation != "logits":
+            raise ValueError('task "regression" serves the outputs as values: "output_activation" must be "logits" '
+                             "(none)")
+        return self

@@ -50,6 +50,20 @@ def classes(model: HuggingFaceModel) -> list[str]:
     return [str(labels[i]) for i in range(len(labels))]
 
 
+PROBLEM_TYPES = {None: "classification", "single_label_classification": "classification",
+                 "multi_label_classification": "multi_label", "regression": "regression"}  # config.problem_type
+
+
+def task_fields(model: HuggingFaceModel) -> dict[str, Any]:
+    """model.json's task from `config.problem_type`, as the Hugging Face heads train on it: one class (softmax), each
+    label on its own (sigmoid), or values (regression)."""
+    problem = getattr(model.config, "problem_type", None)
+    if problem not in PROBLEM_TYPES:
+        raise ConversionError(f"config.problem_type {problem!r} is not one the converter knows "
+                              f"({[p for p in PROBLEM_TYPES if p]})")
+    return {"task": PROBLEM_TYPES[problem]}
+
+
 def text_fields(model: HuggingFaceModel, tokenizer: Any, max_tokens: int | None, truncation: str) -> dict[str, Any]:
     """model.json's input of a text model: T from the tokenizer and the position table (at most LONGEST unless
     `max_tokens` says), the pad token and padding side of the tokenizer."""
@@ -71,7 +85,7 @@ def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: An
     if (tokenizer is None) == (image_processor is None):
         raise ConversionError("give the tokenizer of a text model or the image processor of an image model")
     model = model.eval().float()
-    fields: dict[str, Any] = {"classes": classes(model), "default_composite": "attnlrp",
+    fields: dict[str, Any] = {"classes": classes(model), **task_fields(model), "default_composite": "attnlrp",
                               "description": description or f"{type(model).__name__} converted from Hugging Face"}
     if examples is not None:
         fields["evaluation"] = {"examples": examples}

@@ -5,8 +5,8 @@ without end on some texts: Oniguruma then panics ("retry-limit-in-match over") o
 cannot be interrupted from Python. So the probe runs in the vetting child process, which the server kills when it
 stops answering: it runs each regular expression alone, then the whole tokenizer, on texts made to make a
 backtracking pattern blow up (runs of one character, or of two alternating ones, of 32 and 8,192 characters, each
-ending in a character that may fail the match). The first text that panics, or takes longer than the limit, is
-reported with the part of the tokenizer that failed.
+ending in a character that may fail the match). The first text that panics, or takes longer than the limit twice
+(the smaller of wall-clock and CPU time), is reported with the part of the tokenizer that failed.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ BASE_CHARACTERS = "a7 !\n_'é中"
 ENDINGS = "a7 !\n"
 PAIRED = 5  # alternating runs are made of pairs of the first characters
 MOST_CHARACTERS = 24
+TRIES = 2  # a text over the limit is timed once more (the first call may start the tokenizer's threads)
 METACHARACTERS = set("\\^$.|?*+()[]{}")
 
 
@@ -45,16 +46,27 @@ def probe_tokenizer(tokenizer: Any, say: Callable[[str], None], limit_ms: float)
     texts = list(_texts("".join(pattern for _, _, pattern in _regexes(parts))))
     for what, run in runs:
         for description, text in texts:
-            say(f"trying {what} on {description}")
-            started = time.perf_counter()
-            try:
-                run(text)
-            except BaseException as problem:  # a Rust panic is a BaseException (pyo3's PanicException)
-                return f"{what} fails on {description}: {str(problem)[:200]}"
-            took = (time.perf_counter() - started) * 1000
+            took = 0.0
+            for attempt in range(TRIES):
+                say(f"trying {what} on {description}" + (" again" if attempt else ""))
+                try:
+                    took = _time_ms(run, text)
+                except BaseException as problem:  # a Rust panic is a BaseException (pyo3's PanicException)
+                    return f"{what} fails on {description}: {str(problem)[:200]}"
+                if took <= limit_ms:
+                    break
             if took > limit_ms:
                 return f"{what} takes {took:.0f} ms on {description} (the limit is {limit_ms:g} ms)"
     return None
+
+
+def _time_ms(run: Callable[[str], object], text: str) -> float:
+    """The milliseconds `run(text)` takes: the smaller of the wall-clock and the process's CPU time, so that neither
+    other processes taking the cores (wall clock) nor the tokenizer's own threads (CPU time) count against it; a
+    pattern that backtracks burns both."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run(text)
+    return min(time.perf_counter() - wall, time.process_time() - cpu) * 1000
 
 
 def _regexes(parts: dict[str, Any]) -> Iterator[tuple[str, str, str]]:

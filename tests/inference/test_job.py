@@ -46,10 +46,10 @@ def test_jobs_with_the_same_composite_and_parameters_share_a_batch_key(registry)
 def test_targets_by_index_label_list_or_none(registry):
     entry = registry.get("breast-cancer")
     assert resolve_targets(entry, None, 2) == [None, None]
-    assert resolve_targets(entry, "malignant", 2) == [0, 0]
-    assert resolve_targets(entry, [1, None, "malignant"], 3) == [1, None, 0]
+    assert resolve_targets(entry, "malignant", 2) == [(0,), (0,)]
+    assert resolve_targets(entry, [1, None, "malignant"], 3) == [(1,), None, (0,)]
     job = explain_job(entry, TWO, ["benign", None], None, {})
-    assert [sample.target for sample in job.samples] == [1, None]
+    assert [sample.target for sample in job.samples] == [(1,), None]
     assert [sample.position for sample in job.samples] == [0, 1]
 
 

@@ -79,12 +79,12 @@ def test_service_explain_equals_the_engine_on_the_same_model_and_parameters(regi
     (result,) = explain(entry, x, "benign", "epsilon", {"epsilon": 0.25})
     direct = PreparedModel.from_graph(entry.prepared.graph).explain(x, 1, "epsilon", epsilon=0.25)
     np.testing.assert_allclose(result.relevance, direct.relevance[0].numpy(), rtol=1e-6)
-    assert (result.target, entry.classes[result.target]) == (1, "benign")
+    assert (result.targets, entry.classes[result.targets[0]]) == ((1,), "benign")
 
 
 def test_a_batch_gives_each_sample_what_it_gets_alone(registry):
     entry = registry.get("walkthrough")
-    batched = run_batch(entry, epsilon_key(entry), samples(BATCH, 0))
+    batched = run_batch(entry, epsilon_key(entry), samples(BATCH, (0,)))
     for x, result in zip(BATCH, batched, strict=True):
         (alone,) = explain(entry, x[None], 0, "epsilon", {"epsilon": 0.01})
         np.testing.assert_allclose(result.relevance, alone.relevance, rtol=1e-6)
@@ -110,9 +110,9 @@ def test_a_non_finite_relevance_fails_only_its_own_sample(registry, monkeypatch)
     entry = registry.get("walkthrough")
     _relevance_nan_at(entry, (2, 1), monkeypatch)
     defaults = explain_job(entry, Decoded(BATCH), 0, None, {}).key  # the model's own composite and parameters
-    results = run_batch(entry, defaults, samples(BATCH, 0))
+    results = run_batch(entry, defaults, samples(BATCH, (0,)))
     assert isinstance(results[2], NumericalError) and "larger epsilon" in results[2].message
-    chosen = run_batch(entry, epsilon_key(entry), samples(BATCH, 0))  # epsilon 0.01 chosen by the client
+    chosen = run_batch(entry, epsilon_key(entry), samples(BATCH, (0,)))  # epsilon 0.01 chosen by the client
     assert isinstance(chosen[2], InvalidInputError) and chosen[2].status == 422
     default_epsilon = model_json("walkthrough")["default_params"].get("epsilon", 1e-6)
     assert f"epsilon=0.01 (the model's default: {default_epsilon!r})" in chosen[2].message
@@ -125,7 +125,7 @@ def test_an_input_whose_logits_overflow_fails_alone_with_422(registry):
     entry = registry.get("walkthrough")
     huge = torch.full((3,), float(np.finfo(np.float32).max))  # a valid float32 whose logit is +inf
     batch = torch.cat([BATCH[:2], huge[None], BATCH[2:]])
-    for key, target in ((PREDICT, None), (epsilon_key(entry), 0)):
+    for key, target in ((PREDICT, None), (epsilon_key(entry), (0,))):
         results = run_batch(entry, key, [Sample(x, 7, target) for x in batch])
         assert isinstance(results[2], InvalidInputError) and results[2].status == 422
         assert results[2].message.startswith("inputs[7]: model 'walkthrough' overflows float32 on it")
@@ -152,11 +152,11 @@ def out_of_memory_above(limit, sizes, real, poisoned=None):
 def test_out_of_memory_halves_the_batch_until_it_fits(registry, monkeypatch):
     entry = registry.get("walkthrough")
     key = epsilon_key(entry)
-    expected = run_batch(entry, key, samples(BATCH, 0))
+    expected = run_batch(entry, key, samples(BATCH, (0,)))
     sizes: list[int] = []
     real = entry.prepared.explain_resolved
     monkeypatch.setattr(entry.prepared, "explain_resolved", out_of_memory_above(2, sizes, real))
-    results = run_batch(entry, key, samples(BATCH, 0))
+    results = run_batch(entry, key, samples(BATCH, (0,)))
     assert sizes == [5, 2, 3, 1, 2]
     for got, want in zip(results, expected, strict=True):
         np.testing.assert_allclose(got.relevance, want.relevance, rtol=1e-6)

@@ -36,6 +36,29 @@ def test_per_sample_targets_seed_the_right_logit():
     torch.testing.assert_close(result.relevance.sum(1), logits[torch.arange(3), torch.tensor([0, 3, 1])])
 
 
+def test_several_classes_explained_together_seed_their_logits_sum_and_get_the_sum_of_their_relevance():
+    model = mlp(bias=False)
+    x = batch((6,), n=3)
+    together = explain(model, x, target=[[0, 2], 3, [1, 3, 0]], composite="epsilon", epsilon=0.0)
+    logits = model(x).detach()
+    expected_sums = torch.stack([logits[0, [0, 2]].sum(), logits[1, 3], logits[2, [1, 3, 0]].sum()])
+    torch.testing.assert_close(together.relevance.sum(1), expected_sums)  # conservation: ReLU, no bias, epsilon 0
+    torch.testing.assert_close(together.target_logits, expected_sums)
+    singles = {c: explain(model, x, target=c, composite="epsilon_plus_flat").relevance for c in range(4)}
+    mixed = explain(model, x, target=[[0, 2], 3, [1, 3, 0]], composite="epsilon_plus_flat").relevance
+    torch.testing.assert_close(mixed[0], singles[0][0] + singles[2][0])  # LRP is linear in its seed
+    torch.testing.assert_close(mixed[2], singles[1][2] + singles[3][2] + singles[0][2])
+    assert together.targets.tolist() == [0, 3, 0]  # each sample's first selected class, in index order
+
+
+@pytest.mark.parametrize(("target", "message"), [([[0, 0], 1, 2], "lists a class twice"),
+                                                 ([[], 1, 2], "a non-empty list of ints"),
+                                                 ([[0, 9], 1, 2], "target 9 is out of range")])
+def test_bad_selections_of_several_classes_are_refused_saying_why(target, message):
+    with pytest.raises(ExplanationInputError, match=message):
+        explain(mlp(), batch((6,), n=3), target=target)
+
+
 def test_none_inside_per_sample_targets_means_that_sample_s_argmax():
     model = mlp()
     x = batch((6,), n=3)

@@ -105,11 +105,27 @@ class RestCodec(Codec[RestRequest, RestAnswer]):
         return request.explain is not None and request.explain.output != "json"
 
 
+MULTI_LABEL_THRESHOLD = 0.5  # a multi-label model predicts the labels of at least this probability
+
+
 def prediction(entry: ModelEntry, result: Predicted) -> Prediction:
-    """One instance's prediction as the contract shows it."""
+    """One instance's prediction as the contract shows it, by the model's task: the most probable class with every
+    probability (multi-label: and the labels of probability >= 0.5), or a regression's values."""
+    logits = result.logits.tolist()
+    if result.probabilities is None:
+        return Prediction(logits=logits, values=dict(zip(entry.classes, logits, strict=True)))
     index = result.predicted_class
-    return Prediction.model_validate({"class": index, "label": entry.classes[index],
-                                      "probabilities": result.probabilities.tolist(), "logits": result.logits.tolist()})
+    labels = ([label for label, p in zip(entry.classes, result.probabilities.tolist(), strict=True)
+               if p >= MULTI_LABEL_THRESHOLD] if entry.spec.task == "multi_label" else None)
+    return Prediction.model_validate({"class": index, "label": entry.classes[index], "labels": labels,
+                                      "probabilities": result.probabilities.tolist(), "logits": logits})
+
+
+def target_fields(entry: ModelEntry, targets: Sequence[int]) -> dict[str, Any]:
+    """An explanation's `target` and `label`: an index and a label, or lists of them for several classes."""
+    if len(targets) == 1:
+        return {"target": targets[0], "label": entry.classes[targets[0]]}
+    return {"target": list(targets), "label": [entry.classes[t] for t in targets]}
 
 
 def explanation(job: Job, index: int, result: Explained) -> InstanceExplanation:
@@ -117,7 +133,7 @@ def explanation(job: Job, index: int, result: Explained) -> InstanceExplanation:
     tokens and top words, and the faithfulness when it was measured."""
     names, rows, texts = job.entry.spec.input.features, job.decoded.features, job.decoded.texts
     return InstanceExplanation(
-        target=result.target, label=job.entry.classes[result.target], logit=result.logit,
+        **target_fields(job.entry, result.targets), logit=result.logit,
         probability=result.probability, relevance=result.relevance, relevance_sum=result.relevance_sum,
         conservation_delta=result.conservation_delta,
         features=None if names is None or rows is None else ranked_features(names, result.relevance, rows[index]),

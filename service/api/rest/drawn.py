@@ -60,7 +60,13 @@ def heatmap_png(job: Job, results: Sequence[Explained], overlay: bool) -> Media:
 
 
 def title(job: Job, index: int, result: Explained, count: int) -> str:
-    """What a panel explains: the class, its logit and probability (and the instance's position in a grid)."""
-    said = (f"class {job.entry.classes[result.target]}: logit {result.logit:.3g}, probability "
-            f"{result.probability:.3g}")
+    """What a panel explains: the class (or the classes explained together, or a regression's output), its logit
+    (their sum; a value) and its probability (and the instance's position in a grid)."""
+    names = " + ".join(job.entry.classes[t] for t in result.targets)
+    if job.entry.spec.task == "regression":
+        said = f"{names}: value {result.logit:.3g}"
+    elif result.probability is None:
+        said = f"classes {names}: logits summed {result.logit:.3g}"
+    else:
+        said = f"class {names}: logit {result.logit:.3g}, probability {result.probability:.3g}"
     return f"#{index} {said}" if count > 1 else said

@@ -2,10 +2,11 @@
 Job, and the job's results the output tensors.
 
 Each model has one input, `input` (the instances /predict takes: FP32 [-1, *shape], or BYTES [-1] for a text model)
-and the outputs `logits` and `probabilities` (FP32 [-1, classes]). The request parameter `explain: true` (or asking
-for `relevance` or `target`) adds `relevance` (FP32 [-1, *shape]; text: [-1, longest], zero past each text's own
-tokens) and `target` (INT64 [-1]); `composite`, `target` and `params` (an object, or its JSON text) are those of
-/explain.
+and the outputs `logits` and (but for a regression, whose logits are its values) `probabilities` (FP32 [-1,
+classes]). The request parameter `explain: true` (or asking for `relevance` or `target`) adds `relevance` (FP32 [-1,
+*shape]; text: [-1, longest], zero past each text's own tokens) and `target` (INT64 [-1]: one class per instance, so
+several classes explained together are /explain's); `composite`, `target` and `params` (an object, or its JSON text)
+are those of /explain.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ from service.loader import ModelEntry
 INPUT = "input"
 PREDICTED = ("logits", "probabilities")
 EXPLAINED = ("relevance", "target")
+
+
+def predicted_outputs(entry: ModelEntry) -> tuple[str, ...]:
+    """What a prediction outputs: the logits, and the probabilities unless the model is a regression (values only)."""
+    return ("logits",) if entry.spec.task == "regression" else PREDICTED
 TARGETS: TypeAdapter[TargetField] = TypeAdapter(TargetField)
 
 
@@ -62,7 +68,7 @@ class InferCall:
     wanted: dict[str, bool]
 
     @classmethod
-    def read(cls, body: bytes, header_length: str | None) -> InferCall:
+    def read(cls, body: bytes, header_length: str | None, entry: ModelEntry) -> InferCall:
         """The body split at Inference-Header-Content-Length (all JSON without it), its JSON part parsed and checked;
         a 400 for an output the model does not have, before anything runs."""
         if header_length is not None and (not header_length.isdigit() or int(header_length) > len(body)):
@@ -79,18 +85,18 @@ class InferCall:
                                 '"data"}]: ' + describe_validation_errors(problem.errors(), "request")) from None
         asked = request.outputs
         explaining = request.parameters.explain or any(o.name in EXPLAINED for o in asked or [])
-        return cls(request, body[cut:], explaining, _wanted(request, explaining))
+        return cls(request, body[cut:], explaining, _wanted(request, explaining, predicted_outputs(entry)))
 
 
-def _wanted(request: InferRequest, explaining: bool) -> dict[str, bool]:
+def _wanted(request: InferRequest, explaining: bool, predicted: tuple[str, ...]) -> dict[str, bool]:
     """The outputs the request names (all it can have when it names none), each with whether it wants them as binary
     data; a 400 for an output the model does not have."""
     binary = request.parameters.binary_data_output
     if request.outputs is None:
-        return dict.fromkeys(PREDICTED + EXPLAINED if explaining else PREDICTED, binary)
-    unknown = [o.name for o in request.outputs if o.name not in PREDICTED + EXPLAINED]
+        return dict.fromkeys(predicted + EXPLAINED if explaining else predicted, binary)
+    unknown = [o.name for o in request.outputs if o.name not in predicted + EXPLAINED]
     if unknown:
-        raise ProtocolError(f"unknown output(s) {unknown}; the model's outputs are {list(PREDICTED + EXPLAINED)} "
+        raise ProtocolError(f"unknown output(s) {unknown}; the model's outputs are {list(predicted + EXPLAINED)} "
                             "(GET /v2/models/{model})")
     return {o.name: bool((o.parameters or {}).get("binary_data", False)) or binary for o in request.outputs}
 
@@ -114,15 +120,19 @@ class V2Codec(Codec[InferCall, Response]):
         except ValidationError as problem:
             raise InvalidInputError("parameter 'params': " + describe_validation_errors(problem.errors(), "params")) \
                 from None
-        if isinstance(target, str) and target.lstrip().startswith("["):
+        if isinstance(target, str) and target.lstrip().startswith(("[", "{")):
             target = _json_parameter("target", target)
         try:
             targets = TARGETS.validate_python(target, strict=True)
         except ValidationError as problem:
-            raise InvalidInputError("parameter 'target': a class index or label, or a list of them (null: the "
-                                    "predicted class): " + describe_validation_errors(problem.errors(), "target")) \
-                from None
-        return explain_job(entry, decoded, targets, composite, params)
+            raise InvalidInputError(
+                "parameter 'target': a class index or label, {\"classes\": [...]}, or a list of them (null: the "
+                "predicted class): " + describe_validation_errors(problem.errors(), "target")) from None
+        job = explain_job(entry, decoded, targets, composite, params)
+        if any(sample.target is not None and len(sample.target) > 1 for sample in job.samples):
+            raise InvalidInputError("parameter 'target': the target output holds one class per instance; explain "
+                                    "several classes together with POST /explain/{model}")
+        return job
 
     def encode_response(self, request: InferCall, job: Job, results: Sequence[Predicted | Explained]) -> Response:
         tensors = outputs(job, results)
@@ -172,8 +182,7 @@ def outputs(job: Job, results: Sequence[Predicted | Explained]) -> dict[str, Ten
     """Every output tensor the job's results give."""
     if job.key.method is None:
         predicted = of_kind(results, Predicted)
-        return {"logits": _fp32("logits", np.stack([p.logits for p in predicted])),
-                "probabilities": _fp32("probabilities", np.stack([p.probabilities for p in predicted]))}
+        return _scores(predicted)
     found = of_kind(results, Explained)
     relevance = [np.asarray(e.relevance, dtype=np.float32) for e in found]
     if job.decoded.texts is not None:  # texts: each row zero past its own tokens
@@ -181,10 +190,18 @@ def outputs(job: Job, results: Sequence[Predicted | Explained]) -> dict[str, Ten
         for row, values in zip(padded, relevance, strict=True):
             row[:len(values)] = values
         relevance = list(padded)
-    return {"logits": _fp32("logits", np.stack([e.logits for e in found])),
-            "probabilities": _fp32("probabilities", np.stack([e.probabilities for e in found])),
-            "relevance": _fp32("relevance", np.stack(relevance)),
-            "target": Tensor("target", (len(found),), "INT64", np.asarray([e.target for e in found], dtype=np.int64))}
+    return {**_scores(found), "relevance": _fp32("relevance", np.stack(relevance)),
+            "target": Tensor("target", (len(found),), "INT64",
+                             np.asarray([e.targets[0] for e in found], dtype=np.int64))}
+
+
+def _scores(results: Sequence[Predicted | Explained]) -> dict[str, Tensor]:
+    """The logits and (but for a regression's values) the probabilities of the results."""
+    scores = {"logits": _fp32("logits", np.stack([r.logits for r in results]))}
+    chances = [r.probabilities for r in results if r.probabilities is not None]
+    if len(chances) == len(results):
+        scores["probabilities"] = _fp32("probabilities", np.stack(chances))
+    return scores
 
 
 def _fp32(name: str, values: np.ndarray) -> Tensor:

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from service import __version__
 from service.api.deps import Entry, State
 from service.api.serve import served
-from service.api.v2.codec import INPUT, V2, InferCall
+from service.api.v2.codec import INPUT, V2, InferCall, predicted_outputs
 from service.api.v2.route import V2Route, unknown_route
 from service.api.v2.schemas import (
     INFER_ERRORS,
@@ -69,8 +69,8 @@ async def model_metadata(entry: Entry) -> ModelMetadata:
         name=entry.name, versions=[entry.version], platform="pytorch_lrp",
         inputs=[TensorMetadata(name=INPUT, datatype="BYTES" if text else "FP32",
                                shape=[-1] if text else [-1, *spec.shape])],
-        outputs=[TensorMetadata(name="logits", datatype="FP32", shape=[-1, classes]),
-                 TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, classes]),
+        outputs=[*(TensorMetadata(name=name, datatype="FP32", shape=[-1, classes])
+                   for name in predicted_outputs(entry)),
                  TensorMetadata(name="relevance", datatype="FP32", shape=relevance),
                  TensorMetadata(name="target", datatype="INT64", shape=[-1])])
 
@@ -115,7 +115,7 @@ async def infer_version(request: Request, state: State, entry: Versioned) -> Res
 @router.post("/models/{model}/infer", responses=INFER_ERRORS, openapi_extra=INFER_BODY)
 async def infer(request: Request, state: State, entry: Entry) -> Response:
     """Predictions (and, with `explain: true`, LRP relevance) for the input tensor's instances."""
-    call = InferCall.read(await request.body(), request.headers.get(HEADER_LENGTH))
+    call = InferCall.read(await request.body(), request.headers.get(HEADER_LENGTH), entry)
     return await served(request, state, entry, V2, call)
 
 
