@@ -1,6 +1,7 @@
 """Command line: `python -m service` serves (settings from LRP_* variables); `python -m service convert`
 writes a user's nn.Module as a model directory, `python -m service convert-hf` a Hugging Face checkpoint, and
-`python -m service choose-default` measures every composite on a model's evaluation examples (see models/README.md)."""
+`python -m service choose-default` measures every composite on a model's evaluation examples (see models/README.md),
+and `python -m service op-table` prints the op table (the README's copy)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from service.faithfulness import Subject
 from service.faithfulness import examples as evaluation
 from service.loader import serving_config
 from service.lrp import LRPError
+from service.lrp.ops.listing import rules_table
 from service.serving.server import DrainingServer, bounded_config
 from service.settings import Settings, load_settings
 from service.store.format import load_model, write_spec
@@ -150,7 +152,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch: no arguments or `serve` serves; `convert ...` and `convert-hf ...` convert; `choose-default ...`
-    measures."""
+    measures; `op-table` prints the op table as the README shows it."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "convert":
         return convert(argv[1:])
@@ -158,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         return convert_hf(argv[1:])
     if argv and argv[0] == "choose-default":
         return choose_default(argv[1:])
+    if argv == ["op-table"]:
+        print(rules_table())
+        return 0
     if argv and argv[0] not in ("serve",):
         print("usage: python -m service [serve] | python -m service convert --help | python -m service convert-hf "
-              "--help | python -m service choose-default --help", file=sys.stderr)
+              "--help | python -m service choose-default --help | python -m service op-table", file=sys.stderr)
         return 2
     try:
         settings = load_settings()

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.__main__ import main
+from service.lrp.ops import OPS
 from tests.conftest import ROOT
 from tests.support.live import free_port, output_of, start_service, stop
 
@@ -113,3 +115,13 @@ def test_a_bad_setting_stops_start_up_naming_the_variable():
                             timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == "configuration: LRP_PORT should be less than or equal to 65535, got '70000'"
+
+
+def test_the_readme_op_table_is_the_one_the_command_prints(capsys):
+    assert main(["op-table"]) == 0
+    printed = capsys.readouterr().out.strip()
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- op-table -->\n", 1)[1].split("\n<!-- /op-table -->", 1)[0]
+    assert block == printed
+    assert all(f"| `{name}` |" in block for name in OPS)  # every op of the table has its row
+    assert "`type_as`" in block and "`dropout_`" in block  # Gemma's cast, MobileNetV2's in-place dropout
