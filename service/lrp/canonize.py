@@ -3,6 +3,7 @@ retargeted to another floating dtype."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -26,7 +27,7 @@ def copy_params(graph: ir.Graph) -> ir.Graph:
         return copies[key]
 
     nodes = tuple(node.with_params({k: private(v) for k, v in node.params.items()}) for node in graph.nodes)
-    return ir.Graph(nodes, graph.output, graph.output_activation, dict(graph.folded))
+    return dataclasses.replace(graph, nodes=nodes, folded=dict(graph.folded))
 
 
 def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
@@ -59,7 +60,7 @@ def fold_batchnorm(graph: ir.Graph) -> ir.Graph:
         node = replaced.get(node.name, node)
         inputs = tuple(renamed.get(name, name) for name in node.inputs)
         nodes.append(ir.Node(node.name, node.op, inputs, node.attrs, node.params, node.module))
-    return ir.Graph(tuple(nodes), renamed.get(graph.output, graph.output), graph.output_activation, folded)
+    return dataclasses.replace(graph, nodes=tuple(nodes), output=renamed.get(graph.output, graph.output), folded=folded)
 
 
 def _folded_params(layer: ir.Node, batchnorm: ir.Node) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ its relevance to its inputs by its rule, and relevance arriving at a tensor from
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Hashable, Iterable
 from typing import Any
@@ -92,11 +93,14 @@ class PreparedModel:
         return cls(canonize.fold_batchnorm(canonize.copy_params(graph)))
 
     @classmethod
-    def from_module(cls, model: nn.Module, example: torch.Tensor, extra: Extra = None) -> PreparedModel:
+    def from_module(cls, model: nn.Module, example: torch.Tensor, extra: Extra = None,
+                    per_position: bool = False) -> PreparedModel:
         """Capture `model` with torch.export at `example` (any input of the model's kind: its batch and, for token
         ids, its length may differ later) and the extra inputs (keyword arguments of the forward, such as an
-        attention_mask, shaped [batch, tokens, ...]); raises UnsupportedLayerError naming any op without a rule."""
-        return cls.from_graph(graph_from_module(model, example, extra))
+        attention_mask, shaped [batch, tokens, ...]); raises UnsupportedLayerError naming any op without a rule.
+        `per_position`: a [batch, tokens, classes] output is every token's logits (see ir.Graph), not the last's."""
+        graph = graph_from_module(model, example, extra)
+        return cls.from_graph(dataclasses.replace(graph, per_position=per_position))
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> PreparedModel:
         """A copy on another device or with another floating dtype."""
@@ -107,7 +111,7 @@ class PreparedModel:
 
         nodes = tuple(canonize.cast_node(n, dtype).with_params({k: move(v) for k, v in n.params.items()})
                       for n in self.graph.nodes)
-        return PreparedModel(ir.Graph(nodes, self.graph.output, self.graph.output_activation, self.graph.folded))
+        return PreparedModel(dataclasses.replace(self.graph, nodes=nodes))
 
     # -- rules -------------------------------------------------------------------------------------------
     def rules(self, composite: composites.CompositeSpec | composites.Composite) -> dict[str, str]:
@@ -191,9 +195,12 @@ class PreparedModel:
         return values, saved, bound
 
     def _logits(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The output; a [batch, tokens, classes] output (a language model) is read at its last token."""
+        """The output; a [batch, tokens, classes] output is read at its last token (a language model), or whole,
+        flattened to [batch, tokens * classes] (`per_position`: token classification)."""
         out = values[self.graph.output]
-        return out[:, -1] if out.dim() == 3 else out
+        if out.dim() != 3:
+            return out
+        return out.flatten(1) if self.graph.per_position else out[:, -1]
 
     def predict(self, x: torch.Tensor, extra: Extra = None) -> torch.Tensor:
         """The logits (the model's output before the final activation that preparation stripped)."""
@@ -249,7 +256,9 @@ class PreparedModel:
                         f"got {tuple(output_relevance.shape)}")
                 seed = output_relevance.to(logits)
             out = values[self.graph.output]
-            if out.dim() == 3:
+            if out.dim() == 3 and self.graph.per_position:
+                seed = seed.reshape(out.shape)
+            elif out.dim() == 3:
                 seed = torch.zeros_like(out).index_copy_(1, torch.tensor([out.shape[1] - 1], device=out.device),
                                                          seed[:, None])
             relevance, at_layers = self._backward(values, saved, bound, seed, assigned, method, wanted)

@@ -117,12 +117,15 @@ class Node:
 @dataclass(frozen=True)
 class Graph:
     """Nodes in execution order; `nodes[0]` is the explained input, followed by the extra inputs (if any); `output`
-    is the node whose value is the logits."""
+    is the node whose value is the logits. A [batch, positions, classes] output is read at its last position (a
+    language model's next token) unless `per_position`: then every position's logits are the outputs, flattened to
+    [batch, positions * classes] (output p * classes + c is position p's class c: token classification)."""
 
     nodes: tuple[Node, ...]
     output: str
     output_activation: str = "logits"
     folded: Mapping[str, str] = field(default_factory=dict)  # BatchNorm layer -> the layer it was folded into
+    per_position: bool = False
 
     def __post_init__(self) -> None:
         names = [node.name for node in self.nodes]

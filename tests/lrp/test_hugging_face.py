@@ -120,3 +120,28 @@ def test_decoders_lxt_covers_equal_it_on_a_padded_batch(family: str):
     mask = (ids != 0).long()
     relevance = _compare_tokens(model, ids, {"attention_mask": mask})
     assert torch.equal(relevance[1, 5:], torch.zeros(2, dtype=F64))
+
+
+def test_token_classification_explains_one_token_s_label_over_all_tokens():
+    """Every position's logits are outputs (per_position): output p * classes + c is token p's class c."""
+    config = T.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=64, num_labels=5, max_position_embeddings=16)
+    model = _frozen(T.BertForTokenClassification(config))
+    ids = torch.randint(1, 50, (2, 7))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    extra = {"attention_mask": mask}
+    expected = model(input_ids=ids, **extra).logits  # [2, 7, 5]
+    prepared = PreparedModel.from_module(model, ids, extra, per_position=True)
+    chosen = [(3, 1), (4, 2)]  # (token, class) per sample
+    ours = prepared.explain(ids, target=[p * 5 + c for p, c in chosen], composite="attnlrp", extra=extra,
+                            epsilon=EPS)
+    torch.testing.assert_close(ours.logits, expected.flatten(1))
+    seed = torch.zeros_like(expected)
+    for row, (position, label) in enumerate(chosen):
+        seed[row, position, label] = expected[row, position, label]
+    with LxtRules(EPS, model.get_input_embeddings().weight) as rules:
+        out = model(input_ids=ids, **extra).logits
+    out.backward(seed)
+    assert_relevance_close(ours.relevance, rules.leaves[0].grad.sum(-1))
+    assert torch.equal(ours.relevance[1, 5:], torch.zeros(2, dtype=F64))
