@@ -232,3 +232,16 @@ def test_a_crop_larger_than_the_resized_image_is_padded_with_zeros_around_it():
 def test_a_thin_image_whose_resize_would_pass_the_pixel_limit_is_refused_saying_so():
     with pytest.raises(InvalidImageError, match="closer to square"):
         decode_upload(CROPPED, png(np.zeros((1, 3000, 3), dtype=np.uint8), "RGB"), 100_000)
+
+
+def test_a_jpeg_s_exif_orientation_is_applied():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 10, 20))  # blue on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the camera was turned; the picture is shown turned 90 degrees clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif.tobytes(), quality=95)
+    decoded = decode_image(buffer.getvalue(), PIXELS)
+    assert decoded.size == (20, 40)
+    top = np.asarray(decoded.convert("RGB"), dtype=int)[2, 10]
+    assert top[2] > 200 and top[0] < 60  # the left edge turned to the top

@@ -34,7 +34,8 @@ def decode_image(data: bytes, max_pixels: int, where: str = "file") -> Image.Ima
             raise PayloadTooLargeError(f"{where}: the image has {width}x{height} pixels; the limit is "
                                        f"{max_pixels} pixels (LRP_MAX_IMAGE_PIXELS)")
         image.load()
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # without it, a full-size copy even when nothing turns
+        return image
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         raise InvalidImageError(f"{where}: could not decode the image; send a PNG or JPEG file") from None
 
@@ -70,7 +71,7 @@ def model_view(image: Image.Image, spec: ImageSpec, crop: tuple[int, int], where
                max_pixels: int) -> tuple[Image.Image, Box]:
     """The image in `spec.mode`, resized and centre-cropped to `crop` (width, height) as model.json says, and the
     region of the original image it shows (for overlays)."""
-    converted = image.convert(spec.mode)
+    converted = image if image.mode == spec.mode else image.convert(spec.mode)
     size = resized_size(image.size, spec.resize or ExactSize(width=crop[0], height=crop[1]), where, max_pixels)
     resized = converted.resize(size, RESAMPLE_FILTERS[spec.resample]) if size != image.size else converted
     box = centre_box(size, crop)
@@ -81,16 +82,18 @@ def model_view(image: Image.Image, spec: ImageSpec, crop: tuple[int, int], where
 
 
 def display_image(image: Image.Image, region: Box) -> Image.Image:
-    """The `region` of an image as RGB, at most DISPLAY_MAX_SIDE on its longer side: whole-block averages first,
-    then an area resize."""
-    shown = image.convert("RGB")
-    if region != (0, 0, *image.size):
-        shown = shown.crop(region)
-    longest = max(shown.size)
-    if longest <= DISPLAY_MAX_SIDE:
+    """The `region` of an image as RGB, at most DISPLAY_MAX_SIDE on its longer side: whole-block averages first (read
+    from the region in place, without a full-size copy), then an area resize."""
+    whole = region == (0, 0, *image.size)
+    inside = region[0] >= 0 and region[1] >= 0 and region[2] <= image.width and region[3] <= image.height
+    factor = max(region[2] - region[0], region[3] - region[1]) // DISPLAY_MAX_SIDE
+    if factor >= 2 and inside and image.mode in ("RGB", "L"):
+        shown = image.reduce(factor, box=region)
+    else:
+        shown = image if whole else image.crop(region)
+    shown = shown if shown.mode == "RGB" else shown.convert("RGB")
+    scale = DISPLAY_MAX_SIDE / max(shown.size)
+    if scale >= 1:
         return shown
-    factor = longest // DISPLAY_MAX_SIDE
-    reduced = shown.reduce(factor) if factor >= 2 else shown
-    scale = DISPLAY_MAX_SIDE / max(reduced.size)
-    size = (max(1, round(reduced.width * scale)), max(1, round(reduced.height * scale)))
-    return reduced.resize(size, Image.Resampling.BOX) if size != reduced.size else reduced
+    size = (max(1, round(shown.width * scale)), max(1, round(shown.height * scale)))
+    return shown.resize(size, Image.Resampling.BOX)
