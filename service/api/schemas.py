@@ -47,7 +47,18 @@ class SeveralClassesBody(_Body):
     classes: list[int | str] = Field(min_length=1, max_length=4096, description="class indices or labels")
 
 
-TargetField = int | str | SeveralClassesBody | list[int | str | SeveralClassesBody | None] | None
+class TokenTargetBody(_Body):
+    """A token classifier's target: token `token` of the text (as /explain lists its tokens) and class `class` (a
+    class index or label; null or absent: the class the model predicts for that token)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    token: int = Field(ge=0, le=1_000_000)
+    class_: int | str | None = Field(default=None, alias="class")
+
+
+Selector = int | str | SeveralClassesBody | TokenTargetBody
+TargetField = Selector | list[Selector | None] | None
 
 
 class EvaluateBody(_Body):
@@ -67,7 +78,8 @@ class ExplainRequest(_Body):
     target: TargetField = Field(default=None, description="Class index or label for all instances, "
                                 "{\"classes\": [...]} to explain several together, one of these per instance (null: "
                                 "that instance's predicted class), or null for every predicted class (a regression: "
-                                "its one output).")
+                                "its one output). A token classifier: {\"token\": i, \"class\": c}, or null for "
+                                "each predicted entity.")
     composite: str | dict[str, Any] | None = Field(
         None, description="A composite name (GET /models/{model} lists them) or a rule map "
         "{\"base\": name, \"types\": {\"linear\"|\"conv\": rule}, \"layers\": {layer: rule}}; default: the model's.")
@@ -83,9 +95,35 @@ class ExplainRequest(_Body):
         "examples": [{"inputs": [WALKTHROUGH_INPUT], "target": 0, "composite": "epsilon", "params": {"epsilon": 0}}]})
 
 
+class TokenLabel(BaseModel):
+    """A token classifier's label of one token: the token as the model read it, its offsets, whether the tokenizer
+    added it, its most probable class and that class's probability."""
+
+    token: str
+    start: int
+    end: int
+    special: bool
+    label: str
+    probability: float
+
+
+class EntityBody(BaseModel):
+    """An entity: consecutive tokens `first_token`..`last_token` of one type (labels B-X / I-X, or X), its text and
+    offsets in the input, and the mean probability of its tokens' labels."""
+
+    entity: str
+    text: str
+    start: int
+    end: int
+    score: float
+    first_token: int
+    last_token: int
+
+
 class Prediction(BaseModel):
     """One instance's prediction: the most probable class and every class's probability and logit; a multi-label
-    model adds the labels of probability >= 0.5; a regression gives its outputs' values (and no class)."""
+    model adds the labels of probability >= 0.5; a regression gives its outputs' values (and no class); a token
+    classifier gives each token's label and the entities they make."""
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -93,8 +131,10 @@ class Prediction(BaseModel):
     label: str | None = None
     labels: list[str] | None = Field(default=None, description="multi-label models: the labels of probability >= 0.5")
     probabilities: list[float] | None = None
-    logits: list[float]
+    logits: list[float] | None = None
     values: dict[str, float] | None = Field(default=None, description="regression models: each output's value")
+    tokens: list[TokenLabel] | None = Field(default=None, description="token classifiers: every token's label")
+    entities: list[EntityBody] | None = Field(default=None, description="token classifiers: the predicted entities")
 
 
 class PredictResponse(BaseModel):
@@ -160,24 +200,46 @@ class Faithfulness(BaseModel):
     features_per_step: int
 
 
+class SpanExplanation(BaseModel):
+    """A token classifier's explanation of one span of a text: a predicted entity (its type, score), or the one
+    token a request named; each of its tokens' class explained together (`logit`: their logits' sum), with the
+    relevance of every token of the text."""
+
+    entity: str | None = Field(default=None, description="the entity type (an explained entity)")
+    score: float | None = Field(default=None, description="the mean probability of its tokens' labels (an entity)")
+    first_token: int
+    last_token: int
+    text: str = Field(description="the span's text in the input")
+    start: int
+    end: int
+    target: list[int] = Field(description="the class explained at each of its tokens")
+    label: list[str]
+    logit: float
+    relevance_sum: float
+    conservation_delta: float
+    tokens: TextExplanation = Field(description="every token of the text with its relevance, and the top words")
+
+
 class InstanceExplanation(BaseModel):
     """One instance's explanation: relevance has the shape of one input instance (in model space). Several classes
-    explained together give their indices and labels as lists, `logit` their logits' sum and no probability."""
+    explained together give their indices and labels as lists, `logit` their logits' sum and no probability. A token
+    classifier's explanation is its `spans` instead."""
 
-    target: int | list[int]
-    label: str | list[str]
-    logit: float = Field(description="the explained output: the target's logit (a regression: its value), or the "
-                         "targets' sum")
+    target: int | list[int] | None = None
+    label: str | list[str] | None = None
+    logit: float | None = Field(default=None, description="the explained output: the target's logit (a regression: "
+                                "its value), or the targets' sum")
     probability: float | None = None
-    relevance: Any = Field(description="nested lists shaped like one model input")
-    relevance_sum: float
-    conservation_delta: float = Field(description="logit - relevance_sum (0 for conservative rules without bias)")
+    relevance: Any = Field(default=None, description="nested lists shaped like one model input")
+    relevance_sum: float | None = None
+    conservation_delta: float | None = Field(default=None, description="logit - relevance_sum (0 for conservative "
+                                             "rules without bias)")
     features: list[FeatureRelevance] | None = Field(default=None, description="tabular models: features ranked by |R|")
     text: TextExplanation | None = Field(default=None, description="text models: tokens and top words")
     faithfulness: Faithfulness | None = Field(default=None, description="with \"evaluate\": the perturbation "
                                               "curves and AOPCs")
-    all_logits: list[float] = Field(default=[], exclude=True)  # every class's logit: the V2 protocol's outputs
-    all_probabilities: list[float] = Field(default=[], exclude=True)
+    spans: list[SpanExplanation] | None = Field(default=None, description="token classifiers: each explained span "
+                                                "(each predicted entity, or the token the request named)")
 
 
 class ExplainResponse(BaseModel):

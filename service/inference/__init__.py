@@ -9,8 +9,26 @@ service.runtime.
 from service.inference.codec import Codec
 from service.inference.job import PREDICT, BatchKey, Job, Sample, explain_job, predict_job
 from service.inference.pipeline import answer, decode_instances, decode_upload
-from service.inference.results import Explained, Predicted, Result, of_kind
+from service.inference.results import Answered, Explained, Predicted, Result, TokensExplained, of_kind
 from service.inference.run import PipelineState, run_batch
 
-__all__ = ["PREDICT", "BatchKey", "Codec", "Explained", "Job", "PipelineState", "Predicted", "Result", "Sample",
-           "answer", "decode_instances", "decode_upload", "explain_job", "of_kind", "predict_job", "run_batch"]
+__all__ = [
+           "PREDICT",
+           "Answered",
+           "BatchKey",
+           "Codec",
+           "Explained",
+           "Job",
+           "PipelineState",
+           "Predicted",
+           "Result",
+           "Sample",
+           "TokensExplained",
+           "answer",
+           "decode_instances",
+           "decode_upload",
+           "explain_job",
+           "of_kind",
+           "predict_job",
+           "run_batch",
+]

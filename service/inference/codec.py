@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Generic, TypeVar
 
 from service.inference.job import Job
-from service.inference.results import Explained, Predicted
+from service.inference.results import Answered
 from service.inference.run import PipelineState
 from service.loader import ModelEntry
 
@@ -28,7 +28,7 @@ class Codec(ABC, Generic[RequestT, AnswerT]):
         the ServiceError (4xx) that says how to fix it, before anything is queued."""
 
     @abstractmethod
-    def encode_response(self, request: RequestT, job: Job, results: Sequence[Predicted | Explained]) -> AnswerT:
+    def encode_response(self, request: RequestT, job: Job, results: Sequence[Answered]) -> AnswerT:
         """The protocol's answer to `request` from its job's results (one per sample, in order)."""
 
     def draws(self, request: RequestT) -> bool:

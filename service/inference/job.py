@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
 from service.errors import InvalidInputError
 from service.faithfulness import Evaluation
+from service.inference.spans import TokenTarget
 from service.loader import ModelEntry
 from service.lrp import ExplanationInputError, Method
 from service.modality.instances import Decoded
@@ -27,9 +28,22 @@ class SeveralClasses(Protocol):
     def classes(self) -> Sequence[int | str]: ...
 
 
-Selector = ClassRef | SeveralClasses
+@runtime_checkable
+class OneToken(Protocol):
+    """One token's class (a token classifier): `{"token": i, "class": c}` in a request (`class_` None: the class the
+    model predicts for the token)."""
+
+    @property
+    def token(self) -> int: ...
+
+    @property
+    def class_(self) -> int | str | None: ...
+
+
+Selector = ClassRef | SeveralClasses | OneToken
 TargetRequest = Selector | Sequence[Selector]  # one for all instances, or one per instance
 Selection = tuple[int, ...]  # the class indices an instance explains, together
+Target = Selection | TokenTarget  # what a sample explains (None: its predicted class, or each predicted entity)
 
 
 @dataclass(frozen=True)
@@ -50,8 +64,9 @@ class Sample:
 
     x: torch.Tensor
     position: int
-    target: Selection | None = None
+    target: Target | None = None
     evaluate: Evaluation | None = None
+    special: tuple[bool, ...] = ()  # a text's tokens that the tokenizer added (a token classifier's entities skip them)
 
     @property
     def size(self) -> int:
@@ -88,11 +103,21 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: TargetRequest, comp
         method = entry.prepared.resolve(chosen, **merged)
     except ExplanationInputError as problem:
         raise InvalidInputError(str(problem)) from None
-    samples = tuple(Sample(row, i, t, evaluate) for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
+    texts = decoded.texts or ()
+    for i, (wanted, tokens) in enumerate(zip(targets, texts, strict=False)):
+        if isinstance(wanted, TokenTarget) and wanted.token >= len(tokens.ids):
+            count = len(tokens.ids)
+            raise InvalidInputError(f"inputs[{i}]: token {wanted.token} is out of range; the text has {count} tokens "
+                                    f"(0..{count - 1}, as /explain lists them)")
+    if entry.per_token and evaluate is not None:
+        raise InvalidInputError("evaluate measures one output per input; a token classifier's explanations are of "
+                                "spans: leave evaluate out")
+    samples = tuple(Sample(row, i, t, evaluate, texts[i].special if texts else ())
+                    for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
     return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged)
 
 
-def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> list[Selection | None]:
+def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> list[Target | None]:
     """Per instance the classes it explains (None: the argmax), from an index, a class label, `{"classes": [...]}`
     or a list of them, one per instance. A regression model's default is its one output; with several, the request
     must name one."""
@@ -105,7 +130,19 @@ def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> lis
     return [_selection(entry, value, f"target[{i}]") for i, value in enumerate(values)]
 
 
-def _selection(entry: ModelEntry, value: Selector, where: str) -> Selection | None:
+def _selection(entry: ModelEntry, value: Selector, where: str) -> Target | None:
+    tokens = entry.per_token
+    if tokens != (value is None or isinstance(value, OneToken)):
+        raise InvalidInputError(
+            f"{where}: model '{entry.name}' classifies every token: give {{\"token\": i, \"class\": c}} (class "
+            "optional: the token's predicted class) or null for each predicted entity" if tokens else
+            f"{where}: {{\"token\": ...}} is a token classifier's target; model '{entry.name}' takes a class index "
+            "or label, or {\"classes\": [...]}")
+    if isinstance(value, OneToken):
+        if value.token < 0:
+            raise InvalidInputError(f"{where}.token must be 0 or more, got {value.token}")
+        chosen = value.class_
+        return TokenTarget(value.token, None if chosen is None else _class_index(entry, chosen, f"{where}.class"))
     if value is None:
         if entry.spec.task != "regression":
             return None

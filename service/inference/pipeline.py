@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from service.errors import InvalidImageError, OverloadedError, PayloadTooLargeError, QueueTimeoutError
 from service.inference.codec import Codec
 from service.inference.job import Job
-from service.inference.results import Explained, Predicted
+from service.inference.results import Answered
 from service.inference.run import PipelineState
 from service.loader import ModelEntry
 from service.modality import instances as inputs
@@ -54,7 +54,7 @@ async def decode_upload(state: PipelineState, entry: ModelEntry, data: bytes) ->
         return await asyncio.to_thread(inputs.decode_upload, entry.spec.input, data, state.settings.max_image_pixels)
 
 
-async def run(state: PipelineState, job: Job) -> list[Predicted | Explained]:
+async def run(state: PipelineState, job: Job) -> list[Answered]:
     """Run the job's samples through the model's micro-batcher: one result per sample, in order. Full queue: 503 with
     Retry-After; past the deadline while queued: 504; a sample that failed alone: its error."""
     batcher = state.batcher(job.entry)

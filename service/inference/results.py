@@ -45,12 +45,40 @@ class Explained:
     faithfulness: Measurement | None = None
 
 
-Result = Predicted | Explained | ServiceError  # an error: that sample failed alone
-ResultT = TypeVar("ResultT", Predicted, Explained)
+@dataclass(frozen=True)
+class SpanExplained:
+    """One span of a token classifier's text explained: tokens `first`..`last` (indices into the text's tokens),
+    each one's class explained (`targets`, together: their logits' sum is `logit`), the entity type when the span is
+    a predicted entity (with its mean probability as `score`), and the relevance of every token of the text."""
+
+    first: int
+    last: int
+    targets: tuple[int, ...]
+    entity: str | None
+    score: float | None
+    logit: float
+    relevance: np.ndarray
+    relevance_sum: float
+    conservation_delta: float
 
 
-def of_kind(results: Sequence[Predicted | Explained], kind: type[ResultT]) -> list[ResultT]:
-    """The results, each checked to be a `kind` (a predict job's are Predicted, an explain job's Explained)."""
+@dataclass(frozen=True)
+class TokensExplained:
+    """A token classifier's explanation of one text: each of its spans (none when no entity was predicted), and every
+    token's logits (float32, [tokens, classes])."""
+
+    spans: tuple[SpanExplained, ...]
+    logits: np.ndarray
+
+
+Answered = Predicted | Explained | TokensExplained  # what a sample that did not fail gives
+Result = Answered | ServiceError  # an error: that sample failed alone
+ResultT = TypeVar("ResultT", Predicted, Explained, TokensExplained)
+
+
+def of_kind(results: Sequence[Answered], kind: type[ResultT]) -> list[ResultT]:
+    """The results, each checked to be a `kind` (a predict job's are Predicted, an explain job's Explained, or
+    TokensExplained for a token classifier)."""
     checked = [result for result in results if isinstance(result, kind)]
     assert len(checked) == len(results), f"a job's results are all {kind.__name__}"
     return checked

@@ -14,14 +14,16 @@ import torch
 from service.errors import DeviceMemoryError, InvalidInputError, NumericalError
 from service.faithfulness import Evaluation
 from service.inference.job import BatchKey, Sample
-from service.inference.results import Explained, Predicted, Result
+from service.inference.results import Answered, Explained, Predicted, Result
+from service.inference.run_tokens import run_tokens
+from service.inference.spans import TokenTarget
 from service.loader import ModelEntry
 from service.lrp import Method
 from service.modality import text
 from service.runtime.state import ServiceState
 
 log = logging.getLogger("service")
-PipelineState = ServiceState[BatchKey, Sample, Predicted | Explained]  # the state the pipeline runs on
+PipelineState = ServiceState[BatchKey, Sample, Answered]  # the state the pipeline runs on
 
 
 def probabilities(entry: ModelEntry, logits: torch.Tensor) -> np.ndarray | None:
@@ -57,16 +59,20 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
     """The pass itself. A sample whose logits overflow fails alone (InvalidInputError: its input is far out of
     scale); one whose relevance is not finite fails alone (NumericalError)."""
     x, extra, own = model_inputs(entry, samples)
+    if entry.per_token:
+        return run_tokens(entry, key, samples, x, extra, own)
     if key.method is None:
         return _predictions(entry, entry.prepared.predict(x, extra), samples)
-    result = entry.prepared.explain_resolved(x, [s.target for s in samples], key.method, extra=extra)
+    selections = [s.target for s in samples]
+    assert all(not isinstance(t, TokenTarget) for t in selections), "token targets are a token classifier's"
+    result = entry.prepared.explain_resolved(x, selections, key.method, extra=extra)  # type: ignore[arg-type]
     every = probabilities(entry, result.logits)
     logits_all, relevance = result.logits.cpu().numpy(), result.relevance.cpu().numpy()
     answers: list[Result] = []
     for i, (sample, argmax, logit, total, delta) in enumerate(zip(
             samples, result.targets.cpu().tolist(), result.target_logits.cpu().tolist(),
             result.relevance_sum.cpu().tolist(), result.conservation_delta.cpu().tolist(), strict=True)):
-        targets = sample.target or (argmax,)
+        targets = sample.target if isinstance(sample.target, tuple) else (argmax,)
         probability = None if every is None or len(targets) > 1 else float(every[i, targets[0]])
         relevance_i = relevance[i] if own is None else relevance[i][own[i]]
         if not math.isfinite(logit):

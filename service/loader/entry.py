@@ -31,6 +31,11 @@ class ModelEntry:
     faithfulness: dict[str, dict[str, float]] | None = None  # measured at load on model.json's evaluation examples
 
     @property
+    def per_token(self) -> bool:
+        """Whether the model gives every token its classes (a token classifier), not one answer per input."""
+        return self.prepared.graph.per_position
+
+    @property
     def classes(self) -> list[str]:
         """Class labels, indexed by output position."""
         return self.spec.classes

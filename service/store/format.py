@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from service.errors import ModelFileError, describe_validation_errors
 from service.lrp import INPUT, Graph, LRPError, Node, PreparedModel, check_input
 from service.lrp.ops import EMBEDDING
-from service.manifest.model_json import GraphSpec, InputSpec, ModelSpec, NodeSpec
+from service.manifest.model_json import PER_POSITION_TASKS, GraphSpec, InputSpec, ModelSpec, NodeSpec
 from service.modality.text import TextModel
 from service.settings import LIMITS, ModelLimits
 from service.store.files import version_of
@@ -124,7 +124,8 @@ def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Gra
     unused = sorted(set(tensors) - used)
     if unused:
         raise ValueError(f"{WEIGHTS_FILE} holds tensor(s) no node uses: {unused}")
-    return Graph(tuple(nodes), spec.graph.output, spec.output_activation)
+    return Graph(tuple(nodes), spec.graph.output, spec.output_activation,
+                 per_position=spec.task in PER_POSITION_TASKS)
 
 
 def probe_inputs(spec: InputSpec, text: TextModel | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -141,13 +142,16 @@ def _dry_run(graph: Graph, spec: ModelSpec, name: str, text: TextModel | None) -
     """Prepare the graph and run one input through it: weights that do not fit the graph fail here."""
     try:
         prepared = PreparedModel.from_graph(graph)
-        logits = prepared.predict(*probe_inputs(spec.input, text))
+        x, extra = probe_inputs(spec.input, text)
+        logits = prepared.predict(x, extra)
     except (LRPError, RuntimeError, ValueError, TypeError, IndexError, KeyError) as problem:
         raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} does not fit the graph in {MODEL_FILE}: "
                              f"{str(problem).splitlines()[0]}") from None
-    if tuple(logits.shape[1:]) != (len(spec.classes),):
+    per_instance = len(spec.classes) * (int(x.shape[1]) if graph.per_position else 1)  # per token, or once
+    if tuple(logits.shape[1:]) != (per_instance,):
+        said = f"{per_instance // len(spec.classes)} tokens x " if graph.per_position else ""
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: the graph gives {tuple(logits.shape[1:])} outputs "
-                             f"per instance but \"classes\" lists {len(spec.classes)}")
+                             f"per instance but \"classes\" lists {said}{len(spec.classes)}")
     return prepared
 
 

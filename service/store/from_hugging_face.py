@@ -55,8 +55,10 @@ PROBLEM_TYPES = {None: "classification", "single_label_classification": "classif
 
 
 def task_fields(model: HuggingFaceModel) -> dict[str, Any]:
-    """model.json's task from `config.problem_type`, as the Hugging Face heads train on it: one class (softmax), each
-    label on its own (sigmoid), or values (regression)."""
+    """model.json's task: a token classifier's (...ForTokenClassification), or from `config.problem_type`, as the
+    Hugging Face heads train on it: one class (softmax), each label on its own (sigmoid), or values (regression)."""
+    if type(model).__name__.endswith("ForTokenClassification"):
+        return {"task": "token_classification"}
     problem = getattr(model.config, "problem_type", None)
     if problem not in PROBLEM_TYPES:
         raise ConversionError(f"config.problem_type {problem!r} is not one the converter knows "
@@ -100,6 +102,10 @@ def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: An
     return convert_module(Logits(model, "pixel_values"), directory, fields)
 
 
+TEXT_HEADS = {"ForSequenceClassification": "AutoModelForSequenceClassification",
+              "ForTokenClassification": "AutoModelForTokenClassification"}  # architecture suffix -> its Auto class
+
+
 def convert_checkpoint(checkpoint: Path, directory: Path, max_tokens: int | None = None,
                        truncation: str = "refuse", examples: list[Any] | None = None) -> LoadedModel:
     """A checkpoint folder on this machine (from save_pretrained, or a hub download) converted; nothing is fetched."""
@@ -107,17 +113,19 @@ def convert_checkpoint(checkpoint: Path, directory: Path, max_tokens: int | None
 
     config = transformers.AutoConfig.from_pretrained(checkpoint, local_files_only=True)
     architectures = " ".join(config.architectures or [])
-    if "ForSequenceClassification" in architectures:
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint, local_files_only=True)
+    description = f"{architectures} from {checkpoint.name}"
+    head = next((auto for suffix, auto in TEXT_HEADS.items() if suffix in architectures), None)
+    if head is not None:
+        model = getattr(transformers, head).from_pretrained(checkpoint, local_files_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint, local_files_only=True, use_fast=True)
         return convert_hugging_face(model, directory, tokenizer=tokenizer, max_tokens=max_tokens,
-                                    truncation=truncation, description=f"{architectures} from {checkpoint.name}",
-                                    examples=examples)
+                                    truncation=truncation, description=description, examples=examples)
     if "ForImageClassification" in architectures:
         model = transformers.AutoModelForImageClassification.from_pretrained(checkpoint, local_files_only=True)
         processor = transformers.AutoImageProcessor.from_pretrained(  # type: ignore[no-untyped-call]
             checkpoint, local_files_only=True)
-        return convert_hugging_face(model, directory, image_processor=processor,
-                                    description=f"{architectures} from {checkpoint.name}", examples=examples)
+        return convert_hugging_face(model, directory, image_processor=processor, description=description,
+                                    examples=examples)
     raise ConversionError(f"{checkpoint} holds a {architectures or 'model of no known architecture'}; the converter "
-                          "takes ...ForSequenceClassification and ...ForImageClassification models")
+                          "takes ...ForSequenceClassification, ...ForTokenClassification and "
+                          "...ForImageClassification models")

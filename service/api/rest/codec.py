@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from service.api.rest.drawn import Media, drawn_text, heatmap_png
+from service.api.rest.texts import text_explanation, token_answer, token_prediction
 from service.api.schemas import (
     ExplainResponse,
     Faithfulness,
@@ -17,18 +18,17 @@ from service.api.schemas import (
     InstanceExplanation,
     Prediction,
     PredictResponse,
-    TextExplanation,
-    TokenRelevance,
-    WordRelevance,
 )
 from service.errors import InvalidInputError, PayloadTooLargeError
 from service.faithfulness import Evaluation, Measurement
 from service.inference import (
+    Answered,
     Codec,
     Explained,
     Job,
     PipelineState,
     Predicted,
+    TokensExplained,
     decode_instances,
     decode_upload,
     explain_job,
@@ -37,7 +37,6 @@ from service.inference import (
 )
 from service.inference.job import TargetRequest
 from service.loader import ModelEntry
-from service.modality import text
 
 Output = Literal["json", "png", "html"]
 RestAnswer = PredictResponse | ExplainResponse | Media
@@ -87,11 +86,13 @@ class RestCodec(Codec[RestRequest, RestAnswer]):
                                     f"{entry.spec.input.kind} input; ask for json or png")
         return explain_job(entry, decoded, asked.target, asked.composite, asked.params, asked.evaluate)
 
-    def encode_response(self, request: RestRequest, job: Job, results: Sequence[Predicted | Explained]) -> RestAnswer:
+    def encode_response(self, request: RestRequest, job: Job, results: Sequence[Answered]) -> RestAnswer:
         asked = request.explain
         if asked is None:
             return PredictResponse(model=job.entry.name, predictions=[
-                prediction(job.entry, result) for result in of_kind(results, Predicted)])
+                prediction(job, i, result) for i, result in enumerate(of_kind(results, Predicted))])
+        if job.entry.per_token:
+            return token_answer(job, asked.output, of_kind(results, TokensExplained))
         explained = of_kind(results, Explained)
         if job.decoded.texts is not None and asked.output != "json":
             return drawn_text(job, explained, html=asked.output == "html")
@@ -108,9 +109,14 @@ class RestCodec(Codec[RestRequest, RestAnswer]):
 MULTI_LABEL_THRESHOLD = 0.5  # a multi-label model predicts the labels of at least this probability
 
 
-def prediction(entry: ModelEntry, result: Predicted) -> Prediction:
+def prediction(job: Job, index: int, result: Predicted) -> Prediction:
     """One instance's prediction as the contract shows it, by the model's task: the most probable class with every
-    probability (multi-label: and the labels of probability >= 0.5), or a regression's values."""
+    probability (multi-label: and the labels of probability >= 0.5), a regression's values, or a token classifier's
+    labels and entities."""
+    entry = job.entry
+    if entry.per_token:
+        assert job.decoded.texts is not None and result.probabilities is not None, "token classifiers read texts"
+        return token_prediction(entry, job.decoded.texts[index], result.probabilities)
     logits = result.logits.tolist()
     if result.probabilities is None:
         return Prediction(logits=logits, values=dict(zip(entry.classes, logits, strict=True)))
@@ -145,19 +151,6 @@ def ranked_features(names: Sequence[str], relevance: np.ndarray, values: Sequenc
     """Tabular features with their raw value and relevance, most relevant (largest |R|) first."""
     order = np.argsort(-np.abs(relevance), kind="stable")
     return [FeatureRelevance(name=names[i], value=float(values[i]), relevance=float(relevance[i])) for i in order]
-
-
-def text_explanation(tokens: text.TokenizedText, relevance: np.ndarray) -> TextExplanation:
-    """A text's tokens with their relevance and its top words for and against the target."""
-    values = [float(v) for v in relevance]
-    positive, negative = text.top_words(text.words(tokens, values))
-    return TextExplanation(
-        tokens=[TokenRelevance(token=token, start=start, end=end, special=special, relevance=value)
-                for token, (start, end), special, value in zip(tokens.tokens, tokens.offsets, tokens.special, values,
-                                                               strict=True)],
-        top_positive=[WordRelevance(word=w.text, start=w.start, end=w.end, relevance=w.relevance) for w in positive],
-        top_negative=[WordRelevance(word=w.text, start=w.start, end=w.end, relevance=w.relevance) for w in negative],
-        truncated=tokens.truncated)
 
 
 def faithfulness(measured: Measurement) -> Faithfulness:

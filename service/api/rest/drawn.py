@@ -26,16 +26,27 @@ class Media:
 def drawn_text(job: Job, results: Sequence[Explained], html: bool) -> Media:
     """Text explanations as the HTML page or the PNG of service.render.text_page."""
     assert job.decoded.texts is not None
+    panels = [(title(job, i, result, len(results)), tokens, result.relevance)
+              for i, (result, tokens) in enumerate(zip(results, job.decoded.texts, strict=True))]
+    return drawn_panels(job, panels, html, curves(results))
+
+
+TextPanel = tuple[str, text.TokenizedText, np.ndarray]  # a title, a text's tokens, their relevance
+
+
+def drawn_panels(job: Job, panels: Sequence[TextPanel], html: bool,
+                 measured: Sequence[heatmaps.Curves | None] | None = None) -> Media:
+    """Coloured texts, one panel each, as the HTML page or the PNG of service.render.text_page."""
     shown = []
-    for i, (result, tokens) in enumerate(zip(results, job.decoded.texts, strict=True)):
-        values = [float(v) for v in result.relevance]
+    for heading, tokens, relevance in panels:
+        values = [float(v) for v in relevance]
         positive, negative = text.top_words(text.words(tokens, values))
-        shown.append(text_page.Shown(title(job, i, result, len(results)), tokens, values, positive, negative))
+        shown.append(text_page.Shown(heading, tokens, values, positive, negative))
     if html:
         heading = f"LRP explanation: model {job.entry.name}, composite {job.key.method.composite.name}" \
             if job.key.method is not None else f"model {job.entry.name}"
         return Media(text_page.text_html(heading, shown).encode("utf-8"), "text/html; charset=utf-8")
-    return Media(text_page.text_png(shown, curves(results)), "image/png")
+    return Media(text_page.text_png(shown, measured), "image/png")
 
 
 def curves(results: Sequence[Explained]) -> list[heatmaps.Curves | None]:

@@ -26,6 +26,7 @@ from service.api.v2.schemas import InferRequest
 from service.api.v2.tensors import HEADER_LENGTH, Tensor, TensorError, read_inputs, write_outputs
 from service.errors import InvalidInputError, ServiceError, describe_validation_errors
 from service.inference import (
+    Answered,
     Codec,
     Explained,
     Job,
@@ -129,12 +130,15 @@ class V2Codec(Codec[InferCall, Response]):
                 "parameter 'target': a class index or label, {\"classes\": [...]}, or a list of them (null: the "
                 "predicted class): " + describe_validation_errors(problem.errors(), "target")) from None
         job = explain_job(entry, decoded, targets, composite, params)
-        if any(sample.target is not None and len(sample.target) > 1 for sample in job.samples):
+        if entry.per_token:
+            raise InvalidInputError(f"model '{entry.name}' classifies every token; the protocol's outputs hold one "
+                                    "explanation per instance: explain it with POST /explain/{model}")
+        if any(isinstance(sample.target, tuple) and len(sample.target) > 1 for sample in job.samples):
             raise InvalidInputError("parameter 'target': the target output holds one class per instance; explain "
                                     "several classes together with POST /explain/{model}")
         return job
 
-    def encode_response(self, request: InferCall, job: Job, results: Sequence[Predicted | Explained]) -> Response:
+    def encode_response(self, request: InferCall, job: Job, results: Sequence[Answered]) -> Response:
         tensors = outputs(job, results)
         wanted = request.wanted
         entries, raw = write_outputs([tensors[name] for name in wanted], {n for n, binary in wanted.items() if binary})
@@ -178,7 +182,7 @@ def _json_parameter(name: str, text: str) -> Any:
         raise ProtocolError(f"parameter '{name}' is not valid JSON ({problem})") from None
 
 
-def outputs(job: Job, results: Sequence[Predicted | Explained]) -> dict[str, Tensor]:
+def outputs(job: Job, results: Sequence[Answered]) -> dict[str, Tensor]:
     """Every output tensor the job's results give."""
     if job.key.method is None:
         predicted = of_kind(results, Predicted)
@@ -196,12 +200,23 @@ def outputs(job: Job, results: Sequence[Predicted | Explained]) -> dict[str, Ten
 
 
 def _scores(results: Sequence[Predicted | Explained]) -> dict[str, Tensor]:
-    """The logits and (but for a regression's values) the probabilities of the results."""
-    scores = {"logits": _fp32("logits", np.stack([r.logits for r in results]))}
+    """The logits and (but for a regression's values) the probabilities of the results; a token classifier's
+    [texts, longest, classes], zero past each text's own tokens."""
+    scores = {"logits": _fp32("logits", _stacked([r.logits for r in results]))}
     chances = [r.probabilities for r in results if r.probabilities is not None]
     if len(chances) == len(results):
-        scores["probabilities"] = _fp32("probabilities", np.stack(chances))
+        scores["probabilities"] = _fp32("probabilities", _stacked(chances))
     return scores
+
+
+def _stacked(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Rows stacked; rows of several tokens each padded with zeros to the longest."""
+    if rows[0].ndim == 1:
+        return np.stack(rows)
+    padded = np.zeros((len(rows), max(len(row) for row in rows), rows[0].shape[1]), dtype=np.float32)
+    for target, row in zip(padded, rows, strict=True):
+        target[:len(row)] = row
+    return padded
 
 
 def _fp32(name: str, values: np.ndarray) -> Tensor:

@@ -69,8 +69,8 @@ async def model_metadata(entry: Entry) -> ModelMetadata:
         name=entry.name, versions=[entry.version], platform="pytorch_lrp",
         inputs=[TensorMetadata(name=INPUT, datatype="BYTES" if text else "FP32",
                                shape=[-1] if text else [-1, *spec.shape])],
-        outputs=[*(TensorMetadata(name=name, datatype="FP32", shape=[-1, classes])
-                   for name in predicted_outputs(entry)),
+        outputs=[*(TensorMetadata(name=name, datatype="FP32", shape=[-1, -1, classes] if entry.per_token else
+                                  [-1, classes]) for name in predicted_outputs(entry)),
                  TensorMetadata(name="relevance", datatype="FP32", shape=relevance),
                  TensorMetadata(name="target", datatype="INT64", shape=[-1])])
 

@@ -1,0 +1,85 @@
+"""Texts as the REST contract shows them: a text's tokens with their relevance and top words, and a token
+classifier's answers (each token's label and the entities they make; each explained span)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.api.rest.drawn import Media, TextPanel, drawn_panels
+from service.api.schemas import (
+    EntityBody,
+    ExplainResponse,
+    InstanceExplanation,
+    Prediction,
+    SpanExplanation,
+    TextExplanation,
+    TokenLabel,
+    TokenRelevance,
+    WordRelevance,
+)
+from service.inference import Job, TokensExplained
+from service.inference.results import SpanExplained
+from service.inference.spans import entities
+from service.loader import ModelEntry
+from service.modality import text
+
+
+def text_explanation(tokens: text.TokenizedText, relevance: np.ndarray) -> TextExplanation:
+    """A text's tokens with their relevance and its top words for and against the target."""
+    values = [float(v) for v in relevance]
+    positive, negative = text.top_words(text.words(tokens, values))
+    return TextExplanation(
+        tokens=[TokenRelevance(token=token, start=start, end=end, special=special, relevance=value)
+                for token, (start, end), special, value in zip(tokens.tokens, tokens.offsets, tokens.special, values,
+                                                               strict=True)],
+        top_positive=[WordRelevance(word=w.text, start=w.start, end=w.end, relevance=w.relevance) for w in positive],
+        top_negative=[WordRelevance(word=w.text, start=w.start, end=w.end, relevance=w.relevance) for w in negative],
+        truncated=tokens.truncated)
+
+
+def token_prediction(entry: ModelEntry, tokens: text.TokenizedText, probabilities: np.ndarray) -> Prediction:
+    """A token classifier's prediction of one text: each token's most probable label, and the entities."""
+    best = probabilities.argmax(axis=1).tolist()
+    scores = [float(probabilities[i, c]) for i, c in enumerate(best)]
+    labels = [entry.classes[c] for c in best]
+    return Prediction(
+        tokens=[TokenLabel(token=token, start=start, end=end, special=special, label=label, probability=score)
+                for token, (start, end), special, label, score in zip(
+                    tokens.tokens, tokens.offsets, tokens.special, labels, scores, strict=True)],
+        entities=[EntityBody(entity=e.kind, text=tokens.text[tokens.offsets[e.first][0]:tokens.offsets[e.last][1]],
+                             start=tokens.offsets[e.first][0], end=tokens.offsets[e.last][1], score=e.score,
+                             first_token=e.first, last_token=e.last)
+                  for e in entities(labels, scores, tokens.special)])
+
+
+def span_explanation(entry: ModelEntry, tokens: text.TokenizedText, span: SpanExplained) -> SpanExplanation:
+    """One explained span of a text as the contract shows it."""
+    start, end = tokens.offsets[span.first][0], tokens.offsets[span.last][1]
+    return SpanExplanation(
+        entity=span.entity, score=span.score, first_token=span.first, last_token=span.last,
+        text=tokens.text[start:end], start=start, end=end, target=list(span.targets),
+        label=[entry.classes[c] for c in span.targets], logit=span.logit, relevance_sum=span.relevance_sum,
+        conservation_delta=span.conservation_delta, tokens=text_explanation(tokens, span.relevance))
+
+
+def token_answer(job: Job, output: str, results: Sequence[TokensExplained]) -> ExplainResponse | Media:
+    """A token classifier's explanations: each text's spans in JSON, or one coloured panel per span."""
+    texts = job.decoded.texts
+    assert texts is not None and job.composite is not None and job.params is not None, "token classifiers read texts"
+    if output != "json":
+        panels: list[TextPanel] = [
+            (_title(job.entry, i, tokens, span), tokens, span.relevance)
+            for i, (result, tokens) in enumerate(zip(results, texts, strict=True)) for span in result.spans]
+        return drawn_panels(job, panels, html=output == "html")
+    return ExplainResponse(model=job.entry.name, composite=job.composite, params=job.params, explanations=[
+        InstanceExplanation(spans=[span_explanation(job.entry, tokens, span) for span in result.spans])
+        for result, tokens in zip(results, texts, strict=True)])
+
+
+def _title(entry: ModelEntry, index: int, tokens: text.TokenizedText, span: SpanExplained) -> str:
+    """A span's panel: which text, the span's text, what was explained and its logit."""
+    said = tokens.text[tokens.offsets[span.first][0]:tokens.offsets[span.last][1]]
+    what = span.entity if span.entity is not None else entry.classes[span.targets[0]]
+    return f"#{index} {what} '{said}' (tokens {span.first}-{span.last}): logit {span.logit:.3g}"
