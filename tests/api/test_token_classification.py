@@ -97,7 +97,7 @@ def test_each_predicted_entity_is_explained_over_all_tokens_of_its_text(served):
 
 def test_a_named_token_and_class_are_explained_in_a_padded_batch_as_alone(served):
     client, model, tokenizer = served
-    targets = [{"token": 2, "class": "B-LOC"}, {"token": 4}, {"token": 1, "class": 0}]
+    targets: list[dict[str, Any]] = [{"token": 2, "class": "B-LOC"}, {"token": 4}, {"token": 1, "class": 0}]
     response = client.post("/explain/ner", json={"inputs": TEXTS, "target": targets})
     assert response.status_code == 200, response.text
     for text, target, explained in zip(TEXTS, targets, response.json()["explanations"], strict=True):
@@ -106,7 +106,7 @@ def test_a_named_token_and_class_are_explained_in_a_padded_batch_as_alone(served
         ids = tokenizer(text, return_tensors="pt")
         with torch.no_grad():
             predicted = int(model(**ids).logits[0, target["token"]].argmax())
-        chosen = {"B-LOC": 3, 0: 0}.get(target.get("class"), predicted)  # type: ignore[arg-type]
+        chosen = {"B-LOC": 3, 0: 0}.get(target.get("class"), predicted)
         assert span["target"] == [chosen]
         expected = _engine(model, tokenizer, text, [target["token"] * len(LABELS) + chosen])
         ours = np.array([t["relevance"] for t in span["tokens"]["tokens"]])
