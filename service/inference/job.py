@@ -132,7 +132,7 @@ def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> lis
 
 def _selection(entry: ModelEntry, value: Selector, where: str) -> Target | None:
     tokens = entry.per_token
-    if tokens != (value is None or isinstance(value, OneToken)):
+    if value is not None and tokens != isinstance(value, OneToken):
         raise InvalidInputError(
             f"{where}: model '{entry.name}' classifies every token: give {{\"token\": i, \"class\": c}} (class "
             "optional: the token's predicted class) or null for each predicted entity" if tokens else

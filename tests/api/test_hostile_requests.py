@@ -28,7 +28,8 @@ def test_parameters_past_float32_are_422s_that_name_them(client, model, body, me
 
 
 @pytest.mark.parametrize(("parameters", "message"), [
-    ({"explain": True, "target": "[[[]]]"}, "parameter 'target': a class index or label, or a list of them"),
+    ({"explain": True, "target": "[[[]]]"},
+     "parameter 'target': a class index or label, {\"classes\": [...]}, or a list"),
     ({"explain": True, "target": 10**20}, "parameter 'target': a class index or label"),
     ({"explain": True, "target": 1.5}, "parameter 'target': a class index or label"),
     ({"explain": True, "target": {"class": 0}}, "parameter 'target': a class index or label"),
