@@ -14,11 +14,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from service.api.catalog import ModelDetail
 from service.api.deps import State
 from service.api.health import model_detail
 from service.api.responses import LOADING, NOT_FOUND, error
 from service.api.routing import ModelUploadRoute
-from service.api.schemas import ModelDetail
 from service.errors import (
     ForbiddenError,
     InvalidModelError,

@@ -15,11 +15,11 @@ from starlette.exceptions import HTTPException
 
 from service import __version__, inference
 from service.api import admin, health
+from service.api.catalog import ErrorDetail, ErrorResponse
 from service.api.docs import install_docs
 from service.api.observe import RequestMetricsMiddleware
 from service.api.openapi import service_openapi
 from service.api.rest import routes as rest
-from service.api.schemas import ErrorDetail, ErrorResponse
 from service.api.v2 import routes as v2
 from service.errors import ServiceError, describe_validation_errors
 from service.loader import Registry
@@ -36,7 +36,7 @@ heatmap with `Accept: image/png`. Image models also take uploads at `/predict/{m
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error body of the service's own routes, `schemas.ErrorResponse` (/v2 answers in its protocol's form:
+    """The one error body of the service's own routes, `catalog.ErrorResponse` (/v2 answers in its protocol's form:
     service.api.v2.route)."""
     body = ErrorResponse(error=ErrorDetail(code=code, message=message))
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)

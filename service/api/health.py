@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from service.api.catalog import Health, LayerRule, ModelDetail, ModelSummary, ServingSettings
 from service.api.deps import Entry, State
 from service.api.responses import LOADING, NOT_FOUND
-from service.api.schemas import Health, LayerRule, ModelDetail, ModelSummary, ServingSettings
 from service.loader import ModelEntry
 from service.lrp import COMPOSITE_NAMES
 from service.serving.metrics import CONTENT_TYPE

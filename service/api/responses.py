@@ -6,9 +6,10 @@ from typing import Any
 
 from fastapi.responses import Response
 
+from service.api.catalog import ErrorResponse
 from service.api.fast_json import FastJSONResponse
 from service.api.rest.drawn import Media
-from service.api.schemas import ErrorResponse, ExplainResponse, PredictResponse
+from service.api.schemas import ExplainResponse, PredictResponse
 
 Documented = dict[int | str, dict[str, Any]]
 

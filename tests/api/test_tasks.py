@@ -147,3 +147,12 @@ def test_a_problem_type_the_converter_does_not_know_is_refused(tmp_path: Path):
     model.config.problem_type = "ordinal"
     with pytest.raises(ConversionError, match=r"config\.problem_type 'ordinal' is not one the converter knows"):
         convert_hugging_face(model, tmp_path / "m", tokenizer=object())
+
+
+def test_a_token_target_on_a_model_that_does_not_classify_tokens_is_refused(served):
+    client, _, _ = served
+    response = client.post("/explain/multi", json={"inputs": TEXTS[:1], "target": {"token": 1}})
+    assert response.status_code == 422
+    assert "{\"token\": ...} is a token classifier's target; model 'multi' takes a class index or label" in \
+        response.json()["error"]["message"]
+    assert client.post("/explain/multi", json={"inputs": TEXTS[:1]}).status_code == 200  # null: the predicted class
