@@ -245,3 +245,9 @@ def test_a_jpeg_s_exif_orientation_is_applied():
     assert decoded.size == (20, 40)
     top = np.asarray(decoded.convert("RGB"), dtype=int)[2, 10]
     assert top[2] > 200 and top[0] < 60  # the left edge turned to the top
+
+
+def test_a_thin_upload_whose_crop_covers_less_than_a_pixel_of_it_still_shows_a_region():
+    decoded = decode_upload(CROPPED, png(np.zeros((1, 300, 3), dtype=np.uint8), "RGB"), PIXELS)
+    assert decoded.images is not None
+    assert decoded.images[0].shape[0] >= 1 and decoded.images[0].shape[1] >= 1  # the 4 x 4 crop: under 1 pixel high

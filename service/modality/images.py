@@ -6,6 +6,7 @@ trained with applies them), and the same region, at most DISPLAY_MAX_SIDE pixels
 from __future__ import annotations
 
 import io
+import math
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -77,8 +78,10 @@ def model_view(image: Image.Image, spec: ImageSpec, crop: tuple[int, int], where
     box = centre_box(size, crop)
     view = resized.crop(box) if box != (0, 0, *size) else resized
     x_scale, y_scale = image.width / size[0], image.height / size[1]
-    region = (round(box[0] * x_scale), round(box[1] * y_scale), round(box[2] * x_scale), round(box[3] * y_scale))
-    return view, region
+    left, top = math.floor(box[0] * x_scale), math.floor(box[1] * y_scale)
+    right = max(math.ceil(box[2] * x_scale), left + 1)  # at least one pixel: a thin image's crop may cover less
+    bottom = max(math.ceil(box[3] * y_scale), top + 1)
+    return view, (left, top, right, bottom)
 
 
 def display_image(image: Image.Image, region: Box) -> Image.Image:

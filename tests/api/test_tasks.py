@@ -156,3 +156,14 @@ def test_a_token_target_on_a_model_that_does_not_classify_tokens_is_refused(serv
     assert "{\"token\": ...} is a token classifier's target; model 'multi' takes a class index or label" in \
         response.json()["error"]["message"]
     assert client.post("/explain/multi", json={"inputs": TEXTS[:1]}).status_code == 200  # null: the predicted class
+
+
+def test_an_upload_explains_several_classes_given_as_json_in_its_form(client):
+    image = io.BytesIO()
+    Image.fromarray(np.full((16, 16), 200, dtype=np.uint8), "L").save(image, format="PNG")
+    files = {"file": ("digit.png", image.getvalue(), "image/png")}
+    answer = client.post("/explain/digits/image", files=files, data={"target": '{"classes": [0, 3]}', "format": "json"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["explanations"][0]["target"] == [0, 3]
+    wrong = client.post("/explain/digits/image", files=files, data={"target": '{"classes": []}'})
+    assert wrong.status_code == 422 and "several classes are written" in wrong.json()["error"]["message"]

@@ -8,15 +8,23 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.api.schemas import LRPParamsBody
+from service.api.schemas import LRPParamsBody, SeveralClassesBody
 from service.errors import InvalidInputError, describe_validation_errors
 
 
-def form_target(target: str) -> int | str | None:
-    """A class index, a class label, or None (empty or "null": the predicted class)."""
+def form_target(target: str) -> int | str | SeveralClassesBody | None:
+    """A class index, a class label, several classes as JSON (`{"classes": [...]}`), or None (empty or "null": the
+    predicted class)."""
     if target.strip() in ("", "null"):
         return None
     text = target.strip()
+    if text.startswith("{"):
+        try:
+            return SeveralClassesBody.model_validate_json(text)
+        except ValidationError as problem:
+            details = describe_validation_errors(problem.errors(), whole="target")
+            raise InvalidInputError(f"target: several classes are written {{\"classes\": [0, 2]}}: {details}") \
+                from None
     return int(text) if re.fullmatch(r"-?[0-9]{1,18}", text) else text  # anything else is a label (checked later)
 
 

@@ -77,7 +77,8 @@ async def predict_image(request: Request, state: State, entry: Entry, file: Uplo
              responses={**UPLOAD_ERRORS, **PNG_RESPONSE})
 async def explain_image(
         request: Request, state: State, entry: Entry, file: UploadField,
-        target: Annotated[str, Form(description="class index or label; empty: the predicted class")] = "",
+        target: Annotated[str, Form(description="class index or label, or {\"classes\": [...]} (JSON) to explain "
+                                    "several together; empty: the predicted class")] = "",
         composite: Annotated[str, Form(description="composite name or rule map (JSON); empty: the model's")] = "",
         params: Annotated[str, Form(description="LRP parameters as JSON, e.g. {\"epsilon\": 0.01}; empty: "
                                     "the model's")] = "",
