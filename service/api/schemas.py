@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from service.manifest.model_json import PerChannel
 
@@ -44,7 +44,7 @@ class LRPParamsBody(_Body):
 class SeveralClassesBody(_Body):
     """Several classes explained together: the relevance of their logits' sum (multi-label models: a set of labels)."""
 
-    classes: list[int | str] = Field(min_length=1, max_length=4096, description="class indices or labels")
+    classes: list[StrictInt | str] = Field(min_length=1, max_length=4096, description="class indices or labels")
 
 
 class TokenTargetBody(_Body):
@@ -53,11 +53,11 @@ class TokenTargetBody(_Body):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    token: int = Field(ge=0, le=1_000_000)
-    class_: int | str | None = Field(default=None, alias="class")
+    token: StrictInt = Field(ge=0, le=1_000_000)
+    class_: StrictInt | str | None = Field(default=None, alias="class")
 
 
-Selector = int | str | SeveralClassesBody | TokenTargetBody
+Selector = StrictInt | str | SeveralClassesBody | TokenTargetBody  # a JSON true is no class index
 TargetField = Selector | list[Selector | None] | None
 
 
@@ -135,6 +135,8 @@ class Prediction(BaseModel):
     values: dict[str, float] | None = Field(default=None, description="regression models: each output's value")
     tokens: list[TokenLabel] | None = Field(default=None, description="token classifiers: every token's label")
     entities: list[EntityBody] | None = Field(default=None, description="token classifiers: the predicted entities")
+    truncated: bool | None = Field(default=None, description="token classifiers: the text was cut to the tokens the "
+                                   "model takes (models whose model.json says truncate), so no entity past the cut")
 
 
 class PredictResponse(BaseModel):

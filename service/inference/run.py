@@ -11,14 +11,14 @@ import math
 import numpy as np
 import torch
 
-from service.errors import DeviceMemoryError, InvalidInputError, NumericalError
+from service.errors import DeviceMemoryError
 from service.faithfulness import Evaluation
+from service.inference.failures import not_finite, overflow
 from service.inference.job import BatchKey, Sample
 from service.inference.results import Answered, Explained, Predicted, Result
 from service.inference.run_tokens import run_tokens
 from service.inference.spans import TokenTarget
 from service.loader import ModelEntry
-from service.lrp import Method
 from service.modality import text
 from service.runtime.state import ServiceState
 
@@ -76,9 +76,9 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
         probability = None if every is None or len(targets) > 1 else float(every[i, targets[0]])
         relevance_i = relevance[i] if own is None else relevance[i][own[i]]
         if not math.isfinite(logit):
-            answers.append(_overflow(entry, sample))
+            answers.append(overflow(entry, sample))
         elif not np.isfinite(relevance_i).all():
-            answers.append(_not_finite(entry, sample, key.method))
+            answers.append(not_finite(entry, sample, key.method))
         else:
             answers.append(Explained(targets, logit, probability, logits_all[i], None if every is None else every[i],
                                      relevance_i, total, delta))
@@ -112,33 +112,5 @@ def _predictions(entry: ModelEntry, logits: torch.Tensor, samples: list[Sample])
     answers: list[Result] = []
     for i, (sample, row) in enumerate(zip(samples, logits.cpu().numpy(), strict=True)):
         found = Predicted(row, None if every is None else every[i])
-        answers.append(found if np.isfinite(row).all() else _overflow(entry, sample))
+        answers.append(found if np.isfinite(row).all() else overflow(entry, sample))
     return answers
-
-
-def _not_finite(entry: ModelEntry, sample: Sample, method: Method) -> InvalidInputError | NumericalError:
-    """The error of a sample whose relevance is not finite: the client's (422, naming them) when it chose parameters
-    other than the model's defaults for the composite, else the server's (500, logged)."""
-    name = method.composite.name
-    own = entry.spec.default_composite  # a name or a rule map: the model's defaults hold for it alone
-    model_default = entry.prepared.resolve(own, **entry.default_params(own))
-    defaults = (model_default.params if method.composite == model_default.composite
-                else entry.prepared.resolve(method.composite, **entry.default_params(name)).params)
-    chosen = {f.name: getattr(method.params, f.name) for f in dataclasses.fields(method.params)
-              if getattr(method.params, f.name) != getattr(defaults, f.name)}
-    if chosen:
-        said = ", ".join(f"{key}={value!r} (the model's default: {getattr(defaults, key)!r})"
-                         for key, value in chosen.items())
-        return InvalidInputError(f"inputs[{sample.position}]: its relevance is not finite under composite {name} with "
-                                 f"{said}; choose values closer to the defaults")
-    log.error("model '%s': non-finite relevance under composite %s with its default parameters", entry.name, name)
-    return NumericalError(f"inputs[{sample.position}]: its relevance is not finite under composite {name}; try a "
-                          "larger epsilon or stabilizer")
-
-
-def _overflow(entry: ModelEntry, sample: Sample) -> InvalidInputError:
-    """The error of an input whose logits are not finite: with finite, checked weights only an input far out of
-    the model's scale does that."""
-    return InvalidInputError(f"inputs[{sample.position}]: model '{entry.name}' overflows float32 on it (its logits "
-                             "are not finite); its values are far outside the scale the model expects "
-                             f"(GET /models/{entry.name} describes its input)")

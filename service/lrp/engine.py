@@ -248,7 +248,7 @@ class PreparedModel:
                 raise ExplanationInputError(
                     f"the model's output has shape {tuple(logits.shape)}; LRP explains (batch, classes) outputs")
             selected = selection_for(target, logits)
-            seed = logits * selected
+            seed = torch.where(selected.bool(), logits, 0.0)  # an unselected logit of inf must not become NaN
             if output_relevance is not None:
                 if output_relevance.shape != logits.shape:
                     raise ExplanationInputError(

@@ -43,7 +43,7 @@ class Explanation:
     def target_logits(self) -> torch.Tensor:
         """The sum of each sample's selected logits (its target class's logit): the relevance the backward pass
         starts from."""
-        return (self.logits * self.selected).sum(dim=1)
+        return torch.where(self.selected.bool(), self.logits, 0.0).sum(dim=1)
 
     @property
     def relevance_sum(self) -> torch.Tensor:

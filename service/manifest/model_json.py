@@ -173,8 +173,8 @@ class ModelSpec(_Strict):
     """The whole model.json document. `task` says what the outputs are: `classification` (one class per input, the
     argmax; probabilities by `output_activation`), `multi_label` (each class on its own: the sigmoid of its logit, the
     predicted labels those of probability >= 0.5), `regression` (each output a value, named by `classes`; no
-    probabilities) or `token_classification` (a text model giving every token a class: the graph's output is
-    [batch, tokens, classes])."""
+    probabilities) or `token_classification` (a text model giving every token a class: the graph ends in every
+    token's logits, [batch, tokens, classes])."""
 
     format_version: Literal[1] = 1
     description: str = ""
@@ -194,13 +194,15 @@ class ModelSpec(_Strict):
         if self.task == "multi_label" and self.output_activation not in ("logits", "sigmoid"):
             raise ValueError('task "multi_label" gives each class a sigmoid probability: its "output_activation" is '
                              '"logits" (the graph ends in them) or "sigmoid" (the model applied it)')
-        if self.task in PER_POSITION_TASKS and (self.input.kind != "text" or self.output_activation not in (
-                "logits", "softmax")):
-            raise ValueError(f'task "{self.task}" takes a text input and gives each token its logits: '
-                             '"output_activation" is "logits" or "softmax"')
+        if self.task in PER_POSITION_TASKS and (self.input.kind != "text" or self.output_activation != "logits"):
+            raise ValueError(f'task "{self.task}" takes a text input and its graph ends in every token\'s logits: '
+                             '"output_activation" is "logits"')
         if self.task in PER_POSITION_TASKS and self.evaluation is not None:
             raise ValueError(f'task "{self.task}" explains spans, not one output per input: its faithfulness is not '
                              'measured; leave "evaluation" out')
+        if self.task == "regression" and len(self.classes) > 1 and self.evaluation is not None:
+            raise ValueError('a regression of several outputs is explained one named output at a time: its '
+                             'faithfulness is not measured at load; leave "evaluation" out')
         if self.task == "regression" and self.output_activation != "logits":
             raise ValueError('task "regression" serves the outputs as values: "output_activation" must be "logits" '
                              "(none)")

@@ -47,9 +47,13 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom, as Pillow's crop ta
 def resized_size(size: tuple[int, int], resize: ShortestEdge | ExactSize, where: str,
                  max_pixels: int) -> tuple[int, int]:
     """(width, height) of an image of `size` after `resize`; a shorter side of s gives the longer one
-    int(s * long / short). A result over `max_pixels` (a very long, thin image) is a 422."""
+    int(s * long / short). A result over `max_pixels` is a 422 (a very long, thin image; or a model.json whose
+    exact size is over the limit)."""
     width, height = size
     if isinstance(resize, ExactSize):
+        if resize.width * resize.height > max_pixels:
+            raise InvalidImageError(f"{where}: the model resizes every image to {resize.width}x{resize.height} "
+                                    f"pixels, over LRP_MAX_IMAGE_PIXELS ({max_pixels}); raise the limit to use it")
         return resize.width, resize.height
     short, long = sorted((width, height))
     stretched = int(resize.shortest_edge * long / short)

@@ -26,8 +26,8 @@ Bounds = tuple[Bound, Bound]  # the lowest and highest model-space value (per ch
 @dataclass(frozen=True)
 class Decoded:
     """A request's instances as a batch in model space (float32; text: token ids padded to the longest); tabular
-    models: each instance's raw feature values; uploads: the uploaded image as uint8 RGB at its own size, for
-    overlays; text: each instance's tokens."""
+    models: each instance's raw feature values; uploads: the region of the uploaded image the model sees, as uint8
+    RGB at most DISPLAY_MAX_SIDE on its longer side, for overlays; text: each instance's tokens."""
 
     x: torch.Tensor
     features: tuple[tuple[float, ...], ...] | None = None

@@ -18,6 +18,7 @@ from PIL import Image
 
 from service.api.app import create_app
 from service.loader import load_directory
+from service.manifest.model_json import ModelSpec
 from service.settings import Settings
 from service.store.from_module import ConversionError
 
@@ -167,3 +168,20 @@ def test_an_upload_explains_several_classes_given_as_json_in_its_form(client):
     assert answer.json()["explanations"][0]["target"] == [0, 3]
     wrong = client.post("/explain/digits/image", files=files, data={"target": '{"classes": []}'})
     assert wrong.status_code == 422 and "several classes are written" in wrong.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("target", [True, {"classes": [True, 2]}, {"classes": ["1"]}, [0.0, 1, 2]])
+def test_targets_hold_integers_or_labels_not_booleans_or_floats(served, target):
+    client, _, _ = served
+    response = client.post("/explain/multi", json={"inputs": TEXTS, "target": target})
+    assert response.status_code == 422, response.text
+
+
+def test_a_regression_of_several_outputs_takes_no_evaluation_examples():
+    document = {"input": {"kind": "tensor", "shape": [2]}, "classes": ["x", "y"], "task": "regression",
+                "evaluation": {"examples": [[0.0, 1.0]]},
+                "graph": {"nodes": [{"name": "x", "op": "input"},
+                                    {"name": "l", "op": "linear", "inputs": ["x"], "params": {"weight": "w"}}],
+                          "output": "l"}}
+    with pytest.raises(ValueError, match="a regression of several outputs is explained one named output at a time"):
+        ModelSpec.model_validate(document)

@@ -6,7 +6,9 @@ engine explaining the model object on the text alone; pictures per span; the Ope
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,11 +19,14 @@ from PIL import Image
 
 from service.__main__ import main
 from service.api.app import create_app
+from service.inference import run_tokens
 from service.loader import load_directory
 from service.lrp import PreparedModel
+from service.manifest.model_json import ModelSpec
 from service.settings import Settings
 
 T = pytest.importorskip("transformers")
+from service.store.from_hugging_face import convert_hugging_face  # noqa: E402  (needs transformers)
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "angela", "merkel", "visited", "paris", "and", "berlin", "in", "may",
          "the", "mayor", "of", "london", "met", "##s", "."]
@@ -67,6 +72,7 @@ def test_each_token_s_label_and_the_entities_are_the_hugging_face_pipeline_s(ser
         assert [e["score"] for e in prediction["entities"]] == pytest.approx([float(e["score"]) for e in expected],
                                                                               rel=1e-5)
         assert all(e["text"] == text[e["start"]:e["end"]] for e in prediction["entities"])
+        assert prediction["truncated"] is False
     assert any(len(p["entities"]) > 0 for p in response.json()["predictions"])
     assert any(e["last_token"] > e["first_token"] for p in response.json()["predictions"] for e in p["entities"])
 
@@ -139,3 +145,62 @@ def test_spans_are_drawn_and_the_open_inference_protocol_gives_every_token_s_log
     np.testing.assert_allclose(logits, expected.numpy(), rtol=1e-4, atol=1e-5)
     refused = client.post("/v2/models/ner/infer", json={**body, "parameters": {"explain": True}})
     assert refused.status_code == 422 and "POST /explain/{model}" in refused.json()["error"]
+
+
+def test_spans_are_explained_alike_in_passes_of_one_and_a_text_of_too_many_spans_fails_alone(served, monkeypatch):
+    client, _, _ = served
+    expected = client.post("/explain/ner", json={"inputs": TEXTS}).json()["explanations"]
+    registry = client.app.state.service.ready_registry()
+    settings = Settings(models_dir=client.app.state.service.settings.models_dir, max_batch_size=1)
+    with TestClient(create_app(settings, registry)) as one_at_a_time:
+        again = one_at_a_time.post("/explain/ner", json={"inputs": TEXTS}).json()["explanations"]
+    for before, after in zip(expected, again, strict=True):
+        for a, b in zip(before["spans"], after["spans"], strict=True):
+            assert a["logit"] == pytest.approx(b["logit"], rel=1e-5)
+            np.testing.assert_allclose([t["relevance"] for t in a["tokens"]["tokens"]],
+                                       [t["relevance"] for t in b["tokens"]["tokens"]], rtol=1e-4, atol=1e-6)
+    monkeypatch.setattr(run_tokens, "MOST_SPANS", 1)
+    several = max(range(len(TEXTS)), key=lambda i: len(expected[i]["spans"]))
+    answer = client.post("/explain/ner", json={"inputs": [TEXTS[several]]})
+    assert answer.status_code == 422
+    assert "entities predicted; at most 1 spans of a text are explained" in answer.json()["error"]["message"]
+
+
+def test_the_protocol_lists_no_explanation_outputs_for_a_token_classifier_and_says_where_to_explain(served):
+    client, _, _ = served
+    metadata = client.get("/v2/models/ner").json()
+    assert [output["name"] for output in metadata["outputs"]] == ["logits", "probabilities"]
+    assert metadata["outputs"][0]["shape"] == [-1, -1, len(LABELS)]
+    body = {"inputs": [{"name": "input", "shape": [1], "datatype": "BYTES", "data": TEXTS[:1]}],
+            "parameters": {"explain": True, "target": 1}}
+    refused = client.post("/v2/models/ner/infer", json=body)
+    assert refused.status_code == 422 and "explain it with POST /explain/{model}" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("target", [{"token": True}, {"token": "1"}, {"token": 1.0}, {"token": 1, "class": True}])
+def test_a_token_target_must_hold_integers(served, target):
+    client, _, _ = served
+    assert client.post("/explain/ner", json={"inputs": TEXTS[:1], "target": target}).status_code == 422
+
+
+def test_a_text_without_entities_is_drawn_saying_so(tmp_path, served):
+    _, model, tokenizer = served
+    quiet = T.BertForTokenClassification(model.config).eval()
+    with torch.no_grad():
+        quiet.classifier.bias.copy_(torch.tensor([100.0, 0, 0, 0, 0]))  # every token O
+    convert_hugging_face(quiet, tmp_path / "quiet", tokenizer=tokenizer)
+    settings = Settings(models_dir=tmp_path)
+    with TestClient(create_app(settings, load_directory(tmp_path, torch.device("cpu"), settings))) as client:
+        answer = client.post("/explain/quiet", json={"inputs": TEXTS[:2]})
+        assert [e["spans"] for e in answer.json()["explanations"]] == [[], []]
+        picture = client.post("/explain/quiet", json={"inputs": TEXTS[:2], "format": "png"})
+        assert picture.status_code == 200 and Image.open(io.BytesIO(picture.content)).size[0] > 100
+        page = client.post("/explain/quiet", json={"inputs": TEXTS[:1], "format": "html"})
+        assert page.status_code == 200 and "#0 no entity predicted" in page.text
+
+
+def test_a_token_classifier_s_graph_ends_in_logits(served, tmp_path):
+    document = json.loads((Path(served[0].app.state.service.settings.models_dir) / "ner" / "model.json").read_text())
+    document["output_activation"] = "softmax"
+    with pytest.raises(ValueError, match="its graph ends in every token's logits"):
+        ModelSpec.model_validate(document)

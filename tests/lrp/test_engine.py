@@ -200,3 +200,14 @@ def test_the_input_gradient_is_autograd_s_on_the_module():
     leaf = x.clone().requires_grad_()
     module(leaf).gather(1, torch.tensor([[2], [0], [3]])).sum().backward()
     torch.testing.assert_close(prepared.input_gradient(x, [2, 0, 3]), leaf.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_a_logit_the_target_does_not_select_may_overflow_without_spoiling_the_explanation():
+    model = torch.nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[3e38, 3e38], [1.0, 2.0]]))
+    x = torch.tensor([[10.0, 10.0]])
+    result = explain(model, x, target=1, composite="epsilon", epsilon=0.0)
+    assert torch.isinf(result.logits[0, 0])  # class 0's logit overflows float32
+    torch.testing.assert_close(result.relevance, torch.tensor([[10.0, 20.0]]))  # x_i w_1i: class 1 is fine
+    torch.testing.assert_close(result.target_logits, torch.tensor([30.0]))

@@ -85,7 +85,8 @@ async def explain_image(
         overlay: Annotated[bool, Form(description="blend the heatmap over the uploaded image")] = True,
         format: Annotated[Literal["png", "json"], Form(description="png (default) or json")] = "png",
 ) -> Response:
-    """Heatmap of an uploaded image at the image's own size (PNG by default; format=json for numbers)."""
+    """Heatmap over the region of the uploaded image the model sees (the whole image unless its pipeline crops; PNG
+    by default; format=json for numbers)."""
     data = await _upload(state, file)
     options = ExplainOptions(form_target(target), form_composite(composite), form_params(params), format, overlay)
     return respond(await served(request, state, entry, REST, RestRequest(upload=data, explain=options)))

@@ -51,7 +51,8 @@ def token_prediction(entry: ModelEntry, tokens: text.TokenizedText, probabilitie
         entities=[EntityBody(entity=e.kind, text=tokens.text[tokens.offsets[e.first][0]:tokens.offsets[e.last][1]],
                              start=tokens.offsets[e.first][0], end=tokens.offsets[e.last][1], score=e.score,
                              first_token=e.first, last_token=e.last)
-                  for e in entities(labels, scores, tokens.special)])
+                  for e in entities(labels, scores, tokens.special)],
+        truncated=tokens.truncated)
 
 
 def span_explanation(entry: ModelEntry, tokens: text.TokenizedText, span: SpanExplained) -> SpanExplanation:
@@ -69,9 +70,11 @@ def token_answer(job: Job, output: str, results: Sequence[TokensExplained]) -> E
     texts = job.decoded.texts
     assert texts is not None and job.composite is not None and job.params is not None, "token classifiers read texts"
     if output != "json":
-        panels: list[TextPanel] = [
-            (_title(job.entry, i, tokens, span), tokens, span.relevance)
-            for i, (result, tokens) in enumerate(zip(results, texts, strict=True)) for span in result.spans]
+        panels: list[TextPanel] = []
+        for i, (result, tokens) in enumerate(zip(results, texts, strict=True)):
+            panels.extend((_title(job.entry, i, tokens, span), tokens, span.relevance) for span in result.spans)
+            if not result.spans:  # nothing to explain: the text, uncoloured, says so
+                panels.append((f"#{i} no entity predicted", tokens, np.zeros(len(tokens.ids))))
         return drawn_panels(job, panels, html=output == "html")
     return ExplainResponse(model=job.entry.name, composite=job.composite, params=job.params, explanations=[
         InstanceExplanation(spans=[span_explanation(job.entry, tokens, span) for span in result.spans])

@@ -110,6 +110,9 @@ class V2Codec(Codec[InferCall, Response]):
         parameters = request.request.parameters
         if not request.explaining:
             return predict_job(entry, decoded)
+        if entry.per_token:
+            raise InvalidInputError(f"model '{entry.name}' classifies every token; the protocol's outputs hold one "
+                                    "explanation per instance: explain it with POST /explain/{model}")
         composite, target = parameters.composite, parameters.target
         if isinstance(composite, str) and composite.lstrip().startswith("{"):
             composite = _json_parameter("composite", composite)
@@ -130,9 +133,6 @@ class V2Codec(Codec[InferCall, Response]):
                 "parameter 'target': a class index or label, {\"classes\": [...]}, or a list of them (null: the "
                 "predicted class): " + describe_validation_errors(problem.errors(), "target")) from None
         job = explain_job(entry, decoded, targets, composite, params)
-        if entry.per_token:
-            raise InvalidInputError(f"model '{entry.name}' classifies every token; the protocol's outputs hold one "
-                                    "explanation per instance: explain it with POST /explain/{model}")
         if any(isinstance(sample.target, tuple) and len(sample.target) > 1 for sample in job.samples):
             raise InvalidInputError("parameter 'target': the target output holds one class per instance; explain "
                                     "several classes together with POST /explain/{model}")

@@ -71,8 +71,8 @@ async def model_metadata(entry: Entry) -> ModelMetadata:
                                shape=[-1] if text else [-1, *spec.shape])],
         outputs=[*(TensorMetadata(name=name, datatype="FP32", shape=[-1, -1, classes] if entry.per_token else
                                   [-1, classes]) for name in predicted_outputs(entry)),
-                 TensorMetadata(name="relevance", datatype="FP32", shape=relevance),
-                 TensorMetadata(name="target", datatype="INT64", shape=[-1])])
+                 *([] if entry.per_token else [TensorMetadata(name="relevance", datatype="FP32", shape=relevance),
+                                               TensorMetadata(name="target", datatype="INT64", shape=[-1])])])
 
 
 @router.get("/models/{model}/ready", response_model=ModelReady, responses={**NOT_FOUND, **NOT_READY})
