@@ -48,19 +48,25 @@ def token_prediction(entry: ModelEntry, tokens: text.TokenizedText, probabilitie
         tokens=[TokenLabel(token=token, start=start, end=end, special=special, label=label, probability=score)
                 for token, (start, end), special, label, score in zip(
                     tokens.tokens, tokens.offsets, tokens.special, labels, scores, strict=True)],
-        entities=[EntityBody(entity=e.kind, text=tokens.text[tokens.offsets[e.first][0]:tokens.offsets[e.last][1]],
-                             start=tokens.offsets[e.first][0], end=tokens.offsets[e.last][1], score=e.score,
-                             first_token=e.first, last_token=e.last)
-                  for e in entities(labels, scores, tokens.special)],
+        entities=[EntityBody(entity=e.kind, text=said, start=start, end=end, score=e.score, first_token=e.first,
+                             last_token=e.last)
+                  for e in entities(labels, scores, tokens.special)
+                  for said, start, end in [_where(tokens, e.first, e.last)]],
         truncated=tokens.truncated)
+
+
+def _where(tokens: text.TokenizedText, first: int, last: int) -> tuple[str, int, int]:
+    """The text of tokens `first`..`last` and its [start, end) offsets in the input."""
+    start, end = tokens.offsets[first][0], tokens.offsets[last][1]
+    return tokens.text[start:end], start, end
 
 
 def span_explanation(entry: ModelEntry, tokens: text.TokenizedText, span: SpanExplained) -> SpanExplanation:
     """One explained span of a text as the contract shows it."""
-    start, end = tokens.offsets[span.first][0], tokens.offsets[span.last][1]
+    said, start, end = _where(tokens, span.first, span.last)
     return SpanExplanation(
         entity=span.entity, score=span.score, first_token=span.first, last_token=span.last,
-        text=tokens.text[start:end], start=start, end=end, target=list(span.targets),
+        text=said, start=start, end=end, target=list(span.targets),
         label=[entry.classes[c] for c in span.targets], logit=span.logit, relevance_sum=span.relevance_sum,
         conservation_delta=span.conservation_delta, tokens=text_explanation(tokens, span.relevance))
 
@@ -83,6 +89,6 @@ def token_answer(job: Job, output: str, results: Sequence[TokensExplained]) -> E
 
 def _title(entry: ModelEntry, index: int, tokens: text.TokenizedText, span: SpanExplained) -> str:
     """A span's panel: which text, the span's text, what was explained and its logit."""
-    said = tokens.text[tokens.offsets[span.first][0]:tokens.offsets[span.last][1]]
+    said = _where(tokens, span.first, span.last)[0]
     what = span.entity if span.entity is not None else entry.classes[span.targets[0]]
     return f"#{index} {what} '{said}' (tokens {span.first}-{span.last}): logit {span.logit:.3g}"
