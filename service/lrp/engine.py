@@ -33,7 +33,7 @@ from service.lrp.ops import (
 )
 from service.lrp.params import LRPParams
 from service.lrp.rules import RULES, ZBOX, RuleInput, WeightVariants
-from service.lrp.targets import Target, selection_for, targets_for
+from service.lrp.targets import Target, seed_for, selection_for, targets_for
 
 RESOLVED_KEPT = 1024  # resolved methods remembered per model; past this the memory starts afresh
 
@@ -248,19 +248,7 @@ class PreparedModel:
                 raise ExplanationInputError(
                     f"the model's output has shape {tuple(logits.shape)}; LRP explains (batch, classes) outputs")
             selected = selection_for(target, logits)
-            seed = torch.where(selected.bool(), logits, 0.0)  # an unselected logit of inf must not become NaN
-            if output_relevance is not None:
-                if output_relevance.shape != logits.shape:
-                    raise ExplanationInputError(
-                        f"output_relevance must have the logits' shape {tuple(logits.shape)}, "
-                        f"got {tuple(output_relevance.shape)}")
-                seed = output_relevance.to(logits)
-            out = values[self.graph.output]
-            if out.dim() == 3 and self.graph.per_position:
-                seed = seed.reshape(out.shape)
-            elif out.dim() == 3:
-                seed = torch.zeros_like(out).index_copy_(1, torch.tensor([out.shape[1] - 1], device=out.device),
-                                                         seed[:, None])
+            seed = seed_for(logits, selected, values[self.graph.output], self.graph.per_position, output_relevance)
             relevance, at_layers = self._backward(values, saved, bound, seed, assigned, method, wanted)
         return Explanation(relevance, logits, selected, self.graph.output_activation, at_layers)
 

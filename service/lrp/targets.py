@@ -1,6 +1,6 @@
 """What each sample's explanation starts from: the argmax, one class for all, or per sample a class, several classes
 (their logits explained together: LRP's backward is linear in its seed, so their relevance is the sum of each one's),
-or None (the argmax); every index range-checked."""
+or None (the argmax); every index range-checked; and the seed built from them."""
 
 from __future__ import annotations
 
@@ -59,3 +59,22 @@ def targets_for(target: Target, logits: torch.Tensor) -> torch.Tensor:
     if bool((mask.sum(1) > 1).any()):
         raise ExplanationInputError("this takes one class per sample, not several")
     return mask.argmax(dim=1)
+
+
+def seed_for(logits: torch.Tensor, selected: torch.Tensor, out: torch.Tensor, per_position: bool,
+             output_relevance: torch.Tensor | None = None) -> torch.Tensor:
+    """The relevance the backward pass starts from, shaped like the graph's output `out`: the selected logits (zero
+    elsewhere, an unselected logit of inf included), or `output_relevance` (the logits' shape) when given; a
+    [batch, tokens, classes] output gets it at its last token, or (`per_position`) everywhere, unflattened."""
+    seed = torch.where(selected.bool(), logits, 0.0)
+    if output_relevance is not None:
+        if output_relevance.shape != logits.shape:
+            raise ExplanationInputError(f"output_relevance must have the logits' shape {tuple(logits.shape)}, got "
+                                        f"{tuple(output_relevance.shape)}")
+        seed = output_relevance.to(logits)
+    if out.dim() != 3:
+        return seed
+    if per_position:
+        return seed.reshape(out.shape)
+    last = torch.tensor([out.shape[1] - 1], device=out.device)
+    return torch.zeros_like(out).index_copy_(1, last, seed[:, None])
