@@ -12,23 +12,6 @@ from service.inference.pipeline import answer, decode_instances, decode_upload
 from service.inference.results import Answered, Explained, Predicted, Result, TokensExplained, of_kind
 from service.inference.run import PipelineState, run_batch
 
-__all__ = [
-           "PREDICT",
-           "Answered",
-           "BatchKey",
-           "Codec",
-           "Explained",
-           "Job",
-           "PipelineState",
-           "Predicted",
-           "Result",
-           "Sample",
-           "TokensExplained",
-           "answer",
-           "decode_instances",
-           "decode_upload",
-           "explain_job",
-           "of_kind",
-           "predict_job",
-           "run_batch",
-]
+__all__ = ["PREDICT", "Answered", "BatchKey", "Codec", "Explained", "Job", "PipelineState", "Predicted", "Result",
+           "Sample", "TokensExplained", "answer", "decode_instances", "decode_upload", "explain_job", "of_kind",
+           "predict_job", "run_batch"]

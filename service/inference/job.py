@@ -121,7 +121,7 @@ def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> lis
     """Per instance the classes it explains (None: the argmax), from an index, a class label, `{"classes": [...]}`
     or a list of them, one per instance. A regression model's default is its one output; with several, the request
     must name one."""
-    if target is None or isinstance(target, int | str) or not isinstance(target, Sequence):
+    if isinstance(target, str) or not isinstance(target, Sequence):  # one for all: None, an index, a label, an object
         return [_selection(entry, target, "target")] * count
     values = list(target)
     if len(values) != count:

@@ -63,9 +63,9 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
         return run_tokens(entry, key, samples, x, extra, own)
     if key.method is None:
         return _predictions(entry, entry.prepared.predict(x, extra), samples)
-    selections = [s.target for s in samples]
-    assert all(not isinstance(t, TokenTarget) for t in selections), "token targets are a token classifier's"
-    result = entry.prepared.explain_resolved(x, selections, key.method, extra=extra)  # type: ignore[arg-type]
+    selections = [s.target for s in samples if not isinstance(s.target, TokenTarget)]
+    assert len(selections) == len(samples), "token targets are a token classifier's"
+    result = entry.prepared.explain_resolved(x, selections, key.method, extra=extra)
     every = probabilities(entry, result.logits)
     logits_all, relevance = result.logits.cpu().numpy(), result.relevance.cpu().numpy()
     answers: list[Result] = []

@@ -188,13 +188,7 @@ def outputs(job: Job, results: Sequence[Answered]) -> dict[str, Tensor]:
         predicted = of_kind(results, Predicted)
         return _scores(predicted)
     found = of_kind(results, Explained)
-    relevance = [np.asarray(e.relevance, dtype=np.float32) for e in found]
-    if job.decoded.texts is not None:  # texts: each row zero past its own tokens
-        padded = np.zeros((len(relevance), max(len(r) for r in relevance)), dtype=np.float32)
-        for row, values in zip(padded, relevance, strict=True):
-            row[:len(values)] = values
-        relevance = list(padded)
-    return {**_scores(found), "relevance": _fp32("relevance", np.stack(relevance)),
+    return {**_scores(found), "relevance": _fp32("relevance", _stacked([e.relevance for e in found])),
             "target": Tensor("target", (len(found),), "INT64",
                              np.asarray([e.targets[0] for e in found], dtype=np.int64))}
 
@@ -210,10 +204,9 @@ def _scores(results: Sequence[Predicted | Explained]) -> dict[str, Tensor]:
 
 
 def _stacked(rows: Sequence[np.ndarray]) -> np.ndarray:
-    """Rows stacked; rows of several tokens each padded with zeros to the longest."""
-    if rows[0].ndim == 1:
-        return np.stack(rows)
-    padded = np.zeros((len(rows), max(len(row) for row in rows), rows[0].shape[1]), dtype=np.float32)
+    """Rows stacked as float32; rows of different lengths (texts: one entry per token of their own) each padded
+    with zeros to the longest."""
+    padded = np.zeros((len(rows), max(len(row) for row in rows), *rows[0].shape[1:]), dtype=np.float32)
     for target, row in zip(padded, rows, strict=True):
         target[:len(row)] = row
     return padded
