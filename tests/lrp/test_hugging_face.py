@@ -55,14 +55,23 @@ def _compare_tokens(model: nn.Module, ids: torch.Tensor, extra: dict | None = No
     return ours.relevance
 
 
-def test_bert_sequence_classification_with_padding():
-    config = T.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=64, num_labels=3, max_position_embeddings=16)
-    model = _frozen(T.BertForSequenceClassification(config))
+def _bert(labels: int) -> Any:
+    """A two-layer BERT configuration with `labels` classes."""
+    return T.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=labels, max_position_embeddings=16)
+
+
+def _padded_batch() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Two texts of 7 token ids, the second padded after its fifth, and their attention mask."""
     ids = torch.randint(1, 50, (2, 7))
     mask = torch.ones(2, 7, dtype=torch.long)
     mask[1, 5:] = 0
-    relevance = _compare_tokens(model, ids, {"attention_mask": mask})
+    return ids, {"attention_mask": mask}
+
+
+def test_bert_sequence_classification_with_padding():
+    model = _frozen(T.BertForSequenceClassification(_bert(3)))
+    relevance = _compare_tokens(model, *_padded_batch())
     assert torch.equal(relevance[1, 5:], torch.zeros(2, dtype=F64))
 
 
@@ -124,13 +133,8 @@ def test_decoders_lxt_covers_equal_it_on_a_padded_batch(family: str):
 
 def test_token_classification_explains_one_token_s_label_over_all_tokens():
     """Every position's logits are outputs (per_position): output p * classes + c is token p's class c."""
-    config = T.BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=64, num_labels=5, max_position_embeddings=16)
-    model = _frozen(T.BertForTokenClassification(config))
-    ids = torch.randint(1, 50, (2, 7))
-    mask = torch.ones(2, 7, dtype=torch.long)
-    mask[1, 5:] = 0
-    extra = {"attention_mask": mask}
+    model = _frozen(T.BertForTokenClassification(_bert(5)))
+    ids, extra = _padded_batch()
     expected = model(input_ids=ids, **extra).logits  # [2, 7, 5]
     prepared = PreparedModel.from_module(model, ids, extra, per_position=True)
     chosen = [(3, 1), (4, 2)]  # (token, class) per sample
