@@ -27,8 +27,8 @@ class ModelSummary(BaseModel):
     description: str
     input: dict[str, Any]
     classes: list[str]
-    task: str = Field(default="classification", description="classification, multi_label, regression or "
-                      "token_classification")
+    task: str = Field(default="classification", description="classification, multi_label, regression, "
+                      "token_classification or question_answering")
     output_activation: str
     default_composite: str | dict[str, Any]
     default_params: dict[str, Any]

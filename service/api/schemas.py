@@ -57,7 +57,17 @@ class TokenTargetBody(_Body):
     class_: StrictInt | str | None = Field(default=None, alias="class")
 
 
-Selector = StrictInt | str | SeveralClassesBody | TokenTargetBody  # a JSON true is no class index
+class AnswerSpanBody(_Body):
+    """A question answerer's target: the span of tokens `start`..`end` (as /explain lists the tokens; either absent:
+    the predicted answer's), and which of its logits are explained: the start logit at `start` plus the end logit
+    at `end` (`both`), or one of them."""
+
+    start: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
+    end: StrictInt | None = Field(default=None, ge=0, le=1_000_000)
+    logits: Literal["both", "start", "end"] = "both"
+
+
+Selector = StrictInt | str | SeveralClassesBody | TokenTargetBody | AnswerSpanBody  # a JSON true is no class index
 TargetField = Selector | list[Selector | None] | None
 
 
@@ -107,6 +117,19 @@ class TokenLabel(BaseModel):
     probability: float
 
 
+class AnswerBody(BaseModel):
+    """A question answerer's answer: tokens `first_token`..`last_token` of the context, its text and [start, end)
+    characters in the context (aligned to whole words), and its score p_start * p_end (as the Hugging Face
+    question-answering pipeline scores it)."""
+
+    text: str
+    start: int
+    end: int
+    score: float
+    first_token: int
+    last_token: int
+
+
 class EntityBody(BaseModel):
     """An entity: consecutive tokens `first_token`..`last_token` of one type (labels B-X / I-X, or X), its text and
     offsets in the input, and the mean probability of its tokens' labels."""
@@ -135,8 +158,11 @@ class Prediction(BaseModel):
     values: dict[str, float] | None = Field(default=None, description="regression models: each output's value")
     tokens: list[TokenLabel] | None = Field(default=None, description="token classifiers: every token's label")
     entities: list[EntityBody] | None = Field(default=None, description="token classifiers: the predicted entities")
-    truncated: bool | None = Field(default=None, description="token classifiers: the text was cut to the tokens the "
-                                   "model takes (models whose model.json says truncate), so no entity past the cut")
+    answer: AnswerBody | None = Field(default=None, description="question answerers: the answer in the context "
+                                      "(absent when the context has no token left)")
+    truncated: bool | None = Field(default=None, description="token classifiers and question answerers: the text "
+                                   "was cut to the tokens the model takes (models whose model.json says truncate; a "
+                                   "pair's second text is cut), so no entity or answer past the cut")
 
 
 class PredictResponse(BaseModel):
@@ -167,6 +193,8 @@ class TokenRelevance(BaseModel):
     end: int
     special: bool
     relevance: float
+    segment: str | None = Field(default=None, description="models reading a pair of texts: the text the token is "
+                                "in (its offsets are in it); absent for special tokens and single texts")
 
 
 class WordRelevance(BaseModel):
@@ -176,6 +204,7 @@ class WordRelevance(BaseModel):
     start: int
     end: int
     relevance: float
+    segment: str | None = Field(default=None, description="models reading a pair of texts: the text the word is in")
 
 
 class TextExplanation(BaseModel):
@@ -203,18 +232,21 @@ class Faithfulness(BaseModel):
 
 
 class SpanExplanation(BaseModel):
-    """A token classifier's explanation of one span of a text: a predicted entity (its type, score), or the one
-    token a request named; each of its tokens' class explained together (`logit`: their logits' sum), with the
-    relevance of every token of the text."""
+    """The explanation of one span of a text: a token classifier's predicted entity (its type, score) or the one
+    token a request named, each of its tokens' class explained together; or a question answerer's answer (its
+    score), its start logit at its first token and its end logit at its last, or one of them (`logit`: the explained
+    logits' sum); with the relevance of every token of the text."""
 
     entity: str | None = Field(default=None, description="the entity type (an explained entity)")
-    score: float | None = Field(default=None, description="the mean probability of its tokens' labels (an entity)")
+    score: float | None = Field(default=None, description="the mean probability of its tokens' labels (an entity); "
+                                "p_start * p_end (an answer in the context)")
     first_token: int
     last_token: int
     text: str = Field(description="the span's text in the input")
     start: int
     end: int
-    target: list[int] = Field(description="the class explained at each of its tokens")
+    target: list[int] = Field(description="the class explained at each of its tokens; an answer's: 0 (start, at its "
+                              "first token) and/or 1 (end, at its last)")
     label: list[str]
     logit: float
     relevance_sum: float
@@ -241,7 +273,8 @@ class InstanceExplanation(BaseModel):
     faithfulness: Faithfulness | None = Field(default=None, description="with \"evaluate\": the perturbation "
                                               "curves and AOPCs")
     spans: list[SpanExplanation] | None = Field(default=None, description="token classifiers: each explained span "
-                                                "(each predicted entity, or the token the request named)")
+                                                "(each predicted entity, or the token the request named); question "
+                                                "answerers: the answer, or the span the request named")
 
 
 class ExplainResponse(BaseModel):

@@ -12,10 +12,12 @@ import torch
 
 from service.errors import InvalidInputError
 from service.faithfulness import Evaluation
+from service.inference.answers import AnswerTarget, Logits
 from service.inference.spans import TokenTarget
 from service.loader import ModelEntry
 from service.lrp import ExplanationInputError, Method
 from service.modality.instances import Decoded
+from service.modality.text import TokenizedText
 
 Verb = Literal["predict", "explain"]
 ClassRef = int | str | None  # a class index, a class label, or None: the predicted class
@@ -26,6 +28,21 @@ class SeveralClasses(Protocol):
 
     @property
     def classes(self) -> Sequence[int | str]: ...
+
+
+@runtime_checkable
+class AnswerSpan(Protocol):
+    """A question answerer's span: `{"start": i, "end": j, "logits": "both" | "start" | "end"}` in a request (each
+    optional: the predicted answer's first or last token; both logits)."""
+
+    @property
+    def start(self) -> int | None: ...
+
+    @property
+    def end(self) -> int | None: ...
+
+    @property
+    def logits(self) -> Logits: ...
 
 
 @runtime_checkable
@@ -40,10 +57,11 @@ class OneToken(Protocol):
     def class_(self) -> int | str | None: ...
 
 
-Selector = ClassRef | SeveralClasses | OneToken
+Selector = ClassRef | SeveralClasses | OneToken | AnswerSpan
 TargetRequest = Selector | Sequence[Selector]  # one for all instances, or one per instance
 Selection = tuple[int, ...]  # the class indices an instance explains, together
-Target = Selection | TokenTarget  # what a sample explains (None: its predicted class, or each predicted entity)
+Target = Selection | TokenTarget | AnswerTarget  # what a sample explains (None: its predicted class, each predicted
+# entity, or the predicted answer)
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,7 @@ class Sample:
     position: int
     target: Target | None = None
     evaluate: Evaluation | None = None
-    special: tuple[bool, ...] = ()  # a text's tokens that the tokenizer added (a token classifier's entities skip them)
+    tokens: TokenizedText | None = None  # a text's tokens (a token classifier's entities, an answer's span follow them)
 
     @property
     def size(self) -> int:
@@ -105,14 +123,17 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: TargetRequest, comp
         raise InvalidInputError(str(problem)) from None
     texts = decoded.texts or ()
     for i, (wanted, tokens) in enumerate(zip(targets, texts, strict=False)):
-        if isinstance(wanted, TokenTarget) and wanted.token >= len(tokens.ids):
-            count = len(tokens.ids)
-            raise InvalidInputError(f"inputs[{i}]: token {wanted.token} is out of range; the text has {count} tokens "
-                                    f"(0..{count - 1}, as /explain lists them)")
+        named = {"token": wanted.token} if isinstance(wanted, TokenTarget) else \
+            {"start": wanted.first, "end": wanted.last} if isinstance(wanted, AnswerTarget) else {}
+        for field, token in named.items():
+            if token is not None and token >= len(tokens.ids):
+                count = len(tokens.ids)
+                raise InvalidInputError(f"target of inputs[{i}]: {field} {token} is out of range; the text has {count} "
+                                        f"tokens (0..{count - 1}, as /explain lists them)")
     if entry.per_token and evaluate is not None:
-        raise InvalidInputError("evaluate measures one output per input; a token classifier's explanations are of "
-                                "spans: leave evaluate out")
-    samples = tuple(Sample(row, i, t, evaluate, texts[i].special if texts else ())
+        raise InvalidInputError("evaluate measures one output per input; a token classifier's or question answerer's "
+                                "explanations are of spans: leave evaluate out")
+    samples = tuple(Sample(row, i, t, evaluate, texts[i] if texts else None)
                     for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
     return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged)
 
@@ -131,6 +152,8 @@ def resolve_targets(entry: ModelEntry, target: TargetRequest, count: int) -> lis
 
 
 def _selection(entry: ModelEntry, value: Selector, where: str) -> Target | None:
+    if entry.spec.task == "question_answering" or isinstance(value, AnswerSpan):
+        return _answer_span(entry, value, where)
     tokens = entry.per_token
     if value is not None and tokens != isinstance(value, OneToken):
         raise InvalidInputError(
@@ -157,6 +180,26 @@ def _selection(entry: ModelEntry, value: Selector, where: str) -> Target | None:
         raise InvalidInputError(f"{where}.classes: give distinct classes to explain together, got "
                                 f"{list(value.classes)}")
     return tuple(indices)
+
+
+def _answer_span(entry: ModelEntry, value: Selector, where: str) -> AnswerTarget | None:
+    """A question answerer's target: None (the predicted answer, both logits) or a span object."""
+    if entry.spec.task != "question_answering" or not (value is None or isinstance(value, AnswerSpan)):
+        raise InvalidInputError(
+            f"{where}: model '{entry.name}' answers questions: give {{\"start\": i, \"end\": j, \"logits\": \"both\" | "
+            "\"start\" | \"end\"} (each optional: the predicted answer's) or null for the predicted answer"
+            if entry.spec.task == "question_answering" else
+            f"{where}: {{\"start\": ..., \"end\": ...}} is a question answerer's target; model '{entry.name}' is not "
+            "one")
+    if value is None:
+        return None
+    for field, token in (("start", value.start), ("end", value.end)):
+        if token is not None and token < 0:
+            raise InvalidInputError(f"{where}.{field} must be 0 or more, got {token}")
+    if value.start is not None and value.end is not None and value.end < value.start:
+        raise InvalidInputError(f"{where}: end {value.end} comes before start {value.start}; a span runs from its "
+                                "start token to its end token")
+    return AnswerTarget(value.start, value.end, value.logits)
 
 
 def _class_index(entry: ModelEntry, value: int | str, where: str) -> int:

@@ -13,6 +13,7 @@ import torch
 
 from service.errors import DeviceMemoryError
 from service.faithfulness import Evaluation
+from service.inference.answers import AnswerTarget
 from service.inference.failures import not_finite, overflow
 from service.inference.job import BatchKey, Sample
 from service.inference.results import Answered, Explained, Predicted, Result
@@ -63,8 +64,8 @@ def _run_once(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[R
         return run_tokens(entry, key, samples, x, extra, own)
     if key.method is None:
         return _predictions(entry, entry.prepared.predict(x, extra), samples)
-    selections = [s.target for s in samples if not isinstance(s.target, TokenTarget)]
-    assert len(selections) == len(samples), "token targets are a token classifier's"
+    selections = [s.target for s in samples if not isinstance(s.target, TokenTarget | AnswerTarget)]
+    assert len(selections) == len(samples), "token and span targets are a token classifier's or answerer's"
     result = entry.prepared.explain_resolved(x, selections, key.method, extra=extra)
     every = probabilities(entry, result.logits)
     logits_all, relevance = result.logits.cpu().numpy(), result.relevance.cpu().numpy()

@@ -1,6 +1,7 @@
-"""A token classifier's batched pass: every token's logits (a prediction), or its spans explained (one forward pass
-for the labels the spans follow, then every span of every text explained in passes of at most the model's batch
-size and token budget: each span a row, the seed its tokens' chosen logits; a text of more than MOST_SPANS spans
+"""The batched pass of a model with every token's logits (a token classifier, a question answerer): every token's
+logits (a prediction), or its spans explained (one forward pass for the labels or the answer the spans follow, then
+every span of every text explained in passes of at most the model's batch size and token budget: each span a row,
+the seed its chosen logits: each token's class, or an answer's start and end; a text of more than MOST_SPANS spans
 fails alone)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from service.errors import InvalidInputError
+from service.inference.answers import CONTEXT, AnswerTarget, best_answer, span_score
 from service.inference.failures import not_finite, overflow
 from service.inference.job import BatchKey, Sample
 from service.inference.results import Predicted, Result, SpanExplained, TokensExplained
@@ -26,7 +28,8 @@ class _Span:
     sample: int
     first: int
     last: int
-    classes: tuple[int, ...]  # each token's class, first..last
+    classes: tuple[int, ...]  # the classes explained: each token's, first..last, or an answer's (start, end)
+    seeds: tuple[tuple[int, int], ...]  # the (token, class) logits explained together
     entity: str | None
     score: float | None
 
@@ -39,8 +42,10 @@ def run_tokens(entry: ModelEntry, key: BatchKey, samples: list[Sample], x: torch
     places = own or [slice(0, logits.shape[1])] * len(samples)
     mine = [logits[i, place] for i, place in enumerate(places)]
     if key.method is None:
-        return [Predicted(row.cpu().numpy(), row.softmax(dim=-1).cpu().numpy()) if bool(torch.isfinite(row).all())
-                else overflow(entry, sample) for sample, row in zip(samples, mine, strict=True)]
+        answers = entry.spec.task == "question_answering"  # an answerer's two logits per token are no distribution
+        return [Predicted(row.cpu().numpy(), None if answers else row.softmax(dim=-1).cpu().numpy())
+                if bool(torch.isfinite(row).all()) else overflow(entry, sample)
+                for sample, row in zip(samples, mine, strict=True)]
     found: dict[int, list[SpanExplained]] = {i: [] for i in range(len(samples))}
     failed: dict[int, Result] = {}
     spans: list[_Span] = []
@@ -57,8 +62,7 @@ def run_tokens(entry: ModelEntry, key: BatchKey, samples: list[Sample], x: torch
     for start in range(0, len(spans), rows_per_pass):
         chunk = spans[start:start + rows_per_pass]
         rows = torch.tensor([span.sample for span in chunk], device=x.device)
-        seeds = [[(places[span.sample].start + span.first + k) * count + c for k, c in enumerate(span.classes)]
-                 for span in chunk]
+        seeds = [[(places[span.sample].start + token) * count + c for token, c in span.seeds] for span in chunk]
         result = entry.prepared.explain_resolved(x[rows], seeds, key.method,
                                                  extra={name: value[rows] for name, value in extra.items()})
         relevance = result.relevance.cpu().numpy()
@@ -77,13 +81,39 @@ def run_tokens(entry: ModelEntry, key: BatchKey, samples: list[Sample], x: torch
 
 
 def _spans(entry: ModelEntry, index: int, sample: Sample, logits: torch.Tensor) -> list[_Span]:
-    """The spans a sample explains: its token and class, or each entity its predicted labels make."""
+    """The spans a sample explains: its token and class, or each entity its predicted labels make; a question
+    answerer's: the span it names or the predicted answer (none when the text has no context token)."""
+    if entry.spec.task == "question_answering":
+        return _answer_spans(entry, index, sample, logits)
     predicted = logits.argmax(dim=-1).tolist()
     if isinstance(sample.target, TokenTarget):
         token, chosen = sample.target.token, sample.target.cls
-        return [_Span(index, token, token, (predicted[token] if chosen is None else chosen,), None, None)]
+        chosen = predicted[token] if chosen is None else chosen
+        return [_Span(index, token, token, (chosen,), ((token, chosen),), None, None)]
     scores = logits.softmax(dim=-1).max(dim=-1).values.tolist()
     labels = [entry.classes[c] for c in predicted]
-    special = sample.special or (False,) * len(labels)
-    return [_Span(index, e.first, e.last, tuple(predicted[e.first:e.last + 1]), e.kind, e.score)
+    special = sample.tokens.special if sample.tokens is not None else (False,) * len(labels)
+    return [_Span(index, e.first, e.last, tuple(predicted[e.first:e.last + 1]),
+                  tuple((e.first + k, c) for k, c in enumerate(predicted[e.first:e.last + 1])), e.kind, e.score)
             for e in entities(labels, scores, special)]
+
+
+def _answer_spans(entry: ModelEntry, index: int, sample: Sample, logits: torch.Tensor) -> list[_Span]:
+    """A question answerer's span: tokens first..last (a request's, or the predicted answer's where it names none)
+    and the start logit at first, the end logit at last, or both."""
+    tokens, asked = sample.tokens, sample.target
+    assert tokens is not None and entry.text is not None and entry.text.spec.pair is not None, "answerers read pairs"
+    assert asked is None or isinstance(asked, AnswerTarget), "an answerer's targets are spans"
+    wanted = asked or AnswerTarget()
+    values, context = logits.cpu().numpy(), entry.text.spec.pair.index(CONTEXT)
+    predicted = best_answer(values, tokens, context) if wanted.first is None or wanted.last is None else None
+    first, last = wanted.first, wanted.last
+    if predicted is not None:  # the predicted answer's edge where the request names none, kept on its side
+        first = min(predicted.first, last) if first is None and last is not None else first
+        last = max(predicted.last, first) if last is None and first is not None else last
+        first, last = (predicted.first, predicted.last) if first is None and last is None else (first, last)
+    if first is None or last is None:
+        return []
+    seeds = {"both": ((first, 0), (last, 1)), "start": ((first, 0),), "end": ((last, 1),)}[wanted.logits]
+    return [_Span(index, first, last, tuple(c for _, c in seeds), seeds, None,
+                  span_score(values, tokens, context, first, last))]

@@ -58,13 +58,27 @@ class Standardization(_Strict):
 class TextSpec(_Strict):
     """How a string becomes token ids: the model folder's tokenizer.json (Hugging Face tokenizers), its special
     tokens added or not, texts longer than the input's shape [T] truncated or refused, and texts of a batch padded
-    to the longest with `pad_token` on `padding_side`, with a 0/1 mask passed as the forward's `mask_argument`."""
+    to the longest with `pad_token` on `padding_side`, with a 0/1 mask passed as the forward's `mask_argument`.
+
+    A model that reads two texts together (`pair`, e.g. ["question", "context"]) takes each instance as an object
+    with those two keys, encoded as the tokenizer's pair (its pair template; truncation cuts the second text only);
+    `type_argument` names the forward's argument for the tokenizer's type ids (segment 0 / 1), where it takes them."""
 
     pad_token: str = Field(min_length=1)
     truncation: Literal["refuse", "truncate"] = "refuse"
     padding_side: Literal["right", "left"] = "right"
     add_special_tokens: bool = True
     mask_argument: str | None = "attention_mask"
+    pair: tuple[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]] | None = None
+    type_argument: str | None = None
+
+    @model_validator(mode="after")
+    def _arguments_differ(self) -> TextSpec:
+        if self.pair is not None and self.pair[0] == self.pair[1]:
+            raise ValueError(f"the two texts of a pair need different names, got {list(self.pair)}")
+        if self.type_argument is not None and self.type_argument == self.mask_argument:
+            raise ValueError("type_argument and mask_argument name two different arguments of the forward")
+        return self
 
 
 class InputSpec(_Strict):
@@ -165,16 +179,19 @@ class EvaluationSpec(_Strict):
     comparison: list[ComparedComposite] = Field(default=[], max_length=64)
 
 
-TASKS = ("classification", "multi_label", "regression", "token_classification")
-PER_POSITION_TASKS = ("token_classification",)  # tasks whose outputs are every token's logits
+TASKS = ("classification", "multi_label", "regression", "token_classification", "question_answering")
+PER_POSITION_TASKS = ("token_classification", "question_answering")  # tasks whose outputs are every token's logits
+ANSWER_CLASSES = ["start", "end"]  # an extractive question answerer's two logits at every token
+ANSWER_TEXTS = ("question", "context")  # the pair it reads; the answer is a span of the context
 
 
 class ModelSpec(_Strict):
     """The whole model.json document. `task` says what the outputs are: `classification` (one class per input, the
     argmax; probabilities by `output_activation`), `multi_label` (each class on its own: the sigmoid of its logit, the
     predicted labels those of probability >= 0.5), `regression` (each output a value, named by `classes`; no
-    probabilities) or `token_classification` (a text model giving every token a class: the graph ends in every
-    token's logits, [batch, tokens, classes])."""
+    probabilities), `token_classification` (a text model giving every token a class: the graph ends in every
+    token's logits, [batch, tokens, classes]) or `question_answering` (extractive: a pair of texts, question and
+    context, and every token's start and end logits, [batch, tokens, 2], classes ["start", "end"])."""
 
     format_version: Literal[1] = 1
     description: str = ""
@@ -200,6 +217,15 @@ class ModelSpec(_Strict):
         if self.task in PER_POSITION_TASKS and self.evaluation is not None:
             raise ValueError(f'task "{self.task}" explains spans, not one output per input: its faithfulness is not '
                              'measured; leave "evaluation" out')
+        pair = None if self.input.text is None else self.input.text.pair
+        if self.task == "question_answering" and (self.classes != ANSWER_CLASSES or pair is None
+                                                  or sorted(pair) != sorted(ANSWER_TEXTS)):
+            raise ValueError('task "question_answering" reads a pair of texts ("text": {"pair": ["question", '
+                             '"context"]}, in the order the model reads them) and gives every token\'s start and end '
+                             f'logits: classes {ANSWER_CLASSES}')
+        if self.input.text is not None and self.input.text.pair is not None and self.evaluation is not None:
+            raise ValueError('the faithfulness of a model reading a pair of texts is not measured; leave "evaluation" '
+                             "out")
         if self.task == "regression" and len(self.classes) > 1 and self.evaluation is not None:
             raise ValueError('a regression of several outputs is explained one named output at a time: its '
                              'faithfulness is not measured at load; leave "evaluation" out')

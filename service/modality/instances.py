@@ -39,7 +39,7 @@ class Decoded:
         """One model-space tensor per instance (a text: its own token ids, unpadded)."""
         if self.texts is None:
             return list(self.x)
-        return [torch.tensor(text.ids, dtype=torch.long) for text in self.texts]
+        return [text.row() for text in self.texts]
 
 
 def decode_texts(model: TextModel, instances: Sequence[Any], max_tokens: int) -> Decoded:
@@ -49,7 +49,7 @@ def decode_texts(model: TextModel, instances: Sequence[Any], max_tokens: int) ->
     if total > max_tokens:
         raise PayloadTooLargeError(f"the texts have {total} tokens in all; the limit per request is {max_tokens} "
                                    "(LRP_MAX_REQUEST_TOKENS): split the request")
-    ids, _, _ = model.pad([torch.tensor(text.ids, dtype=torch.long) for text in texts])
+    ids, _, _ = model.pad([text.row() for text in texts])
     return Decoded(ids, texts=texts)
 
 

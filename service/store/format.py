@@ -65,8 +65,8 @@ def load_model(directory: Path, name: str | None = None, limits: ModelLimits = L
 
 
 def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:
-    """Token ids in the graph exactly for a text input, whose T fits the graph's longest input; a text model's only
-    extra input is its attention mask (under the argument model.json names), and other models take none."""
+    """Token ids in the graph exactly for a text input, whose T fits the graph's longest input; a text model's extra
+    inputs are its attention mask and type ids (under the arguments model.json names), and other models take none."""
     tokens = graph.input.attrs.get("dtype") is not None
     if tokens != (spec.kind == "text"):
         raise ValueError("the graph's input takes token ids (it has a dtype) exactly when the input kind is text")
@@ -74,10 +74,11 @@ def _check_inputs_fit(spec: InputSpec, graph: Graph) -> None:
     if longest is not None and spec.shape[0] > longest:
         raise ValueError(f"the input's shape [{spec.shape[0]}] has more tokens than the graph takes ({longest})")
     arguments = sorted(node.attrs["argument"] for node in graph.extra_inputs)
-    wanted = [spec.text.mask_argument] if spec.text is not None and spec.text.mask_argument is not None else []
+    named = [] if spec.text is None else [spec.text.mask_argument, spec.text.type_argument]
+    wanted = sorted(name for name in named if name is not None)
     if arguments != wanted:
         raise ValueError(f"the graph's extra inputs are {arguments}, but the input spec passes {wanted} (a text "
-                         "model's attention mask, named by text.mask_argument)")
+                         "model's attention mask and type ids, named by text.mask_argument and text.type_argument)")
 
 
 def _read_spec(directory: Path, name: str) -> ModelSpec:
@@ -147,12 +148,27 @@ def _dry_run(graph: Graph, spec: ModelSpec, name: str, text: TextModel | None) -
     except (LRPError, RuntimeError, ValueError, TypeError, IndexError, KeyError) as problem:
         raise ModelFileError(f"model '{name}': {WEIGHTS_FILE} does not fit the graph in {MODEL_FILE}: "
                              f"{str(problem).splitlines()[0]}") from None
+    if text is not None and text.spec.pair is not None:
+        _check_pair_types(prepared, text, name)
     per_instance = len(spec.classes) * (int(x.shape[1]) if graph.per_position else 1)  # per token, or once
     if tuple(logits.shape[1:]) != (per_instance,):
         said = f"{per_instance // len(spec.classes)} tokens x " if graph.per_position else ""
         raise ModelFileError(f"model '{name}': {MODEL_FILE}: the graph gives {tuple(logits.shape[1:])} outputs "
                              f"per instance but \"classes\" lists {said}{len(spec.classes)}")
     return prepared
+
+
+def _check_pair_types(prepared: PreparedModel, text: TextModel, name: str) -> None:
+    """A pair model runs on a row of its tokenizer's pair template (every type id it gives): type ids past the
+    model's table refuse the model here, not a request later."""
+    row = text.probe_row()
+    try:
+        prepared.predict(*text.pad([row])[:2])
+    except (LRPError, RuntimeError, ValueError, TypeError, IndexError, KeyError) as problem:
+        raise ModelFileError(f"model '{name}': {TOKENIZER_FILE}'s pair template gives type ids "
+                             f"{sorted(set(row[1].tolist()))}, which the graph cannot take "
+                             f"({str(problem).splitlines()[0]}); ship the tokenizer the model was trained with") \
+            from None
 
 
 # -- writing ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""The converter for Hugging Face models: a sequence-classification model with its fast tokenizer, or an image-
-classification model with its image processor, written as a model folder the service loads (the graph, the weights,
-and for text the tokenizer.json). `transformers` is needed here only, never to serve.
+"""The converter for Hugging Face models: a sequence-classification, token-classification or extractive question-
+answering model with its fast tokenizer, or an image-classification model with its image processor, written as a
+model folder the service loads (the graph, the weights, and for text the tokenizer.json). `transformers` is needed
+here only, never to serve.
 
 The model is captured from the object as it is (nothing patched); its labels come from `config.id2label`, a text
 model's length from the tokenizer and the position table, an image model's pipeline from its processor
@@ -17,6 +18,7 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from service.manifest.model_json import ANSWER_CLASSES, ANSWER_TEXTS
 from service.store.format import LoadedModel
 from service.store.from_module import ConversionError, convert_module
 from service.store.processors import image_input
@@ -25,19 +27,26 @@ LONGEST = 512  # the most tokens a converted text model takes unless told otherw
 
 
 class Logits(nn.Module):
-    """A Hugging Face model called with keyword inputs (and no key-value cache), answering its `.logits` only (the
-    tensor the graph ends in)."""
+    """A Hugging Face model called with keyword inputs (and no key-value cache), answering the tensor the graph ends
+    in: its `.logits`, or an extractive question answerer's start and end logits as [batch, tokens, 2]."""
 
     def __init__(self, model: nn.Module, takes: str) -> None:
         super().__init__()
         self.model = model
         self.takes = takes
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         extra: dict[str, Any] = {} if attention_mask is None else {"attention_mask": attention_mask}
+        if token_type_ids is not None:
+            extra["token_type_ids"] = token_type_ids
         if getattr(self.model.config, "use_cache", None) is not None:
             extra["use_cache"] = False  # a decoder's key-value cache: not an output the graph can hold
-        logits: torch.Tensor = self.model(**{self.takes: x}, **extra).logits
+        output = self.model(**{self.takes: x}, **extra)
+        if hasattr(output, "start_logits"):
+            answers: torch.Tensor = torch.cat([output.start_logits[..., None], output.end_logits[..., None]], dim=-1)
+            return answers
+        logits: torch.Tensor = output.logits
         return logits
 
 
@@ -55,15 +64,18 @@ PROBLEM_TYPES = {None: "classification", "single_label_classification": "classif
 
 
 def task_fields(model: HuggingFaceModel) -> dict[str, Any]:
-    """model.json's task: a token classifier's (...ForTokenClassification), or from `config.problem_type`, as the
-    Hugging Face heads train on it: one class (softmax), each label on its own (sigmoid), or values (regression)."""
+    """model.json's task and classes: a token classifier's (...ForTokenClassification), an extractive question
+    answerer's (...ForQuestionAnswering: start and end), or from `config.problem_type`, as the Hugging Face heads
+    train on it: one class (softmax), each label on its own (sigmoid), or values (regression)."""
     if type(model).__name__.endswith("ForTokenClassification"):
-        return {"task": "token_classification"}
+        return {"task": "token_classification", "classes": classes(model)}
+    if type(model).__name__.endswith("ForQuestionAnswering"):
+        return {"task": "question_answering", "classes": list(ANSWER_CLASSES)}
     problem = getattr(model.config, "problem_type", None)
     if problem not in PROBLEM_TYPES:
         raise ConversionError(f"config.problem_type {problem!r} is not one the converter knows "
                               f"({[p for p in PROBLEM_TYPES if p]})")
-    return {"task": PROBLEM_TYPES[problem]}
+    return {"task": PROBLEM_TYPES[problem], "classes": classes(model)}
 
 
 def text_fields(model: HuggingFaceModel, tokenizer: Any, max_tokens: int | None, truncation: str) -> dict[str, Any]:
@@ -73,9 +85,13 @@ def text_fields(model: HuggingFaceModel, tokenizer: Any, max_tokens: int | None,
         raise ConversionError("the tokenizer has no pad token (set tokenizer.pad_token, e.g. to its eos token)")
     limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None)]
     longest = min([int(v) for v in limits if isinstance(v, int) and v > 0] + [LONGEST])
-    return {"kind": "text", "shape": [max_tokens or longest],
-            "text": {"pad_token": tokenizer.pad_token, "padding_side": tokenizer.padding_side,
-                     "truncation": truncation}}
+    text: dict[str, Any] = {"pad_token": tokenizer.pad_token, "padding_side": tokenizer.padding_side,
+                            "truncation": truncation}
+    if type(model).__name__.endswith("ForQuestionAnswering"):  # the pair as the pipeline encodes it
+        text["pair"] = list(ANSWER_TEXTS if tokenizer.padding_side == "right" else reversed(ANSWER_TEXTS))
+        if "token_type_ids" in tokenizer.model_input_names:
+            text["type_argument"] = "token_type_ids"
+    return {"kind": "text", "shape": [max_tokens or longest], "text": text}
 
 
 def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: Any = None, image_processor: Any = None,
@@ -87,7 +103,7 @@ def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: An
     if (tokenizer is None) == (image_processor is None):
         raise ConversionError("give the tokenizer of a text model or the image processor of an image model")
     model = model.eval().float()
-    fields: dict[str, Any] = {"classes": classes(model), **task_fields(model), "default_composite": "attnlrp",
+    fields: dict[str, Any] = {**task_fields(model), "default_composite": "attnlrp",
                               "description": description or f"{type(model).__name__} converted from Hugging Face"}
     if examples is not None:
         fields["evaluation"] = {"examples": examples}
@@ -103,7 +119,8 @@ def convert_hugging_face(model: HuggingFaceModel, directory: Path, tokenizer: An
 
 
 TEXT_HEADS = {"ForSequenceClassification": "AutoModelForSequenceClassification",
-              "ForTokenClassification": "AutoModelForTokenClassification"}  # architecture suffix -> its Auto class
+              "ForTokenClassification": "AutoModelForTokenClassification",
+              "ForQuestionAnswering": "AutoModelForQuestionAnswering"}  # architecture suffix -> its Auto class
 
 
 def convert_checkpoint(checkpoint: Path, directory: Path, max_tokens: int | None = None,
@@ -127,5 +144,5 @@ def convert_checkpoint(checkpoint: Path, directory: Path, max_tokens: int | None
         return convert_hugging_face(model, directory, image_processor=processor, description=description,
                                     examples=examples)
     raise ConversionError(f"{checkpoint} holds a {architectures or 'model of no known architecture'}; the converter "
-                          "takes ...ForSequenceClassification, ...ForTokenClassification and "
-                          "...ForImageClassification models")
+                          "takes ...ForSequenceClassification, ...ForTokenClassification, ...ForQuestionAnswering "
+                          "and ...ForImageClassification models")

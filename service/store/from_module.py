@@ -62,7 +62,8 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
 def _example(module: nn.Module, spec: InputSpec, size: tuple[int, int], vocabulary: int,
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Random inputs of the model's kind, `size` = (batch, tokens): normal values, or (text) token ids of the
-    tokenizer's vocabulary, each row but the first with its last positions masked as padding."""
+    tokenizer's vocabulary, each row but the first with its last positions masked as padding (type ids: 0 on the
+    first half of each row, 1 after)."""
     batch, tokens = size
     if spec.text is None:
         return torch.randn(batch, *spec.shape, generator=generator).to(_dtype(module)), {}
@@ -70,7 +71,10 @@ def _example(module: nn.Module, spec: InputSpec, size: tuple[int, int], vocabula
     mask = torch.ones(batch, tokens, dtype=torch.long)
     for row in range(1, batch):
         mask[row, tokens - row % tokens:] = 0
-    return ids, ({} if spec.text.mask_argument is None else {spec.text.mask_argument: mask})
+    extra = {} if spec.text.mask_argument is None else {spec.text.mask_argument: mask}
+    if spec.text.type_argument is not None:
+        extra[spec.text.type_argument] = (torch.arange(tokens) >= tokens // 2).long().expand(batch, tokens) * mask
+    return ids, extra
 
 
 def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, vocabulary: int, seed: int) -> None:

@@ -100,8 +100,8 @@ def test_a_checkpoint_of_another_kind_is_refused_with_what_the_converter_takes(t
     model, _ = bert
     T.BertModel(model.config).save_pretrained(tmp_path / "encoder")
     assert main(["convert-hf", str(tmp_path / "encoder"), "--name", "x", "--models-dir", str(tmp_path)]) == 1
-    assert ("the converter takes ...ForSequenceClassification, ...ForTokenClassification and "
-            "...ForImageClassification") in capsys.readouterr().err
+    assert ("the converter takes ...ForSequenceClassification, ...ForTokenClassification, ...ForQuestionAnswering "
+            "and ...ForImageClassification") in capsys.readouterr().err
 
 
 def test_the_converter_needs_exactly_one_of_tokenizer_and_processor_and_a_pad_token(tmp_path: Path, bert):

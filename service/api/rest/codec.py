@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 
 from service.api.rest.drawn import Media, drawn_text, heatmap_png
-from service.api.rest.texts import text_explanation, token_answer, token_prediction
+from service.api.rest.texts import answer_prediction, text_explanation, token_answer, token_prediction
 from service.api.schemas import (
     ExplainResponse,
     Faithfulness,
@@ -114,6 +114,9 @@ def prediction(job: Job, index: int, result: Predicted) -> Prediction:
     probability (multi-label: and the labels of probability >= 0.5), a regression's values, or a token classifier's
     labels and entities."""
     entry = job.entry
+    if entry.spec.task == "question_answering":
+        assert job.decoded.texts is not None, "question answerers read texts"
+        return answer_prediction(entry, job.decoded.texts[index], result.logits)
     if entry.per_token:
         assert job.decoded.texts is not None and result.probabilities is not None, "token classifiers read texts"
         return token_prediction(entry, job.decoded.texts[index], result.probabilities)
@@ -143,7 +146,7 @@ def explanation(job: Job, index: int, result: Explained) -> InstanceExplanation:
         probability=result.probability, relevance=result.relevance, relevance_sum=result.relevance_sum,
         conservation_delta=result.conservation_delta,
         features=None if names is None or rows is None else ranked_features(names, result.relevance, rows[index]),
-        text=None if texts is None else text_explanation(texts[index], result.relevance),
+        text=None if texts is None else text_explanation(job.entry, texts[index], result.relevance),
         faithfulness=None if result.faithfulness is None else faithfulness(result.faithfulness))
 
 

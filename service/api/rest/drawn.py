@@ -39,9 +39,9 @@ def drawn_panels(job: Job, panels: Sequence[TextPanel], html: bool,
     """Coloured texts, one panel each, as the HTML page or the PNG of service.render.text_page."""
     shown = []
     for heading, tokens, relevance in panels:
-        values = [float(v) for v in relevance]
-        positive, negative = text.top_words(text.words(tokens, values))
-        shown.append(text_page.Shown(heading, tokens, values, positive, negative))
+        values, joined = [float(v) for v in relevance], tokens.joined()  # a pair's two texts drawn as one
+        positive, negative = text.top_words(text.words(joined, values))
+        shown.append(text_page.Shown(heading, joined, values, positive, negative))
     if html:
         heading = f"LRP explanation: model {job.entry.name}, composite {job.key.method.composite.name}" \
             if job.key.method is not None else f"model {job.entry.name}"

@@ -1,12 +1,13 @@
 """The Open Inference Protocol's codec: an infer request (its tensors in JSON or Triton's binary extension) becomes a
 Job, and the job's results the output tensors.
 
-Each model has one input, `input` (the instances /predict takes: FP32 [-1, *shape], or BYTES [-1] for a text model)
-and the outputs `logits` and (but for a regression, whose logits are its values) `probabilities` (FP32 [-1,
-classes]). The request parameter `explain: true` (or asking for `relevance` or `target`) adds `relevance` (FP32 [-1,
-*shape]; text: [-1, longest], zero past each text's own tokens) and `target` (INT64 [-1]: one class per instance, so
-several classes explained together are /explain's); `composite`, `target` and `params` (an object, or its JSON text)
-are those of /explain.
+Each model has one input, `input` (the instances /predict takes: FP32 [-1, *shape], or BYTES [-1] for a text model,
+[-1, 2] for one reading a pair of texts) and the outputs `logits` and (but for a regression, whose logits are its
+values, and a question answerer) `probabilities` (FP32 [-1, classes]; per token [-1, longest, classes]). The request
+parameter `explain: true` (or asking for `relevance` or `target`) adds `relevance` (FP32 [-1, *shape]; text: [-1,
+longest], zero past each text's own tokens) and `target` (INT64 [-1]: one class per instance, so several classes
+explained together are /explain's); `composite`, `target` and `params` (an object, or its JSON text) are those of
+/explain.
 """
 
 from __future__ import annotations
@@ -45,8 +46,18 @@ EXPLAINED = ("relevance", "target")
 
 
 def predicted_outputs(entry: ModelEntry) -> tuple[str, ...]:
-    """What a prediction outputs: the logits, and the probabilities unless the model is a regression (values only)."""
-    return ("logits",) if entry.spec.task == "regression" else PREDICTED
+    """What a prediction outputs: the logits, and the probabilities unless the model is a regression (values only) or
+    a question answerer (start and end logits per token)."""
+    return ("logits",) if entry.spec.task in ("regression", "question_answering") else PREDICTED
+
+
+def input_shape(entry: ModelEntry) -> list[int]:
+    """The input tensor's shape: [-1, *shape], or BYTES [-1] for a text model ([-1, 2] for a pair model: each row
+    its two texts in the order model.json names them)."""
+    spec = entry.spec.input
+    if spec.text is None:
+        return [-1, *spec.shape]
+    return [-1] if spec.text.pair is None else [-1, 2]
 TARGETS: TypeAdapter[TargetField] = TypeAdapter(TargetField)
 
 
@@ -111,8 +122,9 @@ class V2Codec(Codec[InferCall, Response]):
         if not request.explaining:
             return predict_job(entry, decoded)
         if entry.per_token:
-            raise InvalidInputError(f"model '{entry.name}' classifies every token; the protocol's outputs hold one "
-                                    "explanation per instance: explain it with POST /explain/{model}")
+            raise InvalidInputError(f"model '{entry.name}' explains spans of its texts (a token classifier or a "
+                                    "question answerer); the protocol's outputs hold one explanation per instance: "
+                                    "explain it with POST /explain/{model}")
         composite, target = parameters.composite, parameters.target
         if isinstance(composite, str) and composite.lstrip().startswith("{"):
             composite = _json_parameter("composite", composite)
@@ -161,7 +173,14 @@ def _instances(entry: ModelEntry, request: InferCall) -> list[Any]:
         raise ProtocolError(f"model '{entry.name}' takes one input tensor named '{INPUT}' (GET /v2/models/"
                             f"{entry.name}); got {[t.name for t in tensors]}")
     tensor, spec = tensors[0], entry.spec.input
-    if spec.kind == "text":
+    pair = spec.text.pair if spec.text is not None else None
+    if pair is not None:
+        if tensor.datatype != "BYTES" or len(tensor.shape) != 2 or tensor.shape[1] != 2:
+            raise ProtocolError(f"input '{INPUT}' of model '{entry.name}' is BYTES of shape [n, 2]: each row its "
+                                f"{pair[0]} and its {pair[1]}")
+        texts = list(tensor.values)
+        instances: list[Any] = [dict(zip(pair, texts[i:i + 2], strict=True)) for i in range(0, len(texts), 2)]
+    elif spec.kind == "text":
         if tensor.datatype != "BYTES" or len(tensor.shape) not in (1, 2) or tensor.shape[1:] not in ((), (1,)):
             raise ProtocolError(f"input '{INPUT}' of a text model is BYTES of shape [n] (one text each)")
         instances = list(tensor.values)

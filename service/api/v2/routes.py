@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from service import __version__
 from service.api.deps import Entry, State
 from service.api.serve import served
-from service.api.v2.codec import INPUT, V2, InferCall, predicted_outputs
+from service.api.v2.codec import INPUT, V2, InferCall, input_shape, predicted_outputs
 from service.api.v2.route import V2Route, unknown_route
 from service.api.v2.schemas import (
     INFER_ERRORS,
@@ -67,8 +67,7 @@ async def model_metadata(entry: Entry) -> ModelMetadata:
     relevance = [-1, -1] if text else [-1, *spec.shape]
     return ModelMetadata(
         name=entry.name, versions=[entry.version], platform="pytorch_lrp",
-        inputs=[TensorMetadata(name=INPUT, datatype="BYTES" if text else "FP32",
-                               shape=[-1] if text else [-1, *spec.shape])],
+        inputs=[TensorMetadata(name=INPUT, datatype="BYTES" if text else "FP32", shape=input_shape(entry))],
         outputs=[*(TensorMetadata(name=name, datatype="FP32", shape=[-1, -1, classes] if entry.per_token else
                                   [-1, classes]) for name in predicted_outputs(entry)),
                  *([] if entry.per_token else [TensorMetadata(name="relevance", datatype="FP32", shape=relevance),

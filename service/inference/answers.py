@@ -1,0 +1,114 @@
+"""Extractive question answering: the answer span a question answerer's start and end logits give, and the spans an
+explanation of one starts from.
+
+The answer is chosen as the Hugging Face question-answering pipeline chooses it (one window, `top_k` 1, no
+impossible answer): the logits of tokens that cannot be in the answer (the question's, special tokens' but the leading
+classifier token's) are set to -10000; p_start = softmax(start), p_end = softmax(end) over the text's tokens; the
+leading special token's p_start and p_end are then set to 0; the answer is the span first..last of context tokens with
+0 <= last - first < MAX_ANSWER_TOKENS that maximises p_start[first] * p_end[last] (its score; the first such span in
+row-major order on ties). Its text runs from the start of the first token's word to the end of the last token's word
+(the pipeline's `align_to_words`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from service.manifest.model_json import ANSWER_TEXTS
+from service.modality.text import TokenizedText
+
+CONTEXT = ANSWER_TEXTS[1]  # the text of a pair that holds the answer
+MAX_ANSWER_TOKENS = 15  # the pipeline's max_answer_len
+EXCLUDED_LOGIT = -10000.0  # what the pipeline puts in place of a token that cannot be in the answer
+Logits = Literal["both", "start", "end"]  # which of a span's logits an explanation explains
+
+
+@dataclass(frozen=True)
+class AnswerTarget:
+    """`{"start": i, "end": j, "logits": ...}` in a request: the span of tokens i..j (None: the predicted answer's
+    own first or last token) and which logits are explained: the start logit at i plus the end logit at j (both), or
+    one of them."""
+
+    first: int | None = None
+    last: int | None = None
+    logits: Logits = "both"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A span of the context: tokens `first`..`last` (indices into the text's tokens), its [start, end) characters
+    in the context (aligned to words) and its text, and its score p_start[first] * p_end[last] (None for a span
+    outside the context)."""
+
+    first: int
+    last: int
+    start: int
+    end: int
+    text: str
+    score: float | None
+
+
+def answer_probabilities(logits: np.ndarray, tokens: TokenizedText, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """p_start and p_end over a text's tokens (logits [tokens, 2]), the pipeline's way (see the module)."""
+    allowed = context_tokens(tokens, context)
+    kept = allowed.copy()
+    if tokens.special and tokens.special[0]:
+        kept[0] = True  # the leading classifier token takes part in the softmax, as the pipeline's p_mask lets it
+    chances = []
+    for column in (0, 1):
+        values = np.where(kept, logits[:, column].astype(np.float64), EXCLUDED_LOGIT)
+        exp = np.exp(values - values.max())
+        found = exp / exp.sum()
+        if tokens.special and tokens.special[0]:
+            found[0] = 0.0
+        chances.append(found)
+    return chances[0], chances[1]
+
+
+def context_tokens(tokens: TokenizedText, context: int) -> np.ndarray:
+    """Which tokens may be in the answer: the context's, special tokens excepted."""
+    return np.array([tokens.sequence_of(i) == context and not special for i, special in enumerate(tokens.special)])
+
+
+def best_answer(logits: np.ndarray, tokens: TokenizedText, context: int) -> Answer | None:
+    """The answer of one text (logits [tokens, 2] at its own tokens); None when no context token can start one."""
+    start, end = answer_probabilities(logits, tokens, context)
+    allowed = context_tokens(tokens, context)
+    if not allowed.any():
+        return None
+    scores = np.outer(np.where(allowed, start, 0.0), np.where(allowed, end, 0.0))
+    scores = np.tril(np.triu(scores), MAX_ANSWER_TOKENS - 1)
+    first, last = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    if not (allowed[first] and allowed[last]):
+        return None
+    return span(tokens, int(first), int(last), float(scores[first, last]))
+
+
+def span(tokens: TokenizedText, first: int, last: int, score: float | None) -> Answer:
+    """Tokens first..last as an answer: its characters from the start of the first token's word to the end of the
+    last token's word, in the text the first token is in."""
+    start, end = _word_edges(tokens, first)[0], _word_edges(tokens, last)[1]
+    if tokens.sequence_of(first) != tokens.sequence_of(last) or end < start:
+        start, end = tokens.offsets[first][0], max(tokens.offsets[first][1], tokens.offsets[last][1])
+    return Answer(first, last, start, end, tokens.source(first)[start:end], score)
+
+
+def span_score(logits: np.ndarray, tokens: TokenizedText, context: int, first: int, last: int) -> float | None:
+    """p_start[first] * p_end[last] of a span of context tokens (None outside the context or backwards)."""
+    allowed = context_tokens(tokens, context)
+    if not (allowed[first] and allowed[last]) or last < first:
+        return None
+    start, end = answer_probabilities(logits, tokens, context)
+    return float(start[first] * end[last])
+
+
+def _word_edges(tokens: TokenizedText, index: int) -> tuple[int, int]:
+    """The [start, end) characters of the word token `index` is part of (the token's own where it has no word)."""
+    word, sequence = tokens.word_ids[index], tokens.sequence_of(index)
+    if word is None:
+        return tokens.offsets[index]
+    same = [tokens.offsets[i] for i, w in enumerate(tokens.word_ids) if w == word and tokens.sequence_of(i) == sequence]
+    return min(s for s, _ in same), max(e for _, e in same)
