@@ -245,6 +245,8 @@ class SpanExplanation(BaseModel):
     text: str = Field(description="the span's text in the input")
     start: int
     end: int
+    segment: str | None = Field(default=None, description="models reading a pair of texts: the text the span's text "
+                                "and offsets are in")
     target: list[int] = Field(description="the class explained at each of its tokens; an answer's: 0 (start, at its "
                               "first token) and/or 1 (end, at its last)")
     label: list[str]

@@ -39,9 +39,10 @@ class AnswerTarget:
 
 @dataclass(frozen=True)
 class Answer:
-    """A span of the context: tokens `first`..`last` (indices into the text's tokens), its [start, end) characters
-    in the context (aligned to words) and its text, and its score p_start[first] * p_end[last] (None for a span
-    outside the context)."""
+    """A span of tokens `first`..`last` (indices into the text's tokens): its [start, end) characters (aligned to
+    words) and its text in the text of the pair it is in (`sequence`; None: a span of special tokens only), and its
+    score p_start[first] * p_end[last] (None for a span the model could not answer: outside the context, backwards
+    or longer than MAX_ANSWER_TOKENS)."""
 
     first: int
     last: int
@@ -49,6 +50,7 @@ class Answer:
     end: int
     text: str
     score: float | None
+    sequence: int | None = 0
 
 
 def answer_probabilities(logits: np.ndarray, tokens: TokenizedText, context: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,18 +90,23 @@ def best_answer(logits: np.ndarray, tokens: TokenizedText, context: int) -> Answ
 
 
 def span(tokens: TokenizedText, first: int, last: int, score: float | None) -> Answer:
-    """Tokens first..last as an answer: its characters from the start of the first token's word to the end of the
-    last token's word, in the text the first token is in."""
-    start, end = _word_edges(tokens, first)[0], _word_edges(tokens, last)[1]
-    if tokens.sequence_of(first) != tokens.sequence_of(last) or end < start:
-        start, end = tokens.offsets[first][0], max(tokens.offsets[first][1], tokens.offsets[last][1])
-    return Answer(first, last, start, end, tokens.source(first)[start:end], score)
+    """Tokens first..last as an answer: the characters of its tokens that are not special tokens and are in the text
+    of the first such token (a span that runs on into the pair's other text stops at the end of this one), from the
+    start of the first one's word to the end of the last one's; an empty text at 0 when all are special."""
+    inside = [i for i in range(first, last + 1) if not tokens.special[i]]
+    if not inside:
+        return Answer(first, last, 0, 0, "", score, None)
+    sequence = tokens.sequence_of(inside[0])
+    own = [i for i in inside if tokens.sequence_of(i) == sequence]
+    start, end = _word_edges(tokens, own[0])[0], _word_edges(tokens, own[-1])[1]
+    return Answer(first, last, start, end, tokens.source(own[0])[start:end], score, sequence)
 
 
 def span_score(logits: np.ndarray, tokens: TokenizedText, context: int, first: int, last: int) -> float | None:
-    """p_start[first] * p_end[last] of a span of context tokens (None outside the context or backwards)."""
+    """p_start[first] * p_end[last] of a span of context tokens (None outside the context, backwards or longer than
+    MAX_ANSWER_TOKENS: no answer the model could give)."""
     allowed = context_tokens(tokens, context)
-    if not (allowed[first] and allowed[last]) or last < first:
+    if not (allowed[first] and allowed[last]) or not 0 <= last - first < MAX_ANSWER_TOKENS:
         return None
     start, end = answer_probabilities(logits, tokens, context)
     return float(start[first] * end[last])

@@ -133,6 +133,9 @@ def explain_job(entry: ModelEntry, decoded: Decoded, target: TargetRequest, comp
     if entry.per_token and evaluate is not None:
         raise InvalidInputError("evaluate measures one output per input; a token classifier's or question answerer's "
                                 "explanations are of spans: leave evaluate out")
+    if entry.text is not None and entry.text.spec.pair is not None and evaluate is not None:
+        raise InvalidInputError(f"evaluate perturbs the tokens of one text; model '{entry.name}' reads a pair of "
+                                "texts: leave evaluate out")
     samples = tuple(Sample(row, i, t, evaluate, texts[i] if texts else None)
                     for i, (row, t) in enumerate(zip(decoded.rows, targets, strict=True)))
     return Job(entry, BatchKey("explain", method), samples, decoded, chosen, merged)

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from service.errors import DeviceMemoryError
+from service.errors import DeviceMemoryError, InvalidInputError
 from service.faithfulness import Evaluation
 from service.inference.answers import AnswerTarget
 from service.inference.failures import not_finite, overflow
@@ -20,6 +20,7 @@ from service.inference.results import Answered, Explained, Predicted, Result
 from service.inference.run_tokens import run_tokens
 from service.inference.spans import TokenTarget
 from service.loader import ModelEntry
+from service.lrp import UnevenSelectionError
 from service.modality import text
 from service.runtime.state import ServiceState
 
@@ -40,9 +41,14 @@ def probabilities(entry: ModelEntry, logits: torch.Tensor) -> np.ndarray | None:
 
 def run_batch(entry: ModelEntry, key: BatchKey, samples: list[Sample]) -> list[Result]:
     """One batched pass. On device out-of-memory the batch is halved and each half retried; an input that does not
-    fit even alone fails alone with DeviceMemoryError."""
+    fit even alone fails alone with DeviceMemoryError. A batch whose samples a boolean mask over the batch selects
+    unevenly (service.lrp.UnevenSelectionError) runs sample by sample; one that fails alone is a 422."""
     try:
         return _run_once(entry, key, samples)
+    except UnevenSelectionError as problem:  # samples the model regroups unevenly (T5's <eos>): each alone is right
+        if len(samples) == 1:
+            return [InvalidInputError(f"inputs[{samples[0].position}]: {problem}")]
+        return [result for sample in samples for result in run_batch(entry, key, [sample])]
     except torch.OutOfMemoryError:
         if entry.prepared.device.type == "cuda":
             torch.cuda.empty_cache()  # hand the allocator's free blocks back, so the retry finds contiguous memory

@@ -13,6 +13,7 @@ from service.lrp.exceptions import ExplanationInputError, LRPError, ModelPrepara
 from service.lrp.explanation import Explanation, Method, output_from_logits
 from service.lrp.graph import INPUT, OUTPUT_ACTIVATIONS, Graph, Node, check_input
 from service.lrp.ops import OPS, check_node
+from service.lrp.ops.spec import UnevenSelectionError
 from service.lrp.params import Bound, LRPParams
 from service.lrp.precision import use_ieee_float32
 from service.lrp.prepare import explain, prepare
@@ -35,6 +36,7 @@ __all__ = [
     "ModelPreparationError",
     "Node",
     "PreparedModel",
+    "UnevenSelectionError",
     "UnsupportedLayerError",
     "check_input",
     "check_node",

@@ -20,8 +20,8 @@ from torch import nn
 from torch.export import Dim, ExportedProgram
 
 from service.lrp import graph as ir
-from service.lrp.convert import TOKENS_HINT, Converter
-from service.lrp.exceptions import ExplanationInputError, ModelPreparationError
+from service.lrp.convert import IN_PLACE_ON_VIEW, TOKENS_HINT, Converter
+from service.lrp.exceptions import ExplanationInputError, ModelPreparationError, UnsupportedLayerError
 
 _WRAPPERS = (torch.ops.higher_order.wrap_with_set_grad_enabled, torch.ops.higher_order.wrap_with_autocast)
 
@@ -113,7 +113,17 @@ def export(module: nn.Module, example: torch.Tensor,
 def graph_from_module(module: nn.Module, example: torch.Tensor,
                       extra: Mapping[str, torch.Tensor] | None = None) -> ir.Graph:
     """Capture `module` at `example` (with the keyword arguments `extra`, which carry no relevance) and convert it;
-    raise UnsupportedLayerError naming every op without a rule."""
+    raise UnsupportedLayerError naming every op without a rule. A graph that writes in place into a view of a tensor
+    that carries relevance (T5's decoder ids, shifted from the input's by slice assignment) is converted as torch
+    functionalizes it (`run_decompositions({})`: the write a `slice_scatter` / `select_scatter`, composite ops
+    decomposed), so that the relevance follows the data through it."""
     program = export(module, example, extra)
     inline_wrappers(program.graph)
-    return Converter(program, type(module).__name__, list(extra or {})).run()
+    try:
+        return Converter(program, type(module).__name__, list(extra or {})).run()
+    except UnsupportedLayerError as refused:
+        if not any(IN_PLACE_ON_VIEW in what for _, what in refused.nodes):
+            raise
+    functional = program.run_decompositions({})  # torch's functionalization: an in-place call on a view, a scatter
+    inline_wrappers(functional.graph)
+    return Converter(functional, type(module).__name__, list(extra or {})).run()

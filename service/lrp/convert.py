@@ -19,6 +19,7 @@ import torch
 import torch.fx
 from torch.export import ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
+from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
 from service.lrp import calls, dims
 from service.lrp import graph as ir
@@ -44,6 +45,7 @@ _LOG_SOFTMAX = {torch.ops.aten.log_softmax.int, torch.ops.aten._log_softmax.defa
 TOKENS_HINT = ("An integer input is taken as token ids, of any batch size and length (the model should start with an "
                "embedding).")
 _FINAL = "_final"  # a provisional op: a log_softmax, kept only when it is the model's last operation
+IN_PLACE_ON_VIEW = "on a view of another tensor"  # the refusal of an in-place call that would change a tensor it views
 
 
 class Converter:
@@ -75,21 +77,25 @@ class Converter:
         self.extra = dict(zip(user_inputs[1:], extra, strict=True))  # placeholder -> the forward's argument name
 
     # -- values ------------------------------------------------------------------------------------------
-    def size(self, value: Any) -> Any:
-        """An int, or {"expr": ...} for a size that follows the input's."""
+    def size(self, value: Any, data_dependent: bool = False) -> Any:
+        """An int, or {"expr": ...} for a size that follows the input's; with `data_dependent`, dims.DATA_DEPENDENT
+        for one that follows the input's values (the rows a boolean mask selects), which no attribute may hold."""
         if isinstance(value, int):
             return value
         expr = value.node.expr
         if expr.is_number:
             return int(expr)
         unknown = expr.free_symbols - set(self.symbols)
+        if unknown and data_dependent and free_unbacked_symbols(expr):
+            return dims.DATA_DEPENDENT
         if unknown:
             raise UnsupportedCallError(f"a size ({expr}) that does not follow the input's shape")
         return {dims.EXPR: str(expr.xreplace({s: _symbol(name) for s, name in self.symbols.items()}))}
 
     def shape(self, node: torch.fx.Node) -> tuple[Any, ...]:
+        """A call's output shape; a size that follows the input's values is dims.DATA_DEPENDENT."""
         val = node.meta.get("val")
-        return tuple(self.size(s) for s in val.shape) if isinstance(val, torch.Tensor) else ()
+        return tuple(self.size(s, data_dependent=True) for s in val.shape) if isinstance(val, torch.Tensor) else ()
 
     def shape_or_none(self, node: torch.fx.Node) -> tuple[Any, ...]:
         """The shape, or () when it does not follow the input (only to keep reading past an unsupported call)."""
@@ -123,7 +129,10 @@ class Converter:
     # -- the walk ----------------------------------------------------------------------------------------
     def run(self) -> ir.Graph:
         output = ""
+        needed = _needed(self.program.graph)
         for node in self.program.graph.nodes:
+            if node.name not in needed:
+                continue
             try:
                 if node.op == "output":
                     output = self.output(node)
@@ -211,6 +220,8 @@ class Converter:
             if target._schema.is_mutable:
                 self.check_in_place(node)
             found = read(site)
+            if self.masks_the_batch(node):
+                found = Read(found.inputs, {**found.attrs, "mask_over_batch": True}, found.params, found.op)
             if isinstance(val, list | tuple):  # split, chunk, unbind: one node per piece
                 self.refs[node.name] = [self.emit_item(node, found.op or op.name, found, i, v, True)
                                         for i, v in enumerate(val)]
@@ -219,11 +230,21 @@ class Converter:
         else:
             raise UnsupportedCallError(f"{target} has no LRP rule")
 
+    def masks_the_batch(self, node: torch.fx.Node) -> bool:
+        """An index by a boolean mask whose first dimension is the batch: its rows are every sample's, run together
+        (the engine checks that each sample gives as many)."""
+        if node.target is not torch.ops.aten.index.Tensor or not node.args[1]:
+            return False
+        first = node.args[1][0]  # type: ignore[index]
+        val = first.meta.get("val") if isinstance(first, torch.fx.Node) else None
+        return isinstance(val, torch.Tensor) and val.dtype == torch.bool and val.dim() >= 1 and \
+            self.size(val.shape[0], data_dependent=True) == {dims.EXPR: "d0"}
+
     def check_in_place(self, node: torch.fx.Node) -> None:
         """An in-place op on a view would change the tensor it views, which the graph would not see."""
         source = node.args[0]
         if isinstance(source, torch.fx.Node) and calls.is_view(source):
-            raise UnsupportedCallError(f"in-place {node.target} on a view of another tensor")
+            raise UnsupportedCallError(f"in-place {node.target} {IN_PLACE_ON_VIEW}")
 
     def constant_call(self, node: torch.fx.Node, site: Site, refs: list[Ref]) -> None:
         """A call that depends on no explained input: computed now when it can be, else at run time.
@@ -290,6 +311,9 @@ class Converter:
 
     def emit(self, node: torch.fx.Node, op: str, read: Read, live: bool = True) -> None:
         """Add the IR node of a call, named after its module ("features_0", then "features_0_1") or the call."""
+        if dims.holds_data_dependent(read.attrs):
+            raise UnsupportedCallError("a size that depends on the input's values (a boolean mask's count) in "
+                                       f"{str(node.target).removeprefix('aten.')}")
         module = calls.module_of(node)
         name = self.fresh(module.replace(".", "_") if module else node.name)
         self.add_node(ir.Node(name, op, self.inputs(read), read.attrs, read.params, module))
@@ -338,6 +362,21 @@ class Converter:
             if node.op == _FINAL:
                 self.unsupported.append((node.name, "log_softmax that is not the model's last operation"))
         return output, activation
+
+
+def _needed(graph: torch.fx.Graph) -> set[str]:
+    """The calls the output depends on, every in-place call (a write matters unread) and the inputs; calls that only
+    feed runtime checks (torch._check on a count of the input's values, T5's "all examples have as many <eos>") are
+    left out."""
+    roots = [node for node in graph.nodes if node.op in ("output", "placeholder") or
+             getattr(getattr(node.target, "_schema", None), "is_mutable", False)]
+    needed: set[str] = set()
+    while roots:
+        node = roots.pop()
+        if node.name not in needed:
+            needed.add(node.name)
+            roots.extend(node.all_input_nodes)
+    return needed
 
 
 def _symbol(name: str) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
 EXPR = "expr"
+DATA_DEPENDENT = {"data_dependent": True}  # a captured size that follows the input's values: never an attribute
 Shape = Sequence[int]
 Evaluate = Callable[[Shape], int]
 
@@ -98,3 +99,12 @@ def check(value: object) -> None:
     elif isinstance(value, list | tuple):
         for v in value:
             check(v)
+
+
+def holds_data_dependent(value: object) -> bool:
+    """Whether DATA_DEPENDENT is anywhere in `value` (nested lists and dicts)."""
+    if value is DATA_DEPENDENT:
+        return True
+    if isinstance(value, dict):
+        return any(holds_data_dependent(v) for v in value.values())
+    return isinstance(value, list | tuple) and any(holds_data_dependent(v) for v in value)

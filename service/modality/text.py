@@ -62,7 +62,8 @@ class TokenizedText:
         return torch.tensor([self.ids, self.type_ids], dtype=torch.long)
 
     def joined(self) -> TokenizedText:
-        """The text as one for display: a pair's two texts on lines of their own, offsets moved into the joint."""
+        """The text as one for display: a pair's two texts apart (on lines of their own in HTML), offsets moved into
+        the joint."""
         if self.second is None:
             return self
         shift = len(self.text) + len(PAIR_SEPARATOR)
@@ -165,6 +166,12 @@ class TextModel:
             raise InvalidInputError(f"{where}: the model reads a pair of texts: give an object with exactly the keys "
                                     f"{list(pair)}, got {got}")
         return _checked(instance[pair[0]], f"{where}.{pair[0]}"), _checked(instance[pair[1]], f"{where}.{pair[1]}")
+
+    def template_row(self, pads: int) -> torch.Tensor:
+        """The token ids of `pads` pad tokens as a text, with the special tokens model.json adds, cut to T."""
+        text = " ".join([self.spec.pad_token] * pads)
+        encoding = self.truncating.encode_batch([text], add_special_tokens=self.spec.add_special_tokens)[0]
+        return torch.tensor(encoding.ids or [self.pad_id], dtype=torch.long)
 
     def probe_row(self) -> torch.Tensor:
         """A pair model's row with every type id its tokenizer's pair template gives (the pad token as both texts),

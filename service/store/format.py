@@ -130,11 +130,12 @@ def graph_from_spec(spec: ModelSpec, tensors: Mapping[str, torch.Tensor]) -> Gra
 
 
 def probe_inputs(spec: InputSpec, text: TextModel | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Inputs of the model's kind to check and warm it up with: zeros, or (text) a batch of one pad token and, where
-    the model takes two tokens, two pad tokens, so that the first row is padded as a batch of texts pads it."""
+    """Inputs of the model's kind to check and warm it up with: zeros, or (text) a batch of the texts "<pad>" and
+    "<pad> <pad>" with the tokenizer's special tokens (a model may need them: T5 reads its <eos>), cut to T tokens,
+    so that the first row is padded as a batch of texts pads it."""
     if text is None:
         return torch.zeros(1, *spec.shape), {}
-    rows = [torch.tensor([text.pad_id] * length) for length in range(1, min(2, spec.shape[0]) + 1)]
+    rows = [text.template_row(length) for length in (1, 2)]
     ids, extra, _ = text.pad(rows)
     return ids, extra
 
@@ -161,7 +162,13 @@ def _dry_run(graph: Graph, spec: ModelSpec, name: str, text: TextModel | None) -
 def _check_pair_types(prepared: PreparedModel, text: TextModel, name: str) -> None:
     """A pair model runs on a row of its tokenizer's pair template (every type id it gives): type ids past the
     model's table refuse the model here, not a request later."""
-    row = text.probe_row()
+    try:
+        row = text.probe_row()
+    except BaseException as problem:  # pyo3's PanicException derives from BaseException only
+        if type(problem).__name__ != "PanicException":
+            raise
+        raise ModelFileError(f"model '{name}': {TOKENIZER_FILE} fails on a pair of texts ({str(problem)[:200]})") \
+            from None
     try:
         prepared.predict(*text.pad([row])[:2])
     except (LRPError, RuntimeError, ValueError, TypeError, IndexError, KeyError) as problem:

@@ -88,7 +88,11 @@ def text_fields(model: HuggingFaceModel, tokenizer: Any, max_tokens: int | None,
     text: dict[str, Any] = {"pad_token": tokenizer.pad_token, "padding_side": tokenizer.padding_side,
                             "truncation": truncation}
     if type(model).__name__.endswith("ForQuestionAnswering"):  # the pair as the pipeline encodes it
-        text["pair"] = list(ANSWER_TEXTS if tokenizer.padding_side == "right" else reversed(ANSWER_TEXTS))
+        if tokenizer.padding_side != "right":
+            raise ConversionError("the tokenizer pads on the left, so its question answerer reads the context first "
+                                  "and its contexts are cut from the front; the service reads the question first "
+                                  "and cuts the context's end")
+        text["pair"] = list(ANSWER_TEXTS)
         if "token_type_ids" in tokenizer.model_input_names:
             text["type_argument"] = "token_type_ids"
     return {"kind": "text", "shape": [max_tokens or longest], "text": text}

@@ -20,6 +20,7 @@ from torch import nn
 
 from service.lrp import graph_from_module
 from service.manifest.model_json import InputSpec, ModelSpec
+from service.modality.text import TextModel
 from service.store.format import LoadedModel, load_model, save_model, spec_from_graph
 from service.vetting.checks import TOKENIZER_FILE
 
@@ -39,8 +40,8 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
     described = InputSpec.model_validate(fields["input"])
     if (described.kind == "text") != (tokenizer is not None):
         raise ConversionError("a text model needs its tokenizer, and only a text model takes one")
-    vocabulary = tokenizer.get_vocab_size() if tokenizer is not None else 0
-    x, extra = _example(module, described, (2, min(8, described.shape[0])), vocabulary,
+    text = None if tokenizer is None else _text_model(tokenizer, described)
+    x, extra = _example(module, described, (2, min(8, described.shape[0])), text,
                         torch.Generator().manual_seed(seed))
     graph = graph_from_module(module, x, extra)
     spec, tensors = spec_from_graph(graph, **fields)
@@ -51,7 +52,7 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
         if tokenizer is not None:
             tokenizer.save(str(staging / TOKENIZER_FILE))
         loaded = load_model(staging)
-        _check_round_trip(module, loaded, spec, vocabulary, seed)
+        _check_round_trip(module, loaded, spec, text, seed)
         shutil.rmtree(directory, ignore_errors=True)
         staging.rename(directory)
     finally:
@@ -59,28 +60,53 @@ def convert_module(module: nn.Module, directory: Path, fields: Mapping[str, Any]
     return dataclasses.replace(loaded, name=directory.name)
 
 
-def _example(module: nn.Module, spec: InputSpec, size: tuple[int, int], vocabulary: int,
+def _text_model(tokenizer: Tokenizer, spec: InputSpec) -> TextModel:
+    """The tokenizer as the service reads it (a copy: reading it switches its padding and truncation off)."""
+    try:
+        return TextModel.build(Tokenizer.from_str(tokenizer.to_str()), spec)
+    except ValueError as problem:
+        raise ConversionError(f"the tokenizer does not fit the text input: {problem}") from None
+
+
+def _example(module: nn.Module, spec: InputSpec, size: tuple[int, int], text: TextModel | None,
              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Random inputs of the model's kind, `size` = (batch, tokens): normal values, or (text) token ids of the
-    tokenizer's vocabulary, each row but the first with its last positions masked as padding (type ids: 0 on the
+    """Random inputs of the model's kind, `size` = (batch, tokens): normal values, or (text) texts as the tokenizer
+    makes them: random token ids that are not special tokens between the tokenizer's leading and trailing special
+    tokens (a model may read them: T5 its <eos>), each row but the first shorter and padded (type ids: 0 on the
     first half of each row, 1 after)."""
     batch, tokens = size
-    if spec.text is None:
+    if spec.text is None or text is None:
         return torch.randn(batch, *spec.shape, generator=generator).to(_dtype(module)), {}
-    ids = torch.randint(0, vocabulary, (batch, tokens), generator=generator)
-    mask = torch.ones(batch, tokens, dtype=torch.long)
-    for row in range(1, batch):
-        mask[row, tokens - row % tokens:] = 0
+    first, last = _template(text)
+    ordinary = torch.tensor(sorted(set(range(text.tokenizer.get_vocab_size())) - text.special_ids) or [text.pad_id])
+    ids = torch.full((batch, tokens), text.pad_id, dtype=torch.long)
+    mask = torch.zeros(batch, tokens, dtype=torch.long)
+    for row in range(batch):
+        length = tokens - row % tokens
+        body = ordinary[torch.randint(0, len(ordinary), (max(length - len(first) - len(last), 1),),
+                                      generator=generator)]
+        made = torch.cat([torch.tensor(first, dtype=torch.long), body, torch.tensor(last, dtype=torch.long)])[:length]
+        ids[row, :len(made)] = made
+        mask[row, :len(made)] = 1
     extra = {} if spec.text.mask_argument is None else {spec.text.mask_argument: mask}
     if spec.text.type_argument is not None:
         extra[spec.text.type_argument] = (torch.arange(tokens) >= tokens // 2).long().expand(batch, tokens) * mask
     return ids, extra
 
 
-def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, vocabulary: int, seed: int) -> None:
+def _template(text: TextModel) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a text ([CLS] and [SEP], T5's <eos>, none)."""
+    encoding = text.tokenizer.encode("a", add_special_tokens=text.spec.add_special_tokens)
+    special = encoding.special_tokens_mask
+    lead = next((i for i, s in enumerate(special) if not s), len(special))
+    trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+    return encoding.ids[:lead], encoding.ids[len(special) - trail:] if trail else []
+
+
+def _check_round_trip(module: nn.Module, loaded: LoadedModel, spec: ModelSpec, text: TextModel | None,
+                      seed: int) -> None:
     """The written model must reproduce the module's logits on random inputs (float32; text: the longest input)."""
-    x, extra = _example(module, spec.input, (4, spec.input.shape[0]), vocabulary,
-                        torch.Generator().manual_seed(seed + 1))
+    x, extra = _example(module, spec.input, (4, spec.input.shape[0]), text, torch.Generator().manual_seed(seed + 1))
     with torch.no_grad():
         reference = module(x, **extra).float()
     output = loaded.prepared.output(x, extra)

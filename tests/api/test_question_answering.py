@@ -29,14 +29,16 @@ from service.lrp import PreparedModel
 from service.manifest.model_json import ModelSpec
 from service.settings import Settings
 from service.store.format import load_model
+from service.store.from_module import ConversionError, convert_module
 
 T = pytest.importorskip("transformers")
 from transformers.pipelines.document_question_answering import select_starts_ends  # noqa: E402
 
 from service.store.from_hugging_face import convert_hugging_face  # noqa: E402  (needs transformers)
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "who", "where", "what", "did", "is", "the", "mayor", "of", "london",
-         "met", "angela", "in", "berlin", "paris", "visited", "capital", "france", "city", "a", "large", "##s", "."]
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "who", "where", "what", "did", "is", "the", "mayor", "of",
+         "london", "met", "angela", "in", "berlin", "paris", "visited", "capital", "france", "city", "a", "large",
+         "##s", "."]
 PAIRS = [{"question": "who met angela", "context": "the mayor of london met angela in berlin ."},
          {"question": "where is paris", "context": "paris is the capital of france , a large city ."},
          {"question": "what did angela visit", "context": "angela visited paris"}]
@@ -45,8 +47,7 @@ PAIRS = [{"question": "who met angela", "context": "the mayor of london met ange
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Any, Any]]:
     folder = tmp_path_factory.mktemp("qa")
-    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    tokenizer = T.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = T.BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)})
     config = T.BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                           intermediate_size=24, max_position_embeddings=40)
     torch.manual_seed(3)
@@ -233,13 +234,12 @@ def test_a_long_context_is_cut_and_a_question_longer_than_the_model_takes_is_ref
         assert "the first text of the pair alone has more tokens than the model takes" in refused.text
 
 
-def test_a_question_answerer_without_token_types_converts_and_answers_as_transformers_selects(served, tmp_path):
-    _, _, tokenizer = served
+def test_a_question_answerer_without_token_types_converts_and_answers_as_transformers_selects(tmp_path):
     config = T.DistilBertConfig(vocab_size=len(WORDS), dim=16, n_layers=2, n_heads=2, hidden_dim=24,
                                 max_position_embeddings=40)
     torch.manual_seed(4)
     model = T.DistilBertForQuestionAnswering(config).eval()
-    plain = T.DistilBertTokenizerFast(vocab_file=tokenizer.vocab_file)
+    plain = T.DistilBertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)})
     assert "token_type_ids" not in plain.model_input_names
     convert_hugging_face(model, tmp_path / "distil", tokenizer=plain)
     document = json.loads((tmp_path / "distil" / "model.json").read_text())
@@ -296,3 +296,61 @@ def test_a_lone_surrogate_in_a_context_is_refused_and_the_next_request_is_answer
                           headers={"content-type": "application/json"})
     assert refused.status_code == 422 and "inputs[0].context: not valid Unicode" in refused.text
     assert client.post("/predict/qa", json={"inputs": PAIRS[:1]}).status_code == 200
+
+
+def test_a_named_span_s_text_is_in_one_text_of_the_pair_without_its_special_tokens(served):
+    client, _, _ = served
+    pair = PAIRS[0]  # [CLS] who met angela [SEP] the mayor of london met angela in berlin . [SEP]
+    targets = [{"start": 4, "end": 6}, {"start": 5, "end": 14}, {"start": 2, "end": 6}, {"start": 0, "end": 0}]
+    response = client.post("/explain/qa", json={"inputs": [pair] * 4, "target": targets})
+    assert response.status_code == 200, response.text
+    found = [(s["text"], s["start"], s["end"], s.get("segment")) for e in response.json()["explanations"]
+             for s in e["spans"]]
+    assert found == [("the mayor", 0, 9, "context"), (pair["context"], 0, len(pair["context"]), "context"),
+                     ("met angela", 4, 14, "question"), ("", 0, 0, None)]
+
+
+def test_a_left_padding_question_answerer_is_refused_at_conversion_saying_why(served, tmp_path):
+    _, model, _ = served
+    left = T.BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)}, padding_side="left")
+    with pytest.raises(ConversionError, match="reads the context first"):
+        convert_hugging_face(model, tmp_path / "left", tokenizer=left)
+
+
+def test_a_pair_classifier_explains_premise_and_hypothesis_and_refuses_evaluate(tmp_path):
+    tokenizer = T.BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)})
+    config = T.BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=24, max_position_embeddings=40, num_labels=3)
+    torch.manual_seed(5)
+    model = T.BertForSequenceClassification(config).eval()
+    fields = {"input": {"kind": "text", "shape": [40], "text": {
+        "pad_token": "[PAD]", "pair": ["premise", "hypothesis"], "type_argument": "token_type_ids"}},
+        "classes": ["entailment", "neutral", "contradiction"], "default_composite": "attnlrp"}
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    convert_module(_PairClassifier(model), tmp_path / "nli", fields, tokenizer=backend)
+    pair = {"premise": "the mayor of london met angela", "hypothesis": "angela visited paris"}
+    settings = Settings(models_dir=tmp_path)
+    with TestClient(create_app(settings, load_directory(tmp_path, torch.device("cpu"), settings))) as client:
+        predicted = client.post("/predict/nli", json={"inputs": [pair]}).json()["predictions"][0]
+        encoded = tokenizer(pair["premise"], pair["hypothesis"], return_tensors="pt")
+        with torch.no_grad():
+            expected = model(**encoded).logits[0]
+        np.testing.assert_allclose(predicted["logits"], expected.numpy(), rtol=1e-4, atol=1e-5)
+        explained = client.post("/explain/nli", json={"inputs": [pair]}).json()["explanations"][0]
+        segments = [t.get("segment") for t in explained["text"]["tokens"]]
+        assert segments.count("premise") == 6 and segments.count("hypothesis") == 3
+        refused = client.post("/explain/nli", json={"inputs": [pair], "evaluate": {"steps": 2}})
+        assert refused.status_code == 422 and "reads a pair of texts" in refused.json()["error"]["message"]
+
+
+class _PairClassifier(torch.nn.Module):
+    """A sequence classifier called with the pair's token type ids."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.model(input_ids=x, attention_mask=attention_mask,
+                                          token_type_ids=token_type_ids).logits
+        return logits

@@ -25,7 +25,8 @@ from service.store.from_module import ConversionError
 T = pytest.importorskip("transformers")
 from service.store.from_hugging_face import convert_hugging_face  # noqa: E402  (needs transformers)
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "film", "was", "good", "bad", "plot", "great", "not", "a", "!"]
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "film", "was", "good", "bad", "plot", "great", "not",
+         "a", "!"]
 TEXTS = ["the film was good!", "a bad plot", "not great , not good"]
 LABELS = {"multi": ["action", "comedy", "drama"], "score": ["score"], "pair": ["valence", "arousal"]}
 PROBLEMS = {"multi": "multi_label_classification", "score": "regression", "pair": "regression"}
@@ -47,8 +48,7 @@ def _bert(name: str) -> Any:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, Any], Any]]:
     folder = tmp_path_factory.mktemp("tasks")
-    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    tokenizer = T.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = T.BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)})
     models = {name: _bert(name) for name in LABELS}
     for name, model in models.items():
         convert_hugging_face(model, folder / "models" / name, tokenizer=tokenizer)

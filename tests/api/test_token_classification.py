@@ -28,8 +28,8 @@ from service.settings import Settings
 T = pytest.importorskip("transformers")
 from service.store.from_hugging_face import convert_hugging_face  # noqa: E402  (needs transformers)
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "angela", "merkel", "visited", "paris", "and", "berlin", "in", "may",
-         "the", "mayor", "of", "london", "met", "##s", "."]
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "angela", "merkel", "visited", "paris", "and", "berlin", "in",
+         "may", "the", "mayor", "of", "london", "met", "##s", "."]
 TEXTS = ["angela merkel visited paris", "the mayor of london met angela in berlin .", "paris"]
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -37,8 +37,7 @@ LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Any, Any]]:
     folder = tmp_path_factory.mktemp("ner")
-    (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
-    tokenizer = T.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+    tokenizer = T.BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)})
     config = T.BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                           intermediate_size=24, max_position_embeddings=32, num_labels=len(LABELS),
                           id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)})

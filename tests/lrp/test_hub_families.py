@@ -16,7 +16,7 @@ import torch
 from service.lrp import PreparedModel
 
 pytest.importorskip("transformers")
-from tests.support.hub_families import IMAGE_FAMILIES, TEXT_FAMILIES
+from tests.support.hub_families import EOS, IMAGE_FAMILIES, TEXT_FAMILIES
 
 LONG, SHORT = 9, 6  # the tokens of the two texts of a batch; the shorter one is padded on the right
 
@@ -28,6 +28,7 @@ def test_a_text_family_gives_its_logits_and_a_padded_text_the_relevance_it_gets_
     config: Any = model.config
     pad = int(config.pad_token_id if config.pad_token_id is not None else 0)
     ids = torch.randint(5, 40, (2, LONG))
+    ids[0, LONG - 1] = ids[1, SHORT - 1] = EOS  # each text ends as its tokenizer ends it (T5 reads its <eos>)
     ids[1, SHORT:] = pad
     mask = (torch.arange(LONG) < torch.tensor([[LONG], [SHORT]])).long()
     with torch.no_grad():

@@ -31,9 +31,7 @@ TEXTS = ["the film was good!", "a bad plot", "the films was not great , not good
 
 @pytest.fixture(scope="module")
 def bert(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
-    vocab = tmp_path_factory.mktemp("vocab") / "vocab.txt"
-    vocab.write_text("\n".join(WORDS) + "\n")
-    tokenizer = T.BertTokenizerFast(vocab_file=str(vocab))
+    tokenizer = T.BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)})
     config = T.BertConfig(vocab_size=len(WORDS), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                           intermediate_size=32, max_position_embeddings=24, num_labels=2,
                           id2label={0: "bad", 1: "good"}, label2id={"bad": 0, "good": 1})

@@ -16,17 +16,20 @@ DECODER = {**TEXT, "num_key_value_heads": 2, "head_dim": 8, "pad_token_id": 0, "
 VIT = {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
        "intermediate_size": 37, "num_labels": 3}
 STAGES = {"num_labels": 3, "hidden_sizes": [8, 16], "depths": [1, 1]}
+EOS = 3  # T5's end-of-sequence id: the [SEP] of the tests' WordPiece tokenizers, which end every text with it
 TEXT_FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "BERT": lambda: T.BertForSequenceClassification(T.BertConfig(**TEXT)),
-    "RoBERTa": lambda: T.RobertaForSequenceClassification(T.RobertaConfig(**TEXT, pad_token_id=1)),
+    "RoBERTa": lambda: T.RobertaForSequenceClassification(T.RobertaConfig(
+        **TEXT, pad_token_id=1, max_position_embeddings=514)),  # positions start after the pad id, as checkpoints
     "DistilBERT": lambda: T.DistilBertForSequenceClassification(T.DistilBertConfig(
         vocab_size=50, dim=32, n_layers=2, n_heads=4, hidden_dim=37, num_labels=3)),
     "ALBERT": lambda: T.AlbertForSequenceClassification(T.AlbertConfig(**TEXT, embedding_size=16)),
     "ELECTRA": lambda: T.ElectraForSequenceClassification(T.ElectraConfig(**TEXT, embedding_size=16)),
-    "XLM-RoBERTa": lambda: T.XLMRobertaForSequenceClassification(T.XLMRobertaConfig(**TEXT, pad_token_id=1)),
+    "XLM-RoBERTa": lambda: T.XLMRobertaForSequenceClassification(T.XLMRobertaConfig(
+        **TEXT, pad_token_id=1, max_position_embeddings=514)),
     "DeBERTa-v2 (zeros_like, sign)": lambda: T.DebertaV2ForSequenceClassification(T.DebertaV2Config(**TEXT)),
     "MPNet (min on constants whose size follows the tokens)": lambda: T.MPNetForSequenceClassification(
-        T.MPNetConfig(**TEXT)),
+        T.MPNetConfig(**TEXT, max_position_embeddings=514)),
     "ModernBERT (local and global attention)": lambda: T.ModernBertForSequenceClassification(
         T.ModernBertConfig(**TEXT, pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
                            global_attn_every_n_layers=2, local_attention=4)),
@@ -43,6 +46,10 @@ TEXT_FAMILIES: dict[str, Callable[[], nn.Module]] = {
     "Gemma 3": lambda: T.Gemma3TextForSequenceClassification(T.Gemma3TextConfig(**DECODER)),
     "Phi-3": lambda: T.Phi3ForSequenceClassification(T.Phi3Config(
         **{key: value for key, value in DECODER.items() if key != "head_dim"}, eos_token_id=1, bos_token_id=1)),
+    "T5 (decoder ids shifted in place, the <eos> rows selected by a mask)": lambda: T.T5ForSequenceClassification(
+        T.T5Config(vocab_size=50, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2, num_heads=4,
+                   num_labels=3, relative_attention_num_buckets=8, pad_token_id=0, decoder_start_token_id=0,
+                   eos_token_id=EOS, use_cache=False)),
 }
 # MobileNetV2's and EfficientNet's default initialisation (std 0.02) gives logits near 1e-26 at these sizes, whose
 # relevance underflows float32: their weights are drawn wider.

@@ -75,13 +75,20 @@ def answer_prediction(entry: ModelEntry, tokens: text.TokenizedText, logits: np.
 
 
 def _where(entry: ModelEntry, tokens: text.TokenizedText, first: int, last: int) -> tuple[str, int, int]:
-    """The text of tokens `first`..`last` and its [start, end) offsets in the input (a question answerer's: aligned
-    to words, as its answers are)."""
-    if entry.spec.task == "question_answering":
+    """The text of tokens `first`..`last` and its [start, end) offsets in the input (a pair's: in the text it is in,
+    words whole, special tokens left out: service.inference.answers.span)."""
+    if entry.text is not None and entry.text.spec.pair is not None:
         found = span(tokens, first, last, None)
         return found.text, found.start, found.end
     start, end = tokens.offsets[first][0], tokens.offsets[last][1]
     return tokens.source(first)[start:end], start, end
+
+
+def _segment(entry: ModelEntry, tokens: text.TokenizedText, first: int, last: int) -> str | None:
+    """The name of the pair's text a span's text is in (None for single texts and spans of special tokens)."""
+    pair = entry.text.spec.pair if entry.text is not None else None
+    sequence = None if pair is None else span(tokens, first, last, None).sequence
+    return None if pair is None or sequence is None else pair[sequence]
 
 
 def span_explanation(entry: ModelEntry, tokens: text.TokenizedText, span: SpanExplained) -> SpanExplanation:
@@ -89,7 +96,8 @@ def span_explanation(entry: ModelEntry, tokens: text.TokenizedText, span: SpanEx
     said, start, end = _where(entry, tokens, span.first, span.last)
     return SpanExplanation(
         entity=span.entity, score=span.score, first_token=span.first, last_token=span.last,
-        text=said, start=start, end=end, target=list(span.targets),
+        text=said, start=start, end=end, segment=_segment(entry, tokens, span.first, span.last),
+        target=list(span.targets),
         label=[entry.classes[c] for c in span.targets], logit=span.logit, relevance_sum=span.relevance_sum,
         conservation_delta=span.conservation_delta, tokens=text_explanation(entry, tokens, span.relevance))
 

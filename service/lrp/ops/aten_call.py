@@ -23,6 +23,7 @@ from service.lrp import dims
 from service.lrp.graph import Node
 from service.lrp.ops.spec import (
     ANY_INPUTS,
+    BOOL,
     INT,
     AttrType,
     BackwardCall,
@@ -31,6 +32,7 @@ from service.lrp.ops.spec import (
     Reader,
     Ref,
     Site,
+    UnevenSelectionError,
     UnsupportedCallError,
     attrs_of,
 )
@@ -43,7 +45,8 @@ LAYOUT_TARGETS = frozenset({
     "repeat.default", "constant_pad_nd.default", "masked_fill.Scalar", "masked_fill.Tensor", "where.self",
     "index.Tensor", "index_select.default", "gather.default", "repeat_interleave.self_int", "tril.default",
     "triu.default", "diagonal.default", "expand_as.default", "view_as.default", "reshape_as.default",
-    "unfold.default", "pad.default", "split.Tensor", "split_with_sizes.default", "chunk.default", "unbind.int"})
+    "unfold.default", "pad.default", "split.Tensor", "split_with_sizes.default", "chunk.default", "unbind.int",
+    "copy.default", "slice_scatter.default", "select_scatter.default"})
 # Ops a `computed` node may replay besides those: factories, comparisons, arithmetic and casts on constants.
 COMPUTED_TARGETS = LAYOUT_TARGETS | frozenset({
     "arange.default", "arange.start", "arange.start_step", "full.default", "ones.default", "zeros.default",
@@ -87,9 +90,11 @@ class CallAttrs:
 
 @dataclass(frozen=True)
 class LayoutCallAttrs(CallAttrs):
-    """A call that moves, copies or selects elements (relevance follows the data)."""
+    """A call that moves, copies or selects elements (relevance follows the data); `mask_over_batch`: an index by a
+    boolean mask whose first dimension is the batch, which must select as many elements in every sample."""
 
     target: Annotated[str, _LAYOUT_NAMES]
+    mask_over_batch: Annotated[bool, BOOL] = False
 
 
 def encode(value: Any, inputs: list[Ref]) -> Any:
@@ -138,23 +143,51 @@ def _device(inputs: list[torch.Tensor], node: Node) -> torch.device:
     return inputs[0].device if inputs else torch.device(node.attrs.get("device", "cpu"))
 
 
+def _copy(self: torch.Tensor, src: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+    """aten.copy (a functionalized `copy_`: src's values in self's shape and dtype), written so autograd can
+    differentiate it (aten.copy has no derivative): self's values do not reach the output."""
+    return src.to(self.dtype).expand_as(self) + self * 0
+
+
+_DIFFERENTIABLE = {"copy.default": _copy}  # calls replayed by an equal composition autograd differentiates
+
+
 def _forward(node: Node, args: list[torch.Tensor]) -> tuple[torch.Tensor, object]:
     """Replay the call; a factory with no tensor input runs on the device the engine bound into attrs."""
     device, call = _device(args, node), node.typed(CallAttrs)
     kwargs = {k: decode(v, args, device) for k, v in call.args.items()}
-    result = overload(call.target)(**kwargs)
+    if node.attrs.get("mask_over_batch"):
+        _check_even(kwargs["indices"][0])
+    result = _DIFFERENTIABLE.get(call.target, overload(call.target))(**kwargs)
     if isinstance(result, list | tuple):  # split/chunk/unbind: one item, chosen by the capture
         assert call.item is not None, "the capture names the item of a call that returns several tensors"
         result = result[call.item]
     return result, None
 
 
+DATA_ARGUMENTS = ("self", "src", "other")  # the arguments whose elements a layout call moves (not its indices, masks)
+
+
+def _check_even(mask: torch.Tensor) -> None:
+    """A boolean mask over the batch must select the same number of elements, at least one, in every sample."""
+    counts = mask.reshape(mask.shape[0], -1).sum(dim=1)
+    if bool((counts != counts[0]).any()) or int(counts[0]) == 0:
+        raise UnevenSelectionError(f"a boolean mask over the batch selects {counts.tolist()} elements in its samples; "
+                                   "the model needs the same number, at least one, in every sample (T5: one <eos> "
+                                   "token per text)")
+
+
 def _layout_back(call: BackwardCall) -> list[torch.Tensor | None]:
     """R_in = vjp(op, R_out) for each live input: relevance goes where the data came from (token ids are moved as
-    floating-point values, so that their relevance can follow them)."""
+    floating-point values, so that their relevance can follow them, and so are the other data arguments of the call
+    then: the zeros T5's decoder ids are scattered into)."""
+    moved = {value["input"] for name, value in call.node.typed(CallAttrs).args.items()
+             if name in DATA_ARGUMENTS and isinstance(value, dict) and "input" in value}
+    tokens = any(live and not a.is_floating_point() for a, live in zip(call.args, call.live, strict=True))
     with torch.enable_grad():
-        leaves = [(a.to(call.relevance.dtype) if live and not a.is_floating_point() else a).detach()
-                  .requires_grad_(live) for a, live in zip(call.args, call.live, strict=True)]
+        leaves = [(a.to(call.relevance.dtype) if (live or (tokens and i in moved)) and not a.is_floating_point()
+                   else a).detach().requires_grad_(live)
+                  for i, (a, live) in enumerate(zip(call.args, call.live, strict=True))]
         out, _ = _forward(call.node, leaves)
         wanted = [leaf for leaf in leaves if leaf.requires_grad]
         grads = iter(torch.autograd.grad(out, wanted, call.relevance, allow_unused=True) if wanted else ())

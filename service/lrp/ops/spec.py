@@ -47,6 +47,12 @@ class UnsupportedCallError(Exception):
     """A call the tracer found that no op of the table can take as written; the text says what it is."""
 
 
+class UnevenSelectionError(ValueError):
+    """A boolean mask over the batch (T5's <eos> tokens) selects a different number of elements in the samples of
+    one batch, or none: the rows the model regroups per sample would mix samples. Each sample alone is consistent
+    (one per batch), so a caller runs the samples one by one."""
+
+
 @dataclass(frozen=True)
 class AttrType:
     """What an attribute value must be, said in words (for error messages) and as a check."""

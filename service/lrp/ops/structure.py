@@ -99,7 +99,13 @@ def _flatten(site: Site) -> Read:
 
 
 def _reshape(site: Site) -> Read:
-    return Read([site.tensor("self")], {"shape": list(site.out_shape)})
+    """The captured output shape, or where a size of it follows the input's values (rows a mask selected) the
+    call's own sizes when they hold a -1 there instead (T5's view(batch, -1, hidden) of its <eos> rows)."""
+    shape: list[Any] = list(site.out_shape)
+    asked = site.args.get("size", site.args.get("shape"))
+    if dims.holds_data_dependent(shape) and isinstance(asked, list | tuple) and list(asked).count(-1) == 1:
+        shape = list(asked)
+    return Read([site.tensor("self")], {"shape": shape})
 
 
 RESHAPE_NAME = "reshape"
