@@ -2,7 +2,7 @@
 tests use, tests/support/hub_families.py) and two realistic sizes, BERT-base (128 tokens) and ViT-B/16 (224x224),
 with random weights.
 
-Run: `.venv/bin/python -m bench.families [--runs 5] [--realistic-runs 3] [--skip-realistic]`.
+Run: `.venv/bin/python -m bench.families [--runs 5] [--realistic-runs 3] [--skip-realistic] [--only T5]`.
 Capture: `PreparedModel.from_module` (torch.export, conversion to the graph, BatchNorm folding), one run (it is done
 once per model, at conversion). Explain: `attnlrp` at the default parameters, batch 2 (texts of 9 tokens, the
 second padded from 6; images 32x32, LeViT 32x32), median of `--runs` after one warm-up; the realistic sizes at batch 1.
@@ -44,6 +44,10 @@ def _inputs(model: nn.Module, text: bool, batch: int, tokens: int, side: int) ->
     mask = torch.ones_like(ids)
     if batch > 1:
         mask[1, 6:] = 0
+    if getattr(model.config, "is_encoder_decoder", False):  # T5 reads each text's last <eos>
+        ids[0, tokens - 1] = model.config.eos_token_id
+        if batch > 1:
+            ids[1, 5] = model.config.eos_token_id
     return ids, {"attention_mask": mask}
 
 
@@ -73,16 +77,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--realistic-runs", type=int, default=3)
     parser.add_argument("--skip-realistic", action="store_true")
+    parser.add_argument("--only", help="the families whose name starts with this (e.g. T5); no realistic sizes")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| family | capture (s) | forward (s) | explain attnlrp (s) | explain / forward |")
     print("|---|---|---|---|---|")
-    for name, make in TEXT_FAMILIES.items():
-        print(measure(name.split(" (")[0], make(), True, args.runs), flush=True)
-    for name, make in IMAGE_FAMILIES.items():
-        print(measure(name.split(" (")[0], make(), False, args.runs), flush=True)
-    if not args.skip_realistic:
+    chosen = [(name, make, text) for families, text in ((TEXT_FAMILIES, True), (IMAGE_FAMILIES, False))
+              for name, make in families.items() if args.only is None or name.startswith(args.only)]
+    for name, make, text in chosen:
+        print(measure(name.split(" (")[0], make(), text, args.runs), flush=True)
+    if not args.skip_realistic and args.only is None:
         print(measure("BERT-base, 128 tokens, batch 1", bert(12), True, args.realistic_runs, batch=1, tokens=128),
               flush=True)
         print(measure("ViT-B/16, 224x224, batch 1", vit(12), False, args.realistic_runs, batch=1, side=224),

@@ -2,12 +2,12 @@
 explanation of one starts from.
 
 The answer is chosen as the Hugging Face question-answering pipeline chooses it (one window, `top_k` 1, no
-impossible answer): the logits of tokens that cannot be in the answer (the question's, special tokens' but the leading
-classifier token's) are set to -10000; p_start = softmax(start), p_end = softmax(end) over the text's tokens; the
-leading special token's p_start and p_end are then set to 0; the answer is the span first..last of context tokens with
-0 <= last - first < MAX_ANSWER_TOKENS that maximises p_start[first] * p_end[last] (its score; the first such span in
-row-major order on ties). Its text runs from the start of the first token's word to the end of the last token's word
-(the pipeline's `align_to_words`).
+impossible answer): the logits of tokens that cannot be in the answer (the question's, special tokens' but the
+classifier token's, model.json's `cls_token`) are set to -10000; p_start = softmax(start), p_end = softmax(end) over
+the text's tokens; the first token's p_start and p_end are then set to 0; the answer is the span first..last of those
+tokens with 0 <= last - first < MAX_ANSWER_TOKENS that maximises p_start[first] * p_end[last] (its score; the first
+such span in row-major order on ties). Its text runs from the start of the first token's word to the end of the last
+token's word (the pipeline's `align_to_words`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 
 from service.manifest.model_json import ANSWER_TEXTS
-from service.modality.text import TokenizedText
+from service.modality.text import TextModel, TokenizedText
 
 CONTEXT = ANSWER_TEXTS[1]  # the text of a pair that holds the answer
 MAX_ANSWER_TOKENS = 15  # the pipeline's max_answer_len
@@ -53,34 +53,32 @@ class Answer:
     sequence: int | None = 0
 
 
-def answer_probabilities(logits: np.ndarray, tokens: TokenizedText, context: int) -> tuple[np.ndarray, np.ndarray]:
+def answer_probabilities(logits: np.ndarray, tokens: TokenizedText, model: TextModel) -> tuple[np.ndarray, np.ndarray]:
     """p_start and p_end over a text's tokens (logits [tokens, 2]), the pipeline's way (see the module)."""
-    allowed = context_tokens(tokens, context)
-    kept = allowed.copy()
-    if tokens.special and tokens.special[0]:
-        kept[0] = True  # the leading classifier token takes part in the softmax, as the pipeline's p_mask lets it
+    kept = candidates(tokens, model)
     chances = []
     for column in (0, 1):
         values = np.where(kept, logits[:, column].astype(np.float64), EXCLUDED_LOGIT)
         exp = np.exp(values - values.max())
         found = exp / exp.sum()
-        if tokens.special and tokens.special[0]:
-            found[0] = 0.0
+        found[0] = 0.0  # the pipeline's "mask CLS": the first token never starts or ends an answer
         chances.append(found)
     return chances[0], chances[1]
 
 
-def context_tokens(tokens: TokenizedText, context: int) -> np.ndarray:
-    """Which tokens may be in the answer: the context's, special tokens excepted."""
-    return np.array([tokens.sequence_of(i) == context and not special for i, special in enumerate(tokens.special)])
+def candidates(tokens: TokenizedText, model: TextModel) -> np.ndarray:
+    """The tokens that take part: the context's (special tokens excepted) and the classifier token ([CLS], where a
+    model trained with unanswerable questions answers "none"), as the pipeline's p_mask leaves them."""
+    assert model.spec.pair is not None, "a question answerer reads a pair"
+    context = model.spec.pair.index(CONTEXT)
+    return np.array([(tokens.sequence_of(i) == context and not special) or token == model.cls_id
+                     for i, (special, token) in enumerate(zip(tokens.special, tokens.ids, strict=True))])
 
 
-def best_answer(logits: np.ndarray, tokens: TokenizedText, context: int) -> Answer | None:
-    """The answer of one text (logits [tokens, 2] at its own tokens); None when no context token can start one."""
-    start, end = answer_probabilities(logits, tokens, context)
-    allowed = context_tokens(tokens, context)
-    if not allowed.any():
-        return None
+def best_answer(logits: np.ndarray, tokens: TokenizedText, model: TextModel) -> Answer | None:
+    """The answer of one text (logits [tokens, 2] at its own tokens); None when no token can start one."""
+    start, end = answer_probabilities(logits, tokens, model)
+    allowed = candidates(tokens, model)
     scores = np.outer(np.where(allowed, start, 0.0), np.where(allowed, end, 0.0))
     scores = np.tril(np.triu(scores), MAX_ANSWER_TOKENS - 1)
     first, last = np.unravel_index(int(np.argmax(scores)), scores.shape)
@@ -102,13 +100,13 @@ def span(tokens: TokenizedText, first: int, last: int, score: float | None) -> A
     return Answer(first, last, start, end, tokens.source(own[0])[start:end], score, sequence)
 
 
-def span_score(logits: np.ndarray, tokens: TokenizedText, context: int, first: int, last: int) -> float | None:
-    """p_start[first] * p_end[last] of a span of context tokens (None outside the context, backwards or longer than
-    MAX_ANSWER_TOKENS: no answer the model could give)."""
-    allowed = context_tokens(tokens, context)
+def span_score(logits: np.ndarray, tokens: TokenizedText, model: TextModel, first: int, last: int) -> float | None:
+    """p_start[first] * p_end[last] of a span the model could answer (None for one outside the candidates,
+    backwards or longer than MAX_ANSWER_TOKENS)."""
+    allowed = candidates(tokens, model)
     if not (allowed[first] and allowed[last]) or not 0 <= last - first < MAX_ANSWER_TOKENS:
         return None
-    start, end = answer_probabilities(logits, tokens, context)
+    start, end = answer_probabilities(logits, tokens, model)
     return float(start[first] * end[last])
 
 

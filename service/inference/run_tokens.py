@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from service.errors import InvalidInputError
-from service.inference.answers import CONTEXT, AnswerTarget, best_answer, span_score
+from service.inference.answers import AnswerTarget, best_answer, span_score
 from service.inference.failures import not_finite, overflow
 from service.inference.job import BatchKey, Sample
 from service.inference.results import Predicted, Result, SpanExplained, TokensExplained
@@ -105,8 +105,8 @@ def _answer_spans(entry: ModelEntry, index: int, sample: Sample, logits: torch.T
     assert tokens is not None and entry.text is not None and entry.text.spec.pair is not None, "answerers read pairs"
     assert asked is None or isinstance(asked, AnswerTarget), "an answerer's targets are spans"
     wanted = asked or AnswerTarget()
-    values, context = logits.cpu().numpy(), entry.text.spec.pair.index(CONTEXT)
-    predicted = best_answer(values, tokens, context) if wanted.first is None or wanted.last is None else None
+    values = logits.cpu().numpy()
+    predicted = best_answer(values, tokens, entry.text) if wanted.first is None or wanted.last is None else None
     first, last = wanted.first, wanted.last
     if predicted is not None:  # the predicted answer's edge where the request names none, kept on its side
         first = min(predicted.first, last) if first is None and last is not None else first
@@ -116,4 +116,4 @@ def _answer_spans(entry: ModelEntry, index: int, sample: Sample, logits: torch.T
         return []
     seeds = {"both": ((first, 0), (last, 1)), "start": ((first, 0),), "end": ((last, 1),)}[wanted.logits]
     return [_Span(index, first, last, tuple(c for _, c in seeds), seeds, None,
-                  span_score(values, tokens, context, first, last))]
+                  span_score(values, tokens, entry.text, first, last))]

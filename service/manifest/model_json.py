@@ -62,7 +62,8 @@ class TextSpec(_Strict):
 
     A model that reads two texts together (`pair`, e.g. ["question", "context"]) takes each instance as an object
     with those two keys, encoded as the tokenizer's pair (its pair template; truncation cuts the second text only);
-    `type_argument` names the forward's argument for the tokenizer's type ids (segment 0 / 1), where it takes them."""
+    `type_argument` names the forward's argument for the tokenizer's type ids (segment 0 / 1), where it takes them;
+    `cls_token` is the tokenizer's classifier token ([CLS], <s>), where a question answerer's softmax includes it."""
 
     pad_token: str = Field(min_length=1)
     truncation: Literal["refuse", "truncate"] = "refuse"
@@ -71,6 +72,7 @@ class TextSpec(_Strict):
     mask_argument: str | None = "attention_mask"
     pair: tuple[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]] | None = None
     type_argument: str | None = None
+    cls_token: str | None = None
 
     @model_validator(mode="after")
     def _arguments_differ(self) -> TextSpec:

@@ -90,8 +90,9 @@ class Word:
 @dataclass(frozen=True)
 class TextModel:
     """A text model's tokenizer (padding and truncation off: model.json decides), a copy that truncates to T tokens,
-    the pad token's id, the model.json settings, the special tokens' ids and the token that stands for a removed
-    one in faithfulness curves (the mask token, else the pad token)."""
+    the pad token's id, the model.json settings, the special tokens' ids, the token that stands for a removed
+    one in faithfulness curves (the mask token, else the pad token) and the classifier token's id (model.json's
+    cls_token: a question answerer's "no answer")."""
 
     tokenizer: Tokenizer
     truncating: Tokenizer
@@ -100,6 +101,7 @@ class TextModel:
     spec: TextSpec
     special_ids: frozenset[int] = frozenset()
     mask_id: int = 0
+    cls_id: int | None = None
 
     @classmethod
     def load(cls, directory: Path, spec: InputSpec, name: str) -> TextModel:
@@ -128,7 +130,10 @@ class TextModel:
         special = frozenset(added | set(tokenizer.encode("", add_special_tokens=True).ids))  # the template's too
         masks = [tokenizer.token_to_id(token) for token in MASK_TOKENS]
         mask_id = next((i for i in masks if i is not None), pad_id)
-        return cls(tokenizer, truncating, pad_id, spec.shape[0], spec.text, special, mask_id)
+        cls_id = None if spec.text.cls_token is None else tokenizer.token_to_id(spec.text.cls_token)
+        if spec.text.cls_token is not None and cls_id is None:
+            raise ValueError(f"cls_token '{spec.text.cls_token}' is not in the tokenizer's vocabulary")
+        return cls(tokenizer, truncating, pad_id, spec.shape[0], spec.text, special, mask_id, cls_id)
 
     def encode(self, instance: Any, where: str) -> TokenizedText:
         """One instance's tokens (a pair model's: its two texts' together); InvalidInputError when it is not a

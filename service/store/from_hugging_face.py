@@ -93,6 +93,8 @@ def text_fields(model: HuggingFaceModel, tokenizer: Any, max_tokens: int | None,
                                   "and its contexts are cut from the front; the service reads the question first "
                                   "and cuts the context's end")
         text["pair"] = list(ANSWER_TEXTS)
+        if tokenizer.cls_token is not None:
+            text["cls_token"] = tokenizer.cls_token
         if "token_type_ids" in tokenizer.model_input_names:
             text["type_argument"] = "token_type_ids"
     return {"kind": "text", "shape": [max_tokens or longest], "text": text}

@@ -354,3 +354,19 @@ class _PairClassifier(torch.nn.Module):
         logits: torch.Tensor = self.model(input_ids=x, attention_mask=attention_mask,
                                           token_type_ids=token_type_ids).logits
         return logits
+
+
+def test_without_a_classifier_token_the_leading_special_token_takes_no_part_in_the_softmax(served, tmp_path):
+    _, model, tokenizer = served
+    no_cls = T.PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer, pad_token="[PAD]",
+                                       bos_token="[CLS]", sep_token="[SEP]")
+    assert no_cls.cls_token_id is None
+    convert_hugging_face(model, tmp_path / "bos", tokenizer=no_cls)
+    assert "cls_token" not in json.loads((tmp_path / "bos" / "model.json").read_text())["input"]["text"]
+    settings = Settings(models_dir=tmp_path)
+    with TestClient(create_app(settings, load_directory(tmp_path, torch.device("cpu"), settings))) as client:
+        answers = client.post("/predict/bos", json={"inputs": PAIRS}).json()["predictions"]
+    for pair, prediction in zip(PAIRS, answers, strict=True):
+        start, end, score, _, _ = _expected_answer(model, no_cls, pair)
+        assert (prediction["answer"]["start"], prediction["answer"]["end"]) == (start, end)
+        assert prediction["answer"]["score"] == pytest.approx(score, rel=1e-5)

@@ -22,7 +22,7 @@ from service.api.schemas import (
     WordRelevance,
 )
 from service.inference import Job, TokensExplained
-from service.inference.answers import CONTEXT, best_answer, span
+from service.inference.answers import best_answer, span
 from service.inference.results import SpanExplained
 from service.inference.spans import entities
 from service.loader import ModelEntry
@@ -68,7 +68,7 @@ def token_prediction(entry: ModelEntry, tokens: text.TokenizedText, probabilitie
 def answer_prediction(entry: ModelEntry, tokens: text.TokenizedText, logits: np.ndarray) -> Prediction:
     """A question answerer's prediction of one question and context: the answer (see service.inference.answers)."""
     assert entry.text is not None and entry.text.spec.pair is not None, "question answerers read pairs"
-    found = best_answer(logits, tokens, entry.text.spec.pair.index(CONTEXT))
+    found = best_answer(logits, tokens, entry.text)
     return Prediction(truncated=tokens.truncated, answer=None if found is None or found.score is None else AnswerBody(
         text=found.text, start=found.start, end=found.end, score=found.score, first_token=found.first,
         last_token=found.last))
