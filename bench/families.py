@@ -44,10 +44,11 @@ def _inputs(model: nn.Module, text: bool, batch: int, tokens: int, side: int) ->
     mask = torch.ones_like(ids)
     if batch > 1:
         mask[1, 6:] = 0
-    if getattr(model.config, "is_encoder_decoder", False):  # T5 reads each text's last <eos>
-        ids[0, tokens - 1] = model.config.eos_token_id
+    config: Any = model.config
+    if getattr(config, "is_encoder_decoder", False):  # T5 reads each text's last <eos>
+        ids[0, tokens - 1] = int(config.eos_token_id)
         if batch > 1:
-            ids[1, 5] = model.config.eos_token_id
+            ids[1, 5] = int(config.eos_token_id)
     return ids, {"attention_mask": mask}
 
 

@@ -1,13 +1,16 @@
-"""What the conversion needs to know about one call of a graph captured by torch.export: the module it came from,
-whether its output carries relevance, its out-of-place form, and its arguments with constants in place."""
+"""What the conversion needs to know about the calls of a graph captured by torch.export: the module each came from,
+whether its output carries relevance, its out-of-place form, its arguments with constants in place, which calls the
+output needs, and whether an index by a mask runs the batch's samples together."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.fx
 
+from service.lrp import dims
 from service.lrp.ops import EMBEDDING, IDENTITY_CALLS, LAYOUT, Ref, UnsupportedCallError
 from service.lrp.ops.structure import CAT, FLATTEN, RESHAPE
 
@@ -88,3 +91,29 @@ def as_refs(name: str, result: Any) -> Any:
     if isinstance(result, torch.Tensor):
         return Ref(name, tuple(result.shape), False, result)
     return [Ref(f"{name}_{i}", tuple(t.shape), False, t) for i, t in enumerate(result)]
+
+
+def needed(graph: torch.fx.Graph) -> set[str]:
+    """The calls the output depends on, every in-place call (a write matters unread) and the inputs; calls that only
+    feed runtime checks (torch._check on a count of the input's values, T5's "all examples have as many <eos>") are
+    left out."""
+    roots = [node for node in graph.nodes if node.op in ("output", "placeholder") or
+             getattr(getattr(node.target, "_schema", None), "is_mutable", False)]
+    needed: set[str] = set()
+    while roots:
+        node = roots.pop()
+        if node.name not in needed:
+            needed.add(node.name)
+            roots.extend(node.all_input_nodes)
+    return needed
+
+
+def masks_the_batch(node: torch.fx.Node, size: Callable[[Any], Any]) -> bool:
+    """An index by a boolean mask whose first dimension is the batch (`size` of it is d0): its rows are every
+    sample's, run together (the engine checks that each sample gives as many)."""
+    if node.target is not torch.ops.aten.index.Tensor or not node.args[1]:
+        return False
+    first = node.args[1][0]  # type: ignore[index]
+    val = first.meta.get("val") if isinstance(first, torch.fx.Node) else None
+    return isinstance(val, torch.Tensor) and val.dtype == torch.bool and val.dim() >= 1 and \
+        size(val.shape[0]) == {dims.EXPR: "d0"}

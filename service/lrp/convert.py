@@ -129,7 +129,7 @@ class Converter:
     # -- the walk ----------------------------------------------------------------------------------------
     def run(self) -> ir.Graph:
         output = ""
-        needed = _needed(self.program.graph)
+        needed = calls.needed(self.program.graph)
         for node in self.program.graph.nodes:
             if node.name not in needed:
                 continue
@@ -220,7 +220,7 @@ class Converter:
             if target._schema.is_mutable:
                 self.check_in_place(node)
             found = read(site)
-            if self.masks_the_batch(node):
+            if calls.masks_the_batch(node, lambda size: self.size(size, data_dependent=True)):
                 found = Read(found.inputs, {**found.attrs, "mask_over_batch": True}, found.params, found.op)
             if isinstance(val, list | tuple):  # split, chunk, unbind: one node per piece
                 self.refs[node.name] = [self.emit_item(node, found.op or op.name, found, i, v, True)
@@ -229,16 +229,6 @@ class Converter:
                 self.emit(node, found.op or op.name, found)
         else:
             raise UnsupportedCallError(f"{target} has no LRP rule")
-
-    def masks_the_batch(self, node: torch.fx.Node) -> bool:
-        """An index by a boolean mask whose first dimension is the batch: its rows are every sample's, run together
-        (the engine checks that each sample gives as many)."""
-        if node.target is not torch.ops.aten.index.Tensor or not node.args[1]:
-            return False
-        first = node.args[1][0]  # type: ignore[index]
-        val = first.meta.get("val") if isinstance(first, torch.fx.Node) else None
-        return isinstance(val, torch.Tensor) and val.dtype == torch.bool and val.dim() >= 1 and \
-            self.size(val.shape[0], data_dependent=True) == {dims.EXPR: "d0"}
 
     def check_in_place(self, node: torch.fx.Node) -> None:
         """An in-place op on a view would change the tensor it views, which the graph would not see."""
@@ -362,21 +352,6 @@ class Converter:
             if node.op == _FINAL:
                 self.unsupported.append((node.name, "log_softmax that is not the model's last operation"))
         return output, activation
-
-
-def _needed(graph: torch.fx.Graph) -> set[str]:
-    """The calls the output depends on, every in-place call (a write matters unread) and the inputs; calls that only
-    feed runtime checks (torch._check on a count of the input's values, T5's "all examples have as many <eos>") are
-    left out."""
-    roots = [node for node in graph.nodes if node.op in ("output", "placeholder") or
-             getattr(getattr(node.target, "_schema", None), "is_mutable", False)]
-    needed: set[str] = set()
-    while roots:
-        node = roots.pop()
-        if node.name not in needed:
-            needed.add(node.name)
-            roots.extend(node.all_input_nodes)
-    return needed
 
 
 def _symbol(name: str) -> Any:

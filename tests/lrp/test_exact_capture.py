@@ -65,19 +65,20 @@ def test_in_place_activations_whose_input_is_read_again(functional):
     _check_exact(InPlaceSkip(functional).double(), torch.randn(5, 4, dtype=torch.float64))
 
 
-def test_an_in_place_op_on_a_view_is_refused():
-    class OnView(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
+class OnView(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4, bias=False)
+        self.head = nn.Linear(4, 3, bias=False)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.fc(x)
-            F.relu(y[:, :2], inplace=True)
-            return y
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x)
+        F.relu(y[:, :2], inplace=True)  # changes y's first two columns only
+        return self.head(y)
 
-    with pytest.raises(UnsupportedLayerError, match=r"in-place aten\.relu_\.default on a view"):
-        prepare(OnView(), torch.randn(2, 4))
+
+def test_an_in_place_op_on_a_view_is_captured_as_torch_functionalizes_it_and_explained_exactly():
+    _check_exact(OnView().double(), torch.randn(5, 4, dtype=torch.float64))
 
 
 def test_the_prepared_model_follows_changes_to_modules_not_only_to_weights():
