@@ -3,8 +3,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from service.modality.text import TokenizedText
 from service.render.colormap import colorize
 from service.render.heatmaps import MIN_SIDE, explanation_png, heatmap, relevance_map, scaled
+from service.render.text_page import LINE_HEIGHT, Shown, text_png
 from tests.support.pictures import find
 
 
@@ -84,3 +86,14 @@ def test_tabular_explanations_are_bars_one_row_per_feature():
     blues = ((pixels[..., 2] == 255) & (pixels[..., 0] == 0)).any(axis=1)
     assert reds.sum() > 0 and blues.sum() > 0
     assert np.argmax(blues) < np.argmax(reds)  # b (largest |R|) is the first row
+
+
+def _drawn(text: str) -> np.ndarray:
+    start = text.index("cd")
+    tokens = TokenizedText(text, (1, 2), ("ab", "cd"), ((0, 2), (start, start + 2)), (False, False), (0, 1), False)
+    return decode(text_png([Shown("title", tokens, [1.0, -1.0], [], [])]))
+
+
+def test_a_line_break_in_a_drawn_text_starts_new_lines():
+    one_line, three_lines = _drawn("ab  cd"), _drawn("ab\n\ncd")
+    assert three_lines.shape[0] - one_line.shape[0] == 2 * LINE_HEIGHT

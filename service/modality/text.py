@@ -62,8 +62,7 @@ class TokenizedText:
         return torch.tensor([self.ids, self.type_ids], dtype=torch.long)
 
     def joined(self) -> TokenizedText:
-        """The text as one for display: a pair's two texts apart (on lines of their own in HTML), offsets moved into
-        the joint."""
+        """The text as one for display: a pair's two texts on lines of their own, offsets moved into the joint."""
         if self.second is None:
             return self
         shift = len(self.text) + len(PAIR_SEPARATOR)

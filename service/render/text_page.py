@@ -108,21 +108,27 @@ def _listed(found: Sequence[Word], limit: int | None = None) -> str:
     return ", ".join(f"{word.text} ({word.relevance:+.3g})" for word in found[:limit]) or "none"
 
 
+LINE_BREAK = "\n"  # a run of its own: the next run starts a new line (a pair's two texts)
+
+
 def _runs(found: Sequence[Segment]) -> list[list[tuple[Segment, str]]]:
     """The text's pieces grouped into runs that a line may not break inside (a word and its word pieces and
-    punctuation); each run but the last ends with the space after it."""
+    punctuation); each run but the last ends with the space after it; each line break is a run of its own."""
     runs: list[list[tuple[Segment, str]]] = [[]]
     for segment in found:
         if segment.relevance is not None:
             runs[-1].append((segment, segment.text))
             continue
-        words_ = segment.text.replace("\n", " ").split(" ")
-        for i, piece in enumerate(words_):
-            if piece:
-                runs[-1].append((segment, piece))
-            if i < len(words_) - 1:
-                runs[-1].append((segment, " "))
-                runs.append([])
+        for number, line in enumerate(segment.text.split(LINE_BREAK)):
+            if number:
+                runs.extend([[(segment, LINE_BREAK)], []])
+            words_ = line.split(" ")
+            for i, piece in enumerate(words_):
+                if piece:
+                    runs[-1].append((segment, piece))
+                if i < len(words_) - 1:
+                    runs[-1].append((segment, " "))
+                    runs.append([])
     return [run for run in runs if run]
 
 
@@ -135,6 +141,9 @@ def _text_block(shown: Shown) -> tuple[Image.Image, float]:
     placed: list[tuple[int, int, Segment, str]] = []
     x = y = 0
     for run in _runs(found):
+        if run[0][1] == LINE_BREAK:
+            x, y = 0, y + LINE_HEIGHT
+            continue
         widths = [round(measure.textlength(text, font=font)) for _, text in run]
         if x + sum(widths) > TEXT_WIDTH and x > 0:
             x, y = 0, y + LINE_HEIGHT
